@@ -1,0 +1,6 @@
+"""`main` entry point of the MLproject: options are parsed in latent_models.cli."""
+
+from latent_models.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Click commands for the entry points. Options are generated from the config dataclasses,
+so option names, MLproject parameter names and logged params cannot drift apart."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+
+import click
+
+from latent_models.config import AEConfig, ConfigError, MainConfig, VAEConfig
+from latent_models.data import DataError
+
+USER_ERRORS = (ConfigError, DataError, FloatingPointError)
+
+
+class WholeNumber(click.ParamType):
+    """An int that also accepts `2.0`: MLflow's only numeric param type is float."""
+
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not number.is_integer():
+            self.fail(f"{value} is not a whole number", param, ctx)
+        return int(number)
+
+
+def options_from(config_cls):
+    """Decorate a command with one `--<field>` option per dataclass field (same name)."""
+    hints = typing.get_type_hints(config_cls)
+
+    def decorate(fn):
+        for f in reversed(dataclasses.fields(config_cls)):
+            kind = hints[f.name]
+            click_type = {bool: click.BOOL, int: WholeNumber(), float: click.FLOAT, str: click.STRING}[kind]
+            fn = click.option(f"--{f.name}", f.name, type=click_type, default=f.default, show_default=True,
+                              help=f.metadata.get("help", ""))(fn)
+        return fn
+
+    return decorate
+
+
+def run_command(config_cls, runner):
+    """A click command that builds `config_cls` from its options and calls `runner(config)`."""
+
+    @options_from(config_cls)
+    def command(**options):
+        cfg = config_cls(**options)
+        try:
+            cfg.validate()
+            result = runner(cfg)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+        _print_summary(result)
+
+    return functools.update_wrapper(command, runner)
+
+
+def _print_summary(result: dict) -> None:
+    runs = result.get("runs", {"": result})
+    for name, r in runs.items():
+        prefix = f"[{name}] " if name else ""
+        shown = {k: v for k, v in r.items() if k.startswith("test_") or k in ("run_id", "registered_version")}
+        click.echo(prefix + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+
+
+def _ae(cfg: AEConfig) -> dict:
+    """Train the denoising autoencoder, log it to MLflow and register it."""
+    from latent_models.train_ae import run_ae
+
+    return run_ae(cfg)
+
+
+def _vae(cfg: VAEConfig) -> dict:
+    """Train the VAE, log it to MLflow and register it."""
+    from latent_models.train_vae import run_vae
+
+    return run_vae(cfg)
+
+
+def _main(cfg: MainConfig) -> dict:
+    """Train both models: one parent run with an `ae` and a `vae` child run."""
+    from latent_models.train_main import run_main
+
+    return run_main(cfg)
+
+
+ae = click.command(name="ae")(run_command(AEConfig, _ae))
+vae = click.command(name="vae")(run_command(VAEConfig, _vae))
+main = click.command(name="main")(run_command(MainConfig, _main))
+
+
+@click.group()
+def cli():
+    """latent-models: train, track and register denoising AEs and VAEs."""
+
+
+cli.add_command(ae)
+cli.add_command(vae)
+cli.add_command(main)

@@ -1,0 +1,166 @@
+"""One typed configuration object per entry point.
+
+Field names are the MLproject parameter names, the click option names and the logged
+run params, all at once; `entrypoints/` builds click options from these fields and a test
+checks them against `MLproject`. `validate()` turns a bad value into one clear sentence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from latent_models.data import DATASETS
+from latent_models.models.vae import LIKELIHOODS
+from latent_models.noise import NOISE_MODELS
+
+ARCHS = ("unet", "conv")
+SCHEDULES = ("onecycle", "cosine")
+
+
+class ConfigError(ValueError):
+    """A parameter value a user can fix."""
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class DataOptions:
+    dataset: str = _help("mnist or fashion-mnist", default="mnist")
+    data_dir: str = _help(
+        "dataset root in torchvision's layout; empty: $LATENT_MODELS_DATA_DIR, else ./data",
+        default="",
+    )
+    download: bool = _help("download the dataset if its files are missing", default=True)
+    val_size: int = _help("validation images carved (seeded) from the training set", default=5000)
+    limit_train: int = _help("use only the first N training images (0: all)", default=0)
+    limit_test: int = _help("use only the first N test images (0: all)", default=0)
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = _help("training epochs", default=4)
+    batch_size: int = _help("minibatch size", default=128)
+    lr: float = _help("peak learning rate (AdamW)", default=3e-3)
+    weight_decay: float = _help("AdamW weight decay", default=1e-4)
+    schedule: str = _help("learning-rate schedule: onecycle or cosine", default="onecycle")
+    seed: int = _help("seed for weights, batches, noise and the validation split", default=0)
+
+
+@dataclass
+class TrackingOptions:
+    experiment_name: str = _help("MLflow experiment", default="")
+    run_name: str = _help("MLflow run name (empty: generated)", default="")
+    register: bool = _help("register the model in the MLflow Model Registry", default=True)
+    registered_model_name: str = _help("registered model name", default="")
+
+
+@dataclass
+class AEConfig(TrackingOptions, TrainOptions, DataOptions):
+    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-ae")
+    registered_model_name: str = _help("registered model name", default="latent-denoiser")
+    arch: str = _help("unet (skip connections, best denoiser) or conv (true bottleneck)", default="unet")
+    latent_dim: int = _help("bottleneck size of the conv architecture", default=32)
+    width: int = _help("channels in the first layer", default=16)
+    noise: str = _help("gaussian, uniform, salt_pepper or mask", default="uniform")
+    noise_level: float = _help("sigma, amplitude, p or masked fraction", default=0.5)
+    iterations: int = _help("passes of the iterative-reconstruction figure", default=5)
+
+
+    def validate(self) -> None:
+        _validate_common(self)
+        _choice("arch", self.arch, ARCHS)
+        _choice("noise", self.noise, NOISE_MODELS)
+        if not self.noise_level >= 0:
+            raise ConfigError(f"noise_level must be >= 0, got {self.noise_level}")
+        if self.noise in ("salt_pepper", "mask") and self.noise_level > 1:
+            raise ConfigError(f"noise_level for {self.noise} is a probability (0..1), got {self.noise_level}")
+        _positive("iterations", self.iterations)
+
+
+@dataclass
+class VAEConfig(TrackingOptions, TrainOptions, DataOptions):
+    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-vae")
+    registered_model_name: str = _help("registered model name", default="latent-vae")
+    latent_dim: int = _help("latent dimensions", default=16)
+    width: int = _help("channels in the first layer", default=32)
+    likelihood: str = _help("bernoulli (on intensities) or gaussian", default="bernoulli")
+    beta: float = _help("weight of the KL term after warm-up", default=1.0)
+    kl_warmup_epochs: float = _help("epochs over which the KL weight rises linearly from 0", default=1.0)
+    binarize: bool = _help("dynamically binarize images (sample pixels ~ Bernoulli(intensity))", default=False)
+    iw_samples: int = _help("importance samples k for test_iw_nll", default=100)
+    iw_images: int = _help("test images for test_iw_nll (0: all)", default=0)
+
+
+    def validate(self) -> None:
+        _validate_common(self)
+        _choice("likelihood", self.likelihood, LIKELIHOODS)
+        if self.binarize and self.likelihood != "bernoulli":
+            raise ConfigError("binarize=true needs likelihood=bernoulli")
+        if not self.beta > 0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+        if not self.kl_warmup_epochs >= 0:
+            raise ConfigError(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
+        _positive("iw_samples", self.iw_samples)
+        if self.iw_images < 0:
+            raise ConfigError(f"iw_images must be >= 0, got {self.iw_images}")
+
+
+@dataclass
+class MainConfig(TrackingOptions, DataOptions):
+    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models")
+    ae_epochs: int = _help("epochs for the denoising autoencoder", default=4)
+    vae_epochs: int = _help("epochs for the VAE", default=10)
+    seed: int = _help("seed for both runs", default=0)
+
+
+    def validate(self) -> None:
+        _validate_data(self)
+        _positive("ae_epochs", self.ae_epochs)
+        _positive("vae_epochs", self.vae_epochs)
+        if self.registered_model_name:
+            raise ConfigError("main registers latent-denoiser and latent-vae; leave registered_model_name empty")
+
+    def ae_config(self) -> AEConfig:
+        return AEConfig(**_shared(self, AEConfig), epochs=self.ae_epochs)
+
+    def vae_config(self) -> VAEConfig:
+        return VAEConfig(**_shared(self, VAEConfig), epochs=self.vae_epochs)
+
+
+def _shared(cfg, target) -> dict:
+    keep = {f.name for f in dataclasses.fields(DataOptions)} | {"seed", "register", "experiment_name"}
+    names = {f.name for f in dataclasses.fields(target)}
+    return {k: getattr(cfg, k) for k in keep & names}
+
+
+def _choice(name: str, value: str, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _positive(name: str, value) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value}")
+
+
+def _validate_data(cfg: DataOptions) -> None:
+    _choice("dataset", cfg.dataset, tuple(DATASETS))
+    _positive("val_size", cfg.val_size)
+    if cfg.limit_train < 0 or cfg.limit_test < 0:
+        raise ConfigError("limit_train and limit_test must be >= 0")
+
+
+def _validate_common(cfg) -> None:
+    _validate_data(cfg)
+    for name in ("epochs", "batch_size", "lr", "latent_dim", "width"):
+        _positive(name, getattr(cfg, name))
+    if cfg.weight_decay < 0:
+        raise ConfigError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
+    _choice("schedule", cfg.schedule, SCHEDULES)
+
+
+def as_params(cfg) -> dict:
+    return dataclasses.asdict(cfg)

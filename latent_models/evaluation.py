@@ -1,0 +1,119 @@
+"""Metrics of a trained model on a whole split, computed in batches under inference_mode."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from latent_models.metrics import active_units, log_normal, mse, psnr, ssim
+from latent_models.noise import fixed_noise
+
+EVAL_BATCH = 500
+
+
+@torch.inference_mode()
+def batched(fn, *tensors: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Apply fn to aligned slices of tensors and concatenate the results."""
+    n = tensors[0].shape[0]
+    return torch.cat([fn(*(t[i : i + batch_size] for t in tensors)) for i in range(0, n, batch_size)])
+
+
+def image_quality(output: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
+    return {
+        "psnr": psnr(output, clean).mean().item(),
+        "ssim": ssim(output, clean).mean().item(),
+        "mse": mse(output, clean).mean().item(),
+    }
+
+
+@torch.inference_mode()
+def evaluate_denoiser(model: nn.Module, clean: torch.Tensor, noisy: torch.Tensor) -> dict[str, float]:
+    """PSNR/SSIM/MSE of the denoised images, and of the noisy input for reference."""
+    denoised = batched(model, noisy)
+    out = image_quality(denoised, clean)
+    out.update({f"{k}_noisy": v for k, v in image_quality(noisy, clean).items()})
+    return out
+
+
+@torch.inference_mode()
+def psnr_versus_level(
+    model: nn.Module, clean: torch.Tensor, noise: str, levels: list[float], seed: int
+) -> dict[str, list[float]]:
+    """Denoised and noisy PSNR across a sweep of noise levels (same model, same images)."""
+    denoised, noisy_psnr = [], []
+    for level in levels:
+        noisy = fixed_noise(clean, noise, level, seed)
+        denoised.append(psnr(batched(model, noisy), clean).mean().item())
+        noisy_psnr.append(psnr(noisy, clean).mean().item())
+    return {"level": list(levels), "denoised": denoised, "noisy": noisy_psnr}
+
+
+@torch.inference_mode()
+def iterate_denoiser(model: nn.Module, noisy: torch.Tensor, iterations: int) -> list[torch.Tensor]:
+    """[noisy, f(noisy), f(f(noisy)), ...]: what repeated application does to an image."""
+    steps = [noisy]
+    for _ in range(iterations):
+        steps.append(batched(model, steps[-1]))
+    return steps
+
+
+def default_levels(noise: str) -> list[float]:
+    return {
+        "gaussian": [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        "uniform": [0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5],
+        "salt_pepper": [0.02, 0.05, 0.1, 0.2, 0.3, 0.4],
+        "mask": [0.1, 0.2, 0.3, 0.5, 0.7, 0.8],
+    }[noise]
+
+
+@torch.inference_mode()
+def evaluate_vae(model: nn.Module, images: torch.Tensor, seed: int) -> dict[str, float]:
+    """Single-sample -ELBO (nats/image) with beta = 1, its two terms, and active units."""
+    gen = torch.Generator().manual_seed(seed)
+    recon, kl, mus = [], [], []
+    for i in range(0, images.shape[0], EVAL_BATCH):
+        ll, k, mu, _ = model(images[i : i + EVAL_BATCH], generator=gen)
+        recon.append(-ll)
+        kl.append(k)
+        mus.append(mu)
+    recon_t, kl_t = torch.cat(recon), torch.cat(kl)
+    return {
+        "neg_elbo": (recon_t + kl_t).mean().item(),
+        "recon": recon_t.mean().item(),
+        "kl": kl_t.mean().item(),
+        "active_units": float(active_units(torch.cat(mus))),
+    }
+
+
+@torch.inference_mode()
+def importance_weighted_nll(
+    model: nn.Module, images: torch.Tensor, k: int, seed: int, chunk: int = 10_000
+) -> tuple[float, float]:
+    """-log p(x) estimated with k importance samples from q(z|x) (Burda et al. 2016).
+
+    Returns (mean, standard error over images) in nats. `chunk` bounds images*k per pass.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    per_image = []
+    per_pass = max(1, chunk // k)
+    for i in range(0, images.shape[0], per_pass):
+        x = images[i : i + per_pass]
+        mu, logvar = model.encode(x)
+        n, d = mu.shape
+        eps = torch.randn((k, n, d), generator=gen)
+        z = mu + eps * torch.exp(0.5 * logvar)  # (k, n, d)
+        logits = model.decode_logits(z.reshape(k * n, d))
+        log_px_z = model.log_likelihood(logits, x.repeat(k, 1, 1, 1)).view(k, n)
+        log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+        log_qz = log_normal(z, mu, logvar)
+        log_w = log_px_z + log_pz - log_qz
+        per_image.append(-(torch.logsumexp(log_w, dim=0) - math.log(k)))
+    nll = torch.cat(per_image)
+    return nll.mean().item(), (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1 else 0.0
+
+
+@torch.inference_mode()
+def latent_means(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    return batched(lambda x: model.encode(x)[0], images)

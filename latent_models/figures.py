@@ -1,0 +1,115 @@
+"""Matplotlib figures for the MLflow UI. Each returns a Figure; tracking logs and closes it."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _show(ax, image: torch.Tensor) -> None:
+    ax.imshow(image.squeeze().cpu().numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def loss_curves(history: list[dict], panels: dict[str, list[str]], title: str) -> Figure:
+    """One panel per entry of `panels`: {panel title: [metric names]} against epoch."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
+    epochs = list(range(1, len(history) + 1))
+    for ax, (panel, names) in zip(axes[0], panels.items()):
+        for name in names:
+            ax.plot(epochs, [h[name] for h in history], marker="o", label=name)
+        ax.set_title(panel)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_rows(rows: dict[str, torch.Tensor], title: str, captions: list[str] | None = None) -> Figure:
+    """A grid with one labelled row per entry, e.g. noisy / clean / denoised."""
+    n_cols = max(r.shape[0] for r in rows.values())
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(1.1 * n_cols + 1.2, 1.2 * len(rows) + 0.6), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            if c < images.shape[0]:
+                _show(ax, images[c])
+            else:
+                ax.axis("off")
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    if captions:
+        for c, caption in enumerate(captions):
+            axes[0][c].set_title(caption, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: torch.Tensor, title: str, n_cols: int = 10) -> Figure:
+    n_rows = (images.shape[0] + n_cols - 1) // n_cols
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 0.9, n_rows * 0.9 + 0.5), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < images.shape[0]:
+            _show(ax, images[i])
+        else:
+            ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def psnr_versus_level(sweep: dict[str, list[float]], noise: str, trained_level: float) -> Figure:
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(sweep["level"], sweep["denoised"], marker="o", label="denoised (model)")
+    ax.plot(sweep["level"], sweep["noisy"], marker="s", linestyle="--", label="noisy input")
+    ax.axvline(trained_level, color="gray", linestyle=":", label=f"trained at {trained_level:g}")
+    ax.set_xlabel(f"{noise} noise level")
+    ax.set_ylabel("test PSNR (dB)")
+    ax.set_title("PSNR versus noise level")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def iterative_reconstruction(steps: list[torch.Tensor], psnrs: list[float], n_images: int = 6) -> Figure:
+    """Rows: images; columns: input, then each pass of feeding the output back in."""
+    n_cols = len(steps)
+    fig, axes = plt.subplots(n_images + 1, n_cols, figsize=(1.2 * n_cols + 0.8, 1.2 * n_images + 2.2),
+                             gridspec_kw={"height_ratios": [1.0] * n_images + [2.0]})
+    for c, step in enumerate(steps):
+        for r in range(n_images):
+            _show(axes[r][c], step[r])
+        axes[0][c].set_title("noisy" if c == 0 else f"pass {c}", fontsize=9)
+    gs = axes[-1][0].get_gridspec()
+    for ax in axes[-1]:
+        ax.remove()
+    ax = fig.add_subplot(gs[-1, :])
+    ax.plot(range(n_cols), psnrs, marker="o")
+    ax.set_xlabel("passes through the denoiser")
+    ax.set_ylabel("PSNR (dB)")
+    ax.grid(alpha=0.3)
+    fig.suptitle("Iterative reconstruction: feeding the output back in")
+    fig.tight_layout()
+    return fig
+
+
+def latent_map(points: torch.Tensor, labels: torch.Tensor, axis_names: tuple[str, str], title: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sc = ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=4, alpha=0.7,
+                    vmin=-0.5, vmax=9.5)
+    cbar = fig.colorbar(sc, ax=ax, ticks=range(10))
+    cbar.set_label("class")
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

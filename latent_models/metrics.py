@@ -1,0 +1,52 @@
+"""Image-quality and VAE metrics, computed per image and averaged by the caller."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+
+def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image."""
+    return (x - y).pow(2).flatten(1).mean(dim=1)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image in dB, for images in [0, 1].
+
+    Averaged per image (not from the mean MSE), as denoising papers report it.
+    """
+    return -10.0 * torch.log10(mse(x, y).clamp_min(eps))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).expand(1, 1, size, size).contiguous()
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Structural similarity per image (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5,
+    K1=0.01, K2=0.03, 'valid' borders), for (N, 1, H, W) tensors."""
+    window = _gaussian_window().to(x.dtype).to(x.device)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = F.conv2d(x, window), F.conv2d(y, window)
+    sxx = F.conv2d(x * x, window) - mu_x**2
+    syy = F.conv2d(y * y, window) - mu_y**2
+    sxy = F.conv2d(x * y, window) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
+    den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
+    return (num / den).flatten(1).mean(dim=1)
+
+
+def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
+    """Latent units whose posterior mean varies across data (Burda et al. 2016)."""
+    return int((mu.var(dim=0) > threshold).sum())
+
+
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
+    return -0.5 * (((z - mu) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)

@@ -1,0 +1,92 @@
+"""Convolutional VAE for 1x28x28 images in [0, 1].
+
+The decoder returns logits; the likelihood decides how they are read: `bernoulli` treats
+pixel intensities as Bernoulli means (the usual MNIST choice, giving -ELBO in nats),
+`gaussian` uses sigmoid(logits) as the mean with one learned log-scale for all pixels, so
+the reconstruction term is a real log-density rather than a bare MSE.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample, summed over latent units."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+class ConvVAE(nn.Module):
+    def __init__(self, latent_dim: int = 16, width: int = 32, likelihood: str = "bernoulli"):
+        super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; expected one of {LIKELIHOODS}")
+        self.latent_dim = latent_dim
+        self.likelihood = likelihood
+        w = width
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, w, 4, stride=2, padding=1),  # 14x14
+            nn.SiLU(),
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),  # 7x7
+            nn.SiLU(),
+            nn.Flatten(),
+            nn.Linear(2 * w * 7 * 7, 256),
+            nn.SiLU(),
+            nn.Linear(256, 2 * latent_dim),
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 256),
+            nn.SiLU(),
+            nn.Linear(256, 2 * w * 7 * 7),
+            nn.SiLU(),
+            nn.Unflatten(1, (2 * w, 7, 7)),
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),  # 14x14
+            nn.SiLU(),
+            nn.ConvTranspose2d(w, 1, 4, stride=2, padding=1),  # 28x28 logits
+        )
+        # Only used by the Gaussian likelihood; kept for both so state_dicts have one shape.
+        self.log_scale = nn.Parameter(torch.tensor(math.log(0.1)))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Mean image in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator=None) -> torch.Tensor:
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        return mu + eps * torch.exp(0.5 * logvar)
+
+    def log_likelihood(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) per image, in nats."""
+        if self.likelihood == "bernoulli":
+            ll = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        else:
+            scale = self.log_scale.exp()
+            mean = torch.sigmoid(logits)
+            ll = -0.5 * ((x - mean) / scale).pow(2) - self.log_scale - 0.5 * math.log(2 * math.pi)
+        return ll.flatten(1).sum(dim=1)
+
+    def forward(self, x: torch.Tensor, generator=None):
+        """Returns (reconstruction log-likelihood, KL, mu, logvar), each per image."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar, generator)
+        logits = self.decode_logits(z)
+        return self.log_likelihood(logits, x), gaussian_kl(mu, logvar), mu, logvar
+
+    def sample(self, n: int, temperature: float = 1.0, generator=None) -> torch.Tensor:
+        device = self.log_scale.device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device) * temperature
+        return self.decode(z)

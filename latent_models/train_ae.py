@@ -1,0 +1,129 @@
+"""Train, evaluate, log and register the denoising autoencoder. Read top to bottom."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch.nn import functional as F
+
+from latent_models import figures, tracking
+from latent_models.config import AEConfig, as_params
+from latent_models.data import DataSplits, load_splits
+from latent_models.evaluation import (
+    batched,
+    default_levels,
+    evaluate_denoiser,
+    iterate_denoiser,
+    psnr_versus_level,
+)
+from latent_models.metrics import psnr
+from latent_models.models import build_denoiser
+from latent_models.noise import add_noise, fixed_noise
+from latent_models.serving import log_denoiser
+from latent_models.training import fit, seed_everything
+
+# Fixed-noise seeds: validation and test corruption depend only on these and the config.
+VAL_NOISE_SEED, TEST_NOISE_SEED = 1_000_001, 2_000_002
+N_FIGURE_IMAGES = 10
+SWEEP_IMAGES = 2000
+
+
+def denoising_loss(noise: str, level: float):
+    """Fresh noise every batch; BCE on logits (gradients survive sigmoid saturation)."""
+
+    def loss_fn(model, clean, generator, progress):
+        noisy = add_noise(clean, noise, level, generator)
+        loss = F.binary_cross_entropy_with_logits(model.logits(noisy), clean)
+        return loss, {}
+
+    return loss_fn
+
+
+def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | None = None) -> dict:
+    """The `ae` entry point: returns test metrics, run id and registered version."""
+    cfg.validate()
+    data = data or load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download,
+                               cfg.limit_train, cfg.limit_test)
+    generator = seed_everything(cfg.seed)
+    model = build_denoiser(cfg.arch, cfg.latent_dim, cfg.width)
+    val_noisy = fixed_noise(data.val.images, cfg.noise, cfg.noise_level, VAL_NOISE_SEED)
+    test_noisy = fixed_noise(data.test.images, cfg.noise, cfg.noise_level, TEST_NOISE_SEED)
+
+    with tracking.training_run(cfg.experiment_name, cfg.run_name, parent_run_id) as run:
+        tracking.log_params(as_params(cfg))
+        tracking.log_dataset(data.name, data.root, data.digest, {
+            split: (getattr(data, split).images.numpy(), getattr(data, split).labels.numpy())
+            for split in ("train", "val", "test")
+        })
+        tracking.set_tags({"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level})
+
+        def evaluate(m):
+            metrics = evaluate_denoiser(m, data.val.images, val_noisy)
+            metrics["loss"] = batched(
+                lambda x, y: F.binary_cross_entropy_with_logits(m.logits(x), y, reduction="none").flatten(1).mean(1),
+                val_noisy, data.val.images,
+            ).mean().item()
+            return {f"val_{k}": metrics[k] for k in ("loss", "psnr", "ssim")}
+
+        started = time.perf_counter()
+        result = fit(
+            model, data.train.images,
+            loss_fn=denoising_loss(cfg.noise, cfg.noise_level),
+            evaluate_fn=evaluate, monitor="val_psnr", mode="max",
+            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+            schedule=cfg.schedule, generator=generator,
+            on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch),
+        )
+        train_seconds = time.perf_counter() - started
+        model.eval()
+
+        test = evaluate_denoiser(model, data.test.images, test_noisy)
+        test_metrics = {f"test_{k}": v for k, v in test.items()}
+        test_metrics.update({
+            "best_epoch": result.best_epoch,
+            "train_seconds": train_seconds,
+            "train_images_per_second": cfg.epochs * (len(data.train) // min(cfg.batch_size, len(data.train)))
+            * min(cfg.batch_size, len(data.train)) / train_seconds,
+        })
+        tracking.log_metrics(test_metrics)
+        _log_figures(cfg, data, model, result.history, val_noisy, test_noisy)
+
+        info = log_denoiser(model, cfg.arch, cfg.latent_dim, cfg.width, test_noisy[:2, 0].numpy(),
+                            cfg.registered_model_name if cfg.register else None)
+        version = tracking.registered_version(info)
+        if version:
+            tracking.tag_model_version(cfg.registered_model_name, version, {
+                "dataset": cfg.dataset, "noise": cfg.noise, "noise_level": cfg.noise_level, "arch": cfg.arch,
+                "test_psnr": round(test["psnr"], 3), "test_psnr_noisy": round(test["psnr_noisy"], 3),
+                "test_ssim": round(test["ssim"], 4), "run_id": run.info.run_id,
+            })
+        return {**test_metrics, "run_id": run.info.run_id, "model_uri": info.model_uri,
+                "registered_version": version}
+
+
+def _log_figures(cfg: AEConfig, data: DataSplits, model, history, val_noisy, test_noisy) -> None:
+    n = N_FIGURE_IMAGES
+    tracking.log_figure(
+        figures.loss_curves(history, {"BCE loss": ["train_loss", "val_loss"], "validation PSNR (dB)": ["val_psnr"],
+                                      "validation SSIM": ["val_ssim"]},
+                            f"Denoising AE ({cfg.arch}) on {cfg.dataset}, {cfg.noise} {cfg.noise_level:g}"),
+        "figures/loss_curves.png",
+    )
+    for split, clean, noisy in (("val", data.val.images, val_noisy), ("test", data.test.images, test_noisy)):
+        denoised = batched(model, noisy[:n])
+        captions = [f"{a:.1f}→{b:.1f} dB" for a, b in zip(psnr(noisy[:n], clean[:n]), psnr(denoised, clean[:n]))]
+        tracking.log_figure(
+            figures.image_rows({"noisy": noisy[:n], "clean": clean[:n], "denoised": denoised},
+                               f"{split}: {cfg.noise} noise {cfg.noise_level:g} (PSNR noisy→denoised)", captions),
+            f"figures/denoising_{split}.png",
+        )
+    sweep_clean = data.test.images[:SWEEP_IMAGES]
+    sweep = psnr_versus_level(model, sweep_clean, cfg.noise, default_levels(cfg.noise), TEST_NOISE_SEED)
+    tracking.log_figure(figures.psnr_versus_level(sweep, cfg.noise, cfg.noise_level), "figures/psnr_vs_noise_level.png")
+    steps = iterate_denoiser(model, test_noisy[:SWEEP_IMAGES], cfg.iterations)
+    psnrs = [psnr(s, sweep_clean[: s.shape[0]]).mean().item() for s in steps]
+    for k, value in enumerate(psnrs):
+        tracking.log_metrics({"iterative_psnr": value}, step=k)
+    tracking.log_figure(figures.iterative_reconstruction([s[:6] for s in steps], psnrs),
+                        "figures/iterative_reconstruction.png")

@@ -1,0 +1,138 @@
+"""Train, evaluate, log and register the VAE. Read top to bottom."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from latent_models import figures, tracking
+from latent_models.config import VAEConfig, as_params
+from latent_models.data import DataSplits, load_splits
+from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means
+from latent_models.models import ConvVAE
+from latent_models.serving import log_vae
+from latent_models.training import fit, seed_everything
+
+VAL_SEED, TEST_SEED, FIGURE_SEED = 1_000_001, 2_000_002, 3_000_003
+
+
+def binarized(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """A fixed Bernoulli draw of the intensities: the binarized-MNIST evaluation set."""
+    return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed))
+
+
+def kl_weight(beta: float, warmup_epochs: float, progress: float) -> float:
+    """Linear warm-up from 0 to beta over `warmup_epochs` (progress counts epochs)."""
+    return beta if warmup_epochs <= 0 else beta * min(1.0, progress / warmup_epochs)
+
+
+def elbo_loss(cfg: VAEConfig):
+    def loss_fn(model, x, generator, progress):
+        if cfg.binarize:
+            x = torch.bernoulli(x, generator=generator)
+        ll, kl, _, _ = model(x, generator=generator)
+        weight = kl_weight(cfg.beta, cfg.kl_warmup_epochs, progress)
+        loss = (-ll + weight * kl).mean()
+        return loss, {"train_neg_elbo": (-ll + kl).mean().item(), "kl_weight": weight}
+
+    return loss_fn
+
+
+def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits | None = None) -> dict:
+    """The `vae` entry point: returns test metrics, run id and registered version."""
+    cfg.validate()
+    data = data or load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download,
+                               cfg.limit_train, cfg.limit_test)
+    generator = seed_everything(cfg.seed)
+    model = ConvVAE(latent_dim=cfg.latent_dim, width=cfg.width, likelihood=cfg.likelihood)
+    val_x = binarized(data.val.images, VAL_SEED) if cfg.binarize else data.val.images
+    test_x = binarized(data.test.images, TEST_SEED) if cfg.binarize else data.test.images
+
+    with tracking.training_run(cfg.experiment_name, cfg.run_name, parent_run_id) as run:
+        tracking.log_params(as_params(cfg))
+        tracking.log_dataset(data.name, data.root, data.digest, {
+            split: (getattr(data, split).images.numpy(), getattr(data, split).labels.numpy())
+            for split in ("train", "val", "test")
+        })
+        tracking.set_tags({"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize})
+
+        def evaluate(m):
+            return {f"val_{k}": v for k, v in evaluate_vae(m, val_x, VAL_SEED).items()}
+
+        started = time.perf_counter()
+        result = fit(
+            model, data.train.images,
+            loss_fn=elbo_loss(cfg), evaluate_fn=evaluate, monitor="val_neg_elbo", mode="min",
+            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+            schedule=cfg.schedule, generator=generator,
+            on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch),
+        )
+        train_seconds = time.perf_counter() - started
+        model.eval()
+
+        test = {f"test_{k}": v for k, v in evaluate_vae(model, test_x, TEST_SEED).items()}
+        iw_x = test_x[: cfg.iw_images] if cfg.iw_images else test_x
+        iw_started = time.perf_counter()
+        test["test_iw_nll"], test["test_iw_nll_stderr"] = importance_weighted_nll(model, iw_x, cfg.iw_samples, TEST_SEED)
+        test["iw_nll_seconds"] = time.perf_counter() - iw_started
+        batch = min(cfg.batch_size, len(data.train))
+        test.update({
+            "best_epoch": result.best_epoch,
+            "train_seconds": train_seconds,
+            "train_images_per_second": cfg.epochs * (len(data.train) // batch) * batch / train_seconds,
+        })
+        tracking.log_metrics(test)
+        _log_figures(cfg, data, model, result.history, test_x)
+
+        info = log_vae(model, cfg.width, data.test.images[:2, 0].numpy(),
+                       cfg.registered_model_name if cfg.register else None)
+        version = tracking.registered_version(info)
+        if version:
+            tracking.tag_model_version(cfg.registered_model_name, version, {
+                "dataset": cfg.dataset, "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood,
+                "binarize": cfg.binarize, "test_neg_elbo": round(test["test_neg_elbo"], 3),
+                "test_iw_nll": round(test["test_iw_nll"], 3), "test_kl": round(test["test_kl"], 3),
+                "run_id": run.info.run_id,
+            })
+        return {**test, "run_id": run.info.run_id, "model_uri": info.model_uri, "registered_version": version}
+
+
+def _log_figures(cfg: VAEConfig, data: DataSplits, model: ConvVAE, history, test_x) -> None:
+    gen = torch.Generator().manual_seed(FIGURE_SEED)
+    tracking.log_figure(
+        figures.loss_curves(history, {
+            "-ELBO (nats/image)": ["train_neg_elbo", "val_neg_elbo"],
+            "reconstruction (nats)": ["val_recon"],
+            "KL (nats)": ["val_kl"],
+            "active latent units": ["val_active_units"],
+        }, f"VAE (latent {cfg.latent_dim}, {cfg.likelihood}) on {cfg.dataset}"),
+        "figures/loss_curves.png",
+    )
+    with torch.inference_mode():
+        x = test_x[:10]
+        recon = model.decode(model.encode(x)[0])
+        tracking.log_figure(figures.image_rows({"test": x, "reconstruction": recon}, "VAE reconstructions (posterior mean)"),
+                            "figures/reconstructions.png")
+        tracking.log_figure(figures.image_grid(model.sample(100, generator=gen), "100 samples, z ~ N(0, I)"),
+                            "figures/samples.png")
+        # Interpolate between two test digits of different classes.
+        labels = data.test.labels
+        a = 0
+        b = int((labels != labels[a]).nonzero()[0])
+        mu = model.encode(test_x[[a, b]])[0]
+        t = torch.linspace(0, 1, 10)[:, None]
+        path = model.decode((1 - t) * mu[0] + t * mu[1])
+        tracking.log_figure(
+            figures.image_rows({"": path}, f"Latent interpolation: a {int(labels[a])} to a {int(labels[b])}"),
+            "figures/interpolation.png",
+        )
+    mu = latent_means(model, test_x[:5000])
+    centred = mu - mu.mean(0)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    points = centred @ v[:2].T
+    tracking.log_figure(
+        figures.latent_map(points, data.test.labels[: mu.shape[0]], ("PC 1", "PC 2"),
+                           "Test-set latent means (PCA), coloured by class"),
+        "figures/latent_map.png",
+    )

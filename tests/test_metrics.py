@@ -1,0 +1,50 @@
+import math
+
+import pytest
+import torch
+
+from latent_models.metrics import active_units, log_normal, mse, psnr, ssim
+
+
+def test_psnr_of_known_error():
+    clean = torch.zeros(2, 1, 28, 28)
+    noisy = clean + 0.1  # MSE 0.01 -> 20 dB
+    assert psnr(noisy, clean).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
+    assert mse(noisy, clean).tolist() == pytest.approx([0.01, 0.01])
+
+
+def test_psnr_is_per_image_mean_not_pooled():
+    clean = torch.zeros(2, 1, 4, 4)
+    out = torch.stack([clean[0] + 0.1, clean[1] + 0.01])
+    assert psnr(out, clean).mean().item() == pytest.approx(30.0, abs=1e-3)
+
+
+def test_ssim_identity_and_degradation():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 28, 28, generator=g)
+    assert ssim(x, x).tolist() == pytest.approx([1.0] * 4, abs=1e-5)
+    slightly = (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    badly = (x + 0.3 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+    assert (ssim(badly, x) < ssim(slightly, x)).all()
+    assert (ssim(slightly, x) < 1.0).all()
+
+
+def test_ssim_matches_closed_form_for_constant_images():
+    a, b = torch.full((1, 1, 28, 28), 0.2), torch.full((1, 1, 28, 28), 0.6)
+    c1 = 0.01**2
+    expected = (2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1)  # variances are zero
+    assert ssim(a, b).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_active_units_counts_varying_dimensions():
+    mu = torch.zeros(1000, 4)
+    mu[:, 0] = torch.randn(1000)
+    mu[:, 1] = 0.05 * torch.randn(1000)  # variance 0.0025 < 0.01: inactive
+    assert active_units(mu) == 1
+
+
+def test_log_normal_matches_torch_distributions():
+    mu, logvar, z = torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 3)
+    ref = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
+    assert torch.allclose(log_normal(z, mu, logvar), ref, atol=1e-5)
+    assert math.isfinite(log_normal(z, mu, logvar).sum().item())

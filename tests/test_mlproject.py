@@ -1,0 +1,50 @@
+"""MLproject, click options and config dataclasses must agree one to one."""
+
+import dataclasses
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from latent_models import cli
+from latent_models.config import AEConfig, MainConfig, VAEConfig
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRY_POINTS = {"ae": (cli.ae, AEConfig), "vae": (cli.vae, VAEConfig), "main": (cli.main, MainConfig)}
+
+
+def _mlproject():
+    return yaml.safe_load((REPO / "MLproject").read_text())
+
+
+def _as_mlproject_default(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_params_match_click_options_and_config(name):
+    command, config_cls = ENTRY_POINTS[name]
+    entry = _mlproject()["entry_points"][name]
+    params = entry["parameters"]
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    assert set(params) == set(options) == {f.name for f in dataclasses.fields(config_cls)}
+    for pname, spec in params.items():
+        default = options[pname].default
+        declared = spec["default"]
+        if isinstance(declared, bool):  # YAML reads true/false as booleans
+            declared = "true" if declared else "false"
+        assert str(declared) == str(_as_mlproject_default(default)), pname
+        assert spec["type"] in ("string", "float")
+        assert f"--{pname} {{{pname}}}" in entry["command"], f"{pname} not passed on"
+    assert entry["command"].startswith(f"python entrypoints/{name}.py ")
+
+
+def test_project_uses_conda_env_file():
+    project = _mlproject()
+    assert project["conda_env"] == "conda.yaml"
+    env = yaml.safe_load((REPO / "conda.yaml").read_text())
+    pip = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
+    assert any(p.startswith("mlflow") for p in pip) and any(p.startswith("torch") for p in pip)

@@ -1,0 +1,88 @@
+import torch
+from torch import nn
+
+from latent_models.training import fit, minibatch_indices, seed_everything, state_copy
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def _regression(seed=0):
+    g = torch.Generator().manual_seed(123)
+    x = torch.randn(256, 4, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+    data = torch.cat([x, y], dim=1)
+
+    def loss_fn(model, batch, generator, progress):
+        return nn.functional.mse_loss(model(batch[:, :4]), batch[:, 4:]), {}
+
+    def evaluate(model):
+        with torch.no_grad():
+            return {"val_loss": nn.functional.mse_loss(model(x), y).item()}
+
+    return data, loss_fn, evaluate
+
+
+def _fit(epochs=3, seed=0, evaluate=None, on_epoch=lambda e, m: None):
+    data, loss_fn, default_eval = _regression()
+    gen = seed_everything(seed)
+    model = Tiny()
+    result = fit(model, data, loss_fn=loss_fn, evaluate_fn=evaluate or default_eval, monitor="val_loss",
+                 mode="min", epochs=epochs, batch_size=32, lr=0.05, weight_decay=0.0, schedule="cosine",
+                 generator=gen, on_epoch=on_epoch)
+    return model, result
+
+
+def test_state_copy_is_detached_from_the_live_model():
+    model = Tiny()
+    saved = state_copy(model)
+    live = model.state_dict()
+    with torch.no_grad():
+        model.lin.weight.add_(1.0)
+    assert torch.equal(live["lin.weight"], model.lin.weight)  # state_dict() alone follows the model
+    assert not torch.equal(saved["lin.weight"], model.lin.weight)
+
+
+def test_same_seed_same_history_and_weights():
+    m1, r1 = _fit(seed=5)
+    m2, r2 = _fit(seed=5)
+    _, r3 = _fit(seed=6)
+    assert r1.history == r2.history
+    assert torch.equal(m1.lin.weight, m2.lin.weight)
+    assert r1.history != r3.history
+
+
+def test_best_epoch_weights_are_restored_not_the_last():
+    # Validation that is best after epoch 2 of 4: the model must end with epoch-2 weights.
+    scores = iter([3.0, 1.0, 2.0, 5.0])
+    snapshots = []
+
+    def evaluate(model):
+        snapshots.append(state_copy(model))
+        return {"val_loss": next(scores)}
+
+    model, result = _fit(epochs=4, evaluate=evaluate)
+    assert result.best_epoch == 1 and result.best_value == 1.0
+    assert torch.equal(model.lin.weight, snapshots[1]["lin.weight"])
+    assert not torch.equal(model.lin.weight, snapshots[3]["lin.weight"])
+
+
+def test_history_reports_every_epoch_and_loss_falls():
+    seen = []
+    _, result = _fit(epochs=4, on_epoch=lambda e, m: seen.append(e))
+    assert seen == [0, 1, 2, 3]
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert {"train_loss", "val_loss", "lr"} <= set(result.history[0])
+
+
+def test_minibatches_cover_data_once_per_epoch():
+    batches = list(minibatch_indices(100, 30, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [30, 30, 30]
+    assert len(torch.cat(batches).unique()) == 90
