@@ -9,10 +9,11 @@ import typing
 
 import click
 
-from latent_models.config import AEConfig, ConfigError, MainConfig, VAEConfig
+from latent_models.config import AEConfig, ConfigError, MainConfig, PromoteConfig, VAEConfig
 from latent_models.data import DataError
+from latent_models.tracking import RegistryError
 
-USER_ERRORS = (ConfigError, DataError, FloatingPointError)
+USER_ERRORS = (ConfigError, DataError, FloatingPointError, RegistryError)
 
 
 class WholeNumber(click.ParamType):
@@ -67,7 +68,8 @@ def _print_summary(result: dict) -> None:
     runs = result.get("runs", {"": result})
     for name, r in runs.items():
         prefix = f"[{name}] " if name else ""
-        shown = {k: v for k, v in r.items() if k.startswith("test_") or k in ("run_id", "registered_version")}
+        shown = {k: v for k, v in r.items()
+                 if k.startswith("test_") or k in ("run_id", "registered_version", "promotion")}
         click.echo(prefix + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
 
 
@@ -92,16 +94,27 @@ def _main(cfg: MainConfig) -> dict:
     return run_main(cfg)
 
 
+def _promote(cfg: PromoteConfig) -> dict:
+    """Move an alias (default: champion) of a registered model to a version (default: the candidate)."""
+    from latent_models.tracking import move_alias
+
+    moved = move_alias(cfg.registered_model_name, cfg.version or None, cfg.alias)
+    return {"promotion": f"{moved['registered_model_name']}@{moved['alias']} -> version {moved['version']} "
+                         f"(was {moved['previous'] or 'none'})"}
+
+
 ae = click.command(name="ae")(run_command(AEConfig, _ae))
 vae = click.command(name="vae")(run_command(VAEConfig, _vae))
 main = click.command(name="main")(run_command(MainConfig, _main))
+promote = click.command(name="promote")(run_command(PromoteConfig, _promote))
 
 
 @click.group()
 def cli():
-    """latent-models: train, track and register denoising AEs and VAEs."""
+    """latent-models: train, track, register and promote denoising AEs and VAEs."""
 
 
 cli.add_command(ae)
 cli.add_command(vae)
 cli.add_command(main)
+cli.add_command(promote)

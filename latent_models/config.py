@@ -55,6 +55,7 @@ class TrackingOptions:
     run_name: str = _help("MLflow run name (empty: generated)", default="")
     register: bool = _help("register the model in the MLflow Model Registry", default=True)
     registered_model_name: str = _help("registered model name", default="")
+    promote: bool = _help("make the new version `champion` when it beats the current one on validation", default=True)
 
 
 @dataclass
@@ -130,8 +131,23 @@ class MainConfig(TrackingOptions, DataOptions):
         return VAEConfig(**_shared(self, VAEConfig), epochs=self.vae_epochs)
 
 
+@dataclass
+class PromoteConfig:
+    registered_model_name: str = _help("registered model whose alias moves", default="latent-denoiser")
+    version: int = _help("version to promote (0: the version aliased `candidate`)", default=0)
+    alias: str = _help("alias to move", default="champion")
+
+    def validate(self) -> None:
+        if not self.registered_model_name:
+            raise ConfigError("registered_model_name must not be empty")
+        if self.version < 0:
+            raise ConfigError(f"version must be >= 0 (0: the candidate), got {self.version}")
+        if not self.alias:
+            raise ConfigError("alias must not be empty")
+
+
 def _shared(cfg, target) -> dict:
-    keep = {f.name for f in dataclasses.fields(DataOptions)} | {"seed", "register", "experiment_name"}
+    keep = {f.name for f in dataclasses.fields(DataOptions)} | {"seed", "register", "promote", "experiment_name"}
     names = {f.name for f in dataclasses.fields(target)}
     return {k: getattr(cfg, k) for k in keep & names}
 

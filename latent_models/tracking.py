@@ -9,6 +9,7 @@ create the run in the configured experiment. The store is MLflow's default
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import warnings
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import latent_models
@@ -105,3 +107,130 @@ def tag_model_version(name: str, version: str, tags: dict[str, object]) -> None:
 def registered_version(model_info) -> str | None:
     """The registry version created by log_model(registered_model_name=...), if any."""
     return None if model_info.registered_model_version is None else str(model_info.registered_model_version)
+
+
+# --- registry aliases: candidate and champion ------------------------------------------
+
+CANDIDATE, CHAMPION = "candidate", "champion"
+
+
+class RegistryError(ValueError):
+    """A registry request a user can fix: unknown model, version or alias."""
+
+
+@dataclasses.dataclass
+class Promotion:
+    """What happened to a new version: `decision` is champion, kept (the old champion stays)
+    or skipped (promote=false); `reason` says why in one line."""
+
+    decision: str
+    reason: str
+    previous_champion: str | None = None
+
+    @property
+    def promoted(self) -> bool:
+        return self.decision == CHAMPION
+
+    def __str__(self) -> str:
+        return f"{self.decision} ({self.reason})"
+
+
+def aliases(name: str) -> dict[str, str]:
+    """alias -> version of a registered model ({} when it does not exist)."""
+    try:
+        return {a: str(v) for a, v in MlflowClient().get_registered_model(name).aliases.items()}
+    except MlflowException:
+        return {}
+
+
+def promote_if_better(name: str, version: str, metric: str, value: float, higher_is_better: bool,
+                      comparable: dict[str, object], promote: bool = True) -> Promotion:
+    """Alias the new `version` `candidate`; make it `champion` when its validation `metric`
+    beats the champion's, or when there is no champion.
+
+    The comparison only counts between versions with the same `comparable` version tags
+    (e.g. dataset and noise model and level): otherwise the champion stays, and the promote
+    entry point can move it. The value is stored as a version tag; the decision is stored as
+    the version tag `promotion` and as run tags `promotion` / `promotion_reason`.
+    """
+    client = MlflowClient()
+    client.set_model_version_tag(name, version, metric, repr(float(value)))
+    client.set_registered_model_alias(name, CANDIDATE, version)
+    champion_version = aliases(name).get(CHAMPION)
+    if not promote:
+        decision = Promotion("skipped", "promote=false", champion_version)
+    elif champion_version is None:
+        decision = Promotion(CHAMPION, f"first {CHAMPION} of {name}; {metric} {value:.4f}")
+    else:
+        decision = _compare(client.get_model_version(name, champion_version), metric, value, higher_is_better,
+                            {k: str(v) for k, v in comparable.items()})
+    if decision.promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promotion", str(decision))
+    if mlflow.active_run():
+        mlflow.set_tags({"promotion": decision.decision, "promotion_reason": decision.reason})
+    return decision
+
+
+def _compare(champion, metric: str, value: float, higher_is_better: bool, comparable: dict[str, str]) -> Promotion:
+    label = f"champion version {champion.version}"
+    previous = str(champion.version)
+    differ = [f"{k} {champion.tags.get(k, '?')} (new: {v})" for k, v in comparable.items() if champion.tags.get(k) != v]
+    if differ:
+        return Promotion("kept", f"not comparable with {label}, which has {', '.join(differ)}; "
+                                 "move the champion with the promote entry point", previous)
+    theirs = _version_metric(champion, metric, higher_is_better)
+    if theirs is None:
+        return Promotion("kept", f"{label} has no {metric} to compare with", previous)
+    better = value > theirs if higher_is_better else value < theirs
+    verb = "beats" if better else "does not beat"
+    return Promotion(CHAMPION if better else "kept", f"{metric} {value:.4f} {verb} {theirs:.4f} of {label}",
+                     previous)
+
+
+def _version_metric(version, metric: str, higher_is_better: bool) -> float | None:
+    """The version's tag `metric`, else the best value in its run's history."""
+    if metric in version.tags:
+        try:
+            return float(version.tags[metric])
+        except ValueError:
+            return None
+    try:
+        history = MlflowClient().get_metric_history(version.run_id, metric) if version.run_id else []
+    except MlflowException:
+        return None
+    values = [m.value for m in history]
+    return (max if higher_is_better else min)(values) if values else None
+
+
+def move_alias(name: str, version: int | str | None, alias: str = CHAMPION) -> dict:
+    """Point `alias` of `name` at `version` (None: the current candidate). Returns what moved."""
+    client = MlflowClient()
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        names = sorted(m.name for m in client.search_registered_models())
+        raise RegistryError(f"no registered model named {name!r}; registered: {', '.join(names) or 'none'}") from None
+    current = {a: str(v) for a, v in model.aliases.items()}
+    if not version:
+        if CANDIDATE not in current:
+            raise RegistryError(f"{name} has no {CANDIDATE} version; give the version to promote")
+        version = current[CANDIDATE]
+    version = str(version)
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        known = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+        raise RegistryError(f"{name} has no version {version}; versions: {', '.join(map(str, known)) or 'none'}") from None
+    previous = current.get(alias)
+    try:
+        client.set_registered_model_alias(name, alias, version)
+    except MlflowException as exc:
+        raise RegistryError(f"cannot set alias {alias!r}: {exc.message}") from None
+    reason = f"set by the promote entry point (previous {alias}: {previous or 'none'})"
+    if alias == CHAMPION:
+        client.set_model_version_tag(name, version, "promotion", f"{CHAMPION} ({reason})")
+    if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`: record it in the launcher's run
+        with mlflow.start_run():
+            mlflow.set_tags({"promotion": alias, "promotion_reason": f"{name} version {version} {reason}"})
+    return {"registered_model_name": name, "version": version, "alias": alias, "previous": previous}

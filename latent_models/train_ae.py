@@ -92,14 +92,21 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
         info = log_denoiser(model, cfg.arch, cfg.latent_dim, cfg.width, test_noisy[:2, 0].numpy(),
                             cfg.registered_model_name if cfg.register else None)
         version = tracking.registered_version(info)
+        promotion = None
         if version:
             tracking.tag_model_version(cfg.registered_model_name, version, {
                 "dataset": cfg.dataset, "noise": cfg.noise, "noise_level": cfg.noise_level, "arch": cfg.arch,
                 "test_psnr": round(test["psnr"], 3), "test_psnr_noisy": round(test["psnr_noisy"], 3),
                 "test_ssim": round(test["ssim"], 4), "run_id": run.info.run_id,
             })
+            # Champion: higher validation PSNR at the same dataset, noise model and level.
+            promotion = tracking.promote_if_better(
+                cfg.registered_model_name, version, "val_psnr", result.best_value, higher_is_better=True,
+                comparable={"dataset": cfg.dataset, "noise": cfg.noise, "noise_level": cfg.noise_level},
+                promote=cfg.promote,
+            )
         return {**test_metrics, "run_id": run.info.run_id, "model_uri": info.model_uri,
-                "registered_version": version}
+                "registered_version": version, "promotion": str(promotion) if promotion else None}
 
 
 def _log_figures(cfg: AEConfig, data: DataSplits, model, history, val_noisy, test_noisy) -> None:

@@ -88,6 +88,7 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         info = log_vae(model, cfg.width, data.test.images[:2, 0].numpy(),
                        cfg.registered_model_name if cfg.register else None)
         version = tracking.registered_version(info)
+        promotion = None
         if version:
             tracking.tag_model_version(cfg.registered_model_name, version, {
                 "dataset": cfg.dataset, "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood,
@@ -95,7 +96,14 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
                 "test_iw_nll": round(test["test_iw_nll"], 3), "test_kl": round(test["test_kl"], 3),
                 "run_id": run.info.run_id,
             })
-        return {**test, "run_id": run.info.run_id, "model_uri": info.model_uri, "registered_version": version}
+            # Champion: lower validation -ELBO on the same dataset, likelihood and binarization.
+            promotion = tracking.promote_if_better(
+                cfg.registered_model_name, version, "val_neg_elbo", result.best_value, higher_is_better=False,
+                comparable={"dataset": cfg.dataset, "likelihood": cfg.likelihood, "binarize": cfg.binarize},
+                promote=cfg.promote,
+            )
+        return {**test, "run_id": run.info.run_id, "model_uri": info.model_uri, "registered_version": version,
+                "promotion": str(promotion) if promotion else None}
 
 
 def _log_figures(cfg: VAEConfig, data: DataSplits, model: ConvVAE, history, test_x) -> None:

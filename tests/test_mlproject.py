@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 from latent_models import cli
-from latent_models.config import AEConfig, MainConfig, VAEConfig
+from latent_models.config import AEConfig, MainConfig, PromoteConfig, VAEConfig
 
 REPO = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = {"ae": (cli.ae, AEConfig), "vae": (cli.vae, VAEConfig), "main": (cli.main, MainConfig)}
+ENTRY_POINTS = {"ae": (cli.ae, AEConfig), "vae": (cli.vae, VAEConfig), "main": (cli.main, MainConfig),
+                "promote": (cli.promote, PromoteConfig)}
 
 
 def _mlproject():

@@ -1,10 +1,28 @@
+import base64
+import io
+
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from latent_models.models import ConvVAE, build_denoiser
-from latent_models.serving import InvalidInput, MAX_BATCH, from_model_output, log_denoiser, log_vae, to_model_input
+from latent_models.serving import (
+    MAX_BATCH,
+    PNG,
+    InvalidInput,
+    decode_png,
+    encode_png,
+    from_model_output,
+    images_to_png_frame,
+    log_denoiser,
+    log_vae,
+    png_frame_to_images,
+    sample_requests,
+    to_model_input,
+    vae_default_params,
+)
 
 
 @pytest.mark.parametrize("shape", [(3, 28, 28), (3, 1, 28, 28), (3, 784)])
@@ -45,9 +63,18 @@ def test_logged_denoiser_predicts_like_the_model(tracking):
     with torch.inference_mode():
         expected = model(torch.from_numpy(x).unsqueeze(1))[:, 0].numpy()
     assert np.allclose(loaded.predict(x), expected, atol=1e-6)
-    sig = info.signature.inputs.to_dict()[0]
+    # No input schema (MLflow would reject (N, 784) and PNGs before predict runs); float32 out.
+    assert info.signature.inputs is None
+    sig = info.signature.outputs.to_dict()[0]
     assert sig["type"] == "tensor" and sig["tensor-spec"]["dtype"] == "float32"
     assert list(sig["tensor-spec"]["shape"]) == [-1, 28, 28]
+    assert [p.name for p in info.signature.params.params] == ["clip"]
+    png_answer = loaded.predict(images_to_png_frame(x))
+    assert list(png_answer.columns) == ["image"] and len(png_answer) == 4
+    assert np.abs(png_frame_to_images(png_answer) - expected).max() < 0.01
+    with pytest.raises(InvalidInput, match="must lie in"):
+        loaded.predict(x * 2)
+    assert loaded.predict(x * 2, params={"clip": True}).shape == (4, 28, 28)
     local = mlflow.artifacts.download_artifacts(info.model_uri)
     state = torch.load(f"{local}/artifacts/weights.pt", weights_only=True)  # no pickled classes
     assert set(state) == set(model.state_dict())
@@ -61,7 +88,12 @@ def test_logged_vae_modes(tracking):
         info = log_vae(model, 8, x[:2])
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     assert loaded.predict(x).shape == (3, 28, 28)
-    a = loaded.predict(x[:1], params={"mode": "sample", "n": 6, "seed": 1})
+    rows = pd.DataFrame([{"n": 2, "seed": 1}, {"n": 3, "seed": 5, "temperature": 0.5}])
+    assert loaded.predict(rows, params={"mode": "sample"}).shape == (5, 28, 28)
+    assert np.array_equal(loaded.predict(rows, params={"mode": "sample"}),
+                          loaded.predict(rows, params={"mode": "sample"}))
+    assert loaded.predict(images_to_png_frame(x), params={"mode": "reconstruct"}).shape == (3, 1)
+    a = loaded.predict(x[:1], params={"mode": "sample", "n": 6, "seed": 1})  # params form, for in-process callers
     b = loaded.predict(x[:1], params={"mode": "sample", "n": 6, "seed": 1})
     c = loaded.predict(x[:1], params={"mode": "sample", "n": 6, "seed": 2})
     assert a.shape == (6, 28, 28) and np.array_equal(a, b) and not np.array_equal(a, c)
@@ -76,3 +108,119 @@ def test_logged_vae_modes(tracking):
         pyfunc_model.predict(None, x, {"mode": "dream"})
     with pytest.raises(InvalidInput, match=r"expected \(N, 4\)"):
         pyfunc_model.predict(None, np.zeros((2, 5), np.float32), {"mode": "decode"})
+
+
+def _pil_png(array, mode) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_png_form_round_trips_and_any_8bit_grayscale_png_is_read():
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
+    ours = encode_png(pixels)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(ours)))), pixels)  # a valid PNG
+    assert np.array_equal(decode_png(ours), pixels)
+    assert np.array_equal(decode_png(_pil_png(pixels, "L")), pixels)  # Pillow's encoder, other filters
+    assert np.array_equal(decode_png("data:image/png;base64," + ours), pixels)
+    assert np.array_equal(decode_png(base64.b64decode(ours)), pixels)  # raw bytes in-process
+    x = pixels[None].astype(np.float32) / 255
+    for form in (images_to_png_frame(x), {"image": [ours]}, {"image": ours}):
+        tensor, layout = to_model_input(form)
+        assert layout == PNG and tensor.shape == (1, 1, 28, 28) and torch.equal(tensor[0, 0], torch.from_numpy(x[0]))
+    back = from_model_output(tensor, PNG)
+    assert isinstance(back, pd.DataFrame) and np.array_equal(png_frame_to_images(back), x)
+
+
+@pytest.mark.parametrize(
+    "item,message",
+    [
+        ("%%%", "image 0: not valid base64"),
+        (base64.b64encode(b"GIF89a...").decode(), "image 0: not a PNG (looks like GIF)"),
+        ("", "image 0: not a PNG (empty)"),
+        (b"\x89PNG\r\n\x1a\n" + b"garbage", "image 0: unreadable PNG"),
+        (7, "image 0: expected a base64 PNG string, got int"),
+        (None, "image 0: expected a base64 PNG string, got nothing"),
+    ],
+)
+def test_bad_png_items_name_the_problem(item, message):
+    with pytest.raises(InvalidInput) as err:
+        to_model_input(pd.DataFrame({"image": [item]}))
+    assert message in err.value.message
+
+
+@pytest.mark.parametrize(
+    "array,mode,message",
+    [
+        (np.zeros((28, 28, 3), np.uint8), "RGB", "PNG is RGB (3 channels); expected 8-bit grayscale"),
+        (np.zeros((28, 28, 4), np.uint8), "RGBA", "RGBA (4 channels)"),
+        (np.zeros((28, 28), np.uint16), None, "16-bit grayscale"),
+        (np.zeros((27, 28), np.uint8), "L", "PNG is 28x27; expected 28x28"),
+        (np.zeros((280, 280), np.uint8), "L", "PNG is 280x280"),
+    ],
+)
+def test_png_that_is_not_8bit_grayscale_28x28_is_rejected(array, mode, message):
+    with pytest.raises(InvalidInput) as err:
+        to_model_input(pd.DataFrame({"image": [encode_png(np.zeros((28, 28), np.uint8)), _pil_png(array, mode)]}))
+    assert f"image 1: {message}" in err.value.message or message in err.value.message
+
+
+def test_png_batch_limits_and_stray_fields():
+    one = encode_png(np.zeros((28, 28), np.uint8))
+    with pytest.raises(InvalidInput, match=f"over the limit of {MAX_BATCH}"):
+        to_model_input(pd.DataFrame({"image": [one] * (MAX_BATCH + 1)}))
+    with pytest.raises(InvalidInput, match="empty batch"):
+        to_model_input(pd.DataFrame({"image": []}))
+    with pytest.raises(InvalidInput, match=r"unknown fields \['label'\]"):
+        to_model_input(pd.DataFrame({"image": [one], "label": [3]}))
+    with pytest.raises(InvalidInput, match="sampling requests"):
+        to_model_input(pd.DataFrame({"n": [3]}))
+
+
+def test_clip_is_opt_in_and_never_hides_nan():
+    x = np.full((1, 28, 28), 1.5, np.float32)
+    with pytest.raises(InvalidInput, match=r"clip"):
+        to_model_input(x)
+    tensor, _ = to_model_input(x, clip=True)
+    assert float(tensor.max()) == 1.0
+    with pytest.raises(InvalidInput, match="NaN or infinite"):
+        to_model_input(np.full((1, 28, 28), np.inf, np.float32), clip=True)
+
+
+@pytest.mark.parametrize(
+    "rows,expected",
+    [
+        ([{"n": 3}], [(3, None, 1.0)]),
+        ([{"n": 2, "seed": 4, "temperature": 0.5}, {"n": 1}], [(2, 4, 0.5), (1, None, 1.0)]),
+        ({"n": 5, "seed": 1}, [(5, 1, 1.0)]),  # `inputs` as one dict
+        ({"n": np.array([1, 2]), "seed": np.array([0, 1])}, [(1, 0, 1.0), (2, 1, 1.0)]),  # `instances`
+    ],
+)
+def test_sampling_rows(rows, expected):
+    frame = rows if isinstance(rows, dict) else pd.DataFrame(rows)
+    assert sample_requests(frame, vae_default_params()) == expected
+
+
+@pytest.mark.parametrize(
+    "rows,message",
+    [
+        ([{"n": 0}], "n must be between 1 and 1024; got 0"),
+        ([{"n": MAX_BATCH + 1}], "n must be between 1 and 1024; got 1025"),
+        ([{"n": 1.5}], "n must be a whole number"),
+        ([{"n": "x"}], "n must be a number; got 'x'"),
+        ([{"n": 2, "seed": -1}], "seed must be between 0 and"),
+        ([{"n": 2, "temperature": -1}], "temperature must be > 0"),
+        ([{"seed": 2}], "n is missing"),
+        ([{"n": 600}, {"n": 600}], "1200 images in all"),
+        ([{"n": 2}, {"seed": 1}], "row 1: n is missing"),
+        ([{"n": 2, "colour": "red"}], "unknown fields ['colour']"),
+    ],
+)
+def test_bad_sampling_rows_name_the_problem(rows, message):
+    with pytest.raises(InvalidInput) as err:
+        sample_requests(pd.DataFrame(rows), vae_default_params())
+    assert message in err.value.message

@@ -1,0 +1,207 @@
+"""Latency and throughput of the denoiser behind MLflow's own server, in both input forms.
+
+    python benchmarks/serving.py                       # an untrained default denoiser (timing does not depend on weights)
+    MLFLOW_TRACKING_URI=sqlite:///mlflow.db python benchmarks/serving.py --model_uri models:/latent-denoiser@champion
+
+Starts `mlflow models serve -m <model_uri> --env-manager local` on a free loopback port
+(1 uvicorn worker, MLflow's default), sends one request at a time over a kept-alive
+connection and times each from sending the pre-encoded body to having read the whole
+answer. Inputs are fixture test digits with uniform 0.5 noise, as JSON floats
+(`{"inputs": [...]}`) and as base64 PNGs (`{"dataframe_split": {"columns": ["image"], ...}}`).
+Beside each row: in-process `pyfunc.predict` on the same batch (ndarray / DataFrame).
+Targets (2-core CPU): 1-image denoise p50 <= 15 ms; at batch 64 the PNG form >= 3x the
+images/s of the JSON float form.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+BATCHES = (1, 64, 256)
+REQUESTS = {1: 300, 64: 60, 256: 20}
+WARMUP = 5
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bench_model(store: Path) -> tuple[str, str]:
+    """Register an untrained default-architecture denoiser as bench-denoiser@champion."""
+    import mlflow
+    import torch
+
+    from latent_models.config import AEConfig
+    from latent_models.models import build_denoiser
+    from latent_models.serving import log_denoiser
+    from latent_models.tracking import CHAMPION, move_alias
+
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    cfg = AEConfig()
+    torch.manual_seed(0)
+    model = build_denoiser(cfg.arch, cfg.latent_dim, cfg.width).eval()
+    mlflow.set_experiment("bench-serving")
+    with mlflow.start_run():
+        log_denoiser(model, cfg.arch, cfg.latent_dim, cfg.width, np.zeros((1, 28, 28), np.float32), "bench-denoiser")
+    move_alias("bench-denoiser", 1, CHAMPION)
+    return uri, "models:/bench-denoiser@champion"
+
+
+def _inputs(n: int) -> np.ndarray:
+    """n noisy fixture test digits (uniform 0.5, the default noise), float32 (n, 28, 28)."""
+    import torch
+
+    from latent_models.data import load_splits
+    from latent_models.noise import fixed_noise
+
+    clean = load_splits("mnist", str(REPO / "tests" / "fixtures" / "data"), 100, 0, False).test.images
+    reps = -(-n // len(clean))
+    noisy = torch.cat([fixed_noise(clean, "uniform", 0.5, seed) for seed in range(reps)])[:n]
+    return noisy[:, 0].numpy()
+
+
+def _bodies(x: np.ndarray) -> dict[str, bytes]:
+    from latent_models.serving import images_to_png_frame
+
+    return {
+        "JSON floats": json.dumps({"inputs": x.tolist()}).encode(),
+        "base64 PNG": json.dumps({"dataframe_split": images_to_png_frame(x).to_dict(orient="split", index=False)}).encode(),
+    }
+
+
+class Server:
+    def __init__(self, model_uri: str, env: dict, log: Path):
+        self.port = _free_port()
+        cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(self.port)]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.log = log
+
+    def wait_ready(self, deadline_s: float = 180) -> None:
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"server exited:\n{self.log.read_text()[-3000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn.request("GET", "/ping")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise SystemExit("server did not answer /ping in time")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def _time_requests(port: int, body: bytes, n: int) -> np.ndarray:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Content-Type": "application/json"}
+    times = []
+    for i in range(WARMUP + n):
+        started = time.perf_counter()
+        conn.request("POST", "/invocations", body=body, headers=headers)
+        response = conn.getresponse()
+        answer = response.read()
+        elapsed = time.perf_counter() - started
+        if response.status != 200:
+            raise SystemExit(f"HTTP {response.status}: {answer[:500]!r}")
+        if i >= WARMUP:
+            times.append(elapsed)
+    conn.close()
+    return np.asarray(times)
+
+
+def _time_predict(model, data, n: int) -> np.ndarray:
+    for _ in range(WARMUP):
+        model.predict(data)
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        model.predict(data)
+        times.append(time.perf_counter() - started)
+    return np.asarray(times)
+
+
+@click.command()
+@click.option("--model_uri", default="", help="model to serve (default: an untrained default denoiser in a temp store)")
+@click.option("--repeat", default=1.0, help="scale the number of timed requests")
+def main(model_uri: str, repeat: float) -> None:
+    import mlflow
+    import torch
+
+    from latent_models.serving import images_to_png_frame
+
+    tmp = Path(tempfile.mkdtemp(prefix="latent-models-serving-bench-"))
+    if model_uri:
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    else:
+        uri, model_uri = _bench_model(tmp)
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    if uri:
+        env["MLFLOW_TRACKING_URI"] = uri
+    env.pop("MLFLOW_RUN_ID", None)
+
+    x = _inputs(max(BATCHES))
+    server = Server(model_uri, env, tmp / "server.log")
+    rows = []
+    try:
+        server.wait_ready()
+        for batch in BATCHES:
+            for form, body in _bodies(x[:batch]).items():
+                t = _time_requests(server.port, body, max(5, int(REQUESTS[batch] * repeat)))
+                rows.append({"batch": batch, "form": form, "bytes": len(body), "p50": np.median(t) * 1e3,
+                             "p95": np.percentile(t, 95) * 1e3, "img_s": batch * len(t) / t.sum()})
+    finally:
+        server.stop()
+
+    # In-process, with the server stopped so that the two do not share the CPU.
+    model = mlflow.pyfunc.load_model(model_uri)
+    for row in rows:
+        xb = x[: row["batch"]]
+        data = xb if row["form"] == "JSON floats" else images_to_png_frame(xb)
+        t = _time_predict(model, data, max(5, int(REQUESTS[row["batch"]] * repeat)))
+        row["local_p50"], row["local_img_s"] = np.median(t) * 1e3, row["batch"] * len(t) / t.sum()
+
+    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), mlflow {mlflow.__version__}, 1 uvicorn worker; model {model_uri}")
+    print("| batch | input form | request | p50 (ms) | p95 (ms) | images/s | in-process predict p50 (ms) | in-process images/s |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        size = f"{r['bytes'] / 1024:.0f} KiB" if r["bytes"] >= 10240 else f"{r['bytes'] / 1024:.1f} KiB"
+        print(f"| {r['batch']} | {r['form']} | {size} | {r['p50']:.1f} | {r['p95']:.1f} | {r['img_s']:.0f} "
+              f"| {r['local_p50']:.1f} | {r['local_img_s']:.0f} |")
+    one = max(r["p50"] for r in rows if r["batch"] == 1)  # the slower of the two forms
+    by = {(r["batch"], r["form"]): r for r in rows}
+    ratio = by[64, "base64 PNG"]["img_s"] / by[64, "JSON floats"]["img_s"]
+    print(f"\n1-image denoise p50, slower form: {one:.1f} ms (target <= 15): {'met' if one <= 15 else 'MISSED'}")
+    print(f"batch 64, PNG vs JSON floats: {ratio:.1f}x the images/s (target >= 3): {'met' if ratio >= 3 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

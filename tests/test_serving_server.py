@@ -1,0 +1,317 @@
+"""The real `mlflow models serve -m models:/<name>@champion` against tiny trained models.
+
+One module-scoped store holds a denoiser and a VAE, each trained on the fixture and
+promoted to `champion` by the training pipeline itself; one server per model is started
+on a free loopback port, waited on via /ping, and stopped by its process id.
+"""
+
+import base64
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from latent_models.config import AEConfig, VAEConfig
+from latent_models.data import load_splits
+from latent_models.noise import fixed_noise
+from latent_models.serving import MAX_BATCH, encode_png, images_to_png_frame, png_frame_to_images
+from latent_models.train_ae import run_ae
+from latent_models.train_vae import run_vae
+from tests.conftest import FIXTURE_DATA
+
+pytestmark = pytest.mark.e2e
+
+DENOISER, VAE = "serve-denoiser", "serve-vae"
+NOISE, LEVEL = "gaussian", 0.3
+LATENT_DIM = 4
+STARTUP_DEADLINE_S = 120
+
+
+_TAKEN: set[int] = set()
+
+
+def _free_port() -> int:
+    """A loopback port nothing listens on, and not one handed out before in this session."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _TAKEN:
+            _TAKEN.add(port)
+            return port
+
+
+def _server_env(uri: str) -> dict:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.pop("MLFLOW_RUN_ID", None)
+    return env
+
+
+class Server:
+    """`mlflow models serve` in its own process group, so that stopping it stops uvicorn too."""
+
+    def __init__(self, model_uri: str, uri: str, log: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
+               "-h", "127.0.0.1", "-p", str(self.port)]
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(cmd, env=_server_env(uri), stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + STARTUP_DEADLINE_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if requests.get(f"{self.url}/ping", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:  # not listening yet, or slow to answer on a busy CPU
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"server not ready after {STARTUP_DEADLINE_S} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the group this test started, by its id
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+
+    def post(self, body, params=None, raw: bool = False) -> requests.Response:
+        if not raw:
+            if params is not None:
+                body = {**body, "params": params}
+            body = json.dumps(body)
+        return requests.post(f"{self.url}/invocations", data=body, headers={"Content-Type": "application/json"},
+                             timeout=60)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A private store with both tiny models registered, and its folder."""
+    tmp = tmp_path_factory.mktemp("serve")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    common = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_test=100, width=8,
+                  experiment_name="serve")
+    with pytest.MonkeyPatch.context() as mp:
+        import mlflow
+
+        mp.chdir(tmp)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.delenv("MLFLOW_RUN_ID", raising=False)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        try:
+            # Gaussian 0.3 denoises well after a few short epochs (OneCycle warm-up is brief).
+            ae = run_ae(AEConfig(**common, epochs=4, batch_size=20, lr=5e-3, noise=NOISE, noise_level=LEVEL,
+                                 iterations=1, registered_model_name=DENOISER))
+            vae = run_vae(VAEConfig(**common, epochs=2, batch_size=50, latent_dim=LATENT_DIM, iw_samples=10,
+                                    registered_model_name=VAE))
+        finally:
+            mlflow.set_tracking_uri(None)
+            mlflow.set_registry_uri(None)
+    assert ae["promotion"].startswith("champion") and vae["promotion"].startswith("champion")
+    return uri, tmp
+
+
+@pytest.fixture(scope="module")
+def servers(trained):
+    uri, tmp = trained
+    started = {name: Server(f"models:/{name}@champion", uri, tmp / f"{name}.log") for name in (DENOISER, VAE)}
+    try:
+        for server in started.values():
+            server.wait_ready()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+        assert all(s.proc.poll() is not None for s in started.values())
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Fixture test digits (never seen in training) and their noisy versions."""
+    clean = load_splits("mnist", str(FIXTURE_DATA), 100, 0, False).test.images[:64]
+    noisy = fixed_noise(clean, NOISE, LEVEL, seed=123)
+    return clean[:, 0].numpy(), noisy[:, 0].numpy()
+
+
+def _psnr(x, y) -> float:
+    mse = ((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2).reshape(len(x), -1).mean(1)
+    return float((-10 * np.log10(np.maximum(mse, 1e-10))).mean())
+
+
+def _predictions(response: requests.Response):
+    assert response.status_code == 200, response.text[-2000:]
+    return response.json()["predictions"]
+
+
+def _png(array: np.ndarray, mode: str) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _split(items) -> dict:
+    return {"dataframe_split": {"columns": ["image"], "data": [[i] for i in items]}}
+
+
+# --- denoising -------------------------------------------------------------------------
+
+
+def test_denoising_raises_psnr_in_both_forms(servers, digits):
+    clean, noisy = digits
+    server = servers[DENOISER]
+    denoised = np.asarray(_predictions(server.post({"inputs": noisy.tolist()})), np.float32)
+    assert denoised.shape == noisy.shape and 0.0 <= denoised.min() and denoised.max() <= 1.0
+    before, after = _psnr(noisy, clean), _psnr(denoised, clean)
+    assert after > before + 3.0, (before, after)
+
+    frame = images_to_png_frame(noisy)
+    answer = _predictions(server.post({"dataframe_split": frame.to_dict(orient="split", index=False)}))
+    assert len(answer) == len(noisy) and set(answer[0]) == {"image"}
+    from_png = png_frame_to_images(answer)
+    assert _psnr(from_png, clean) > before + 3.0
+    assert np.abs(from_png - denoised).max() < 0.02  # 8-bit quantization of input and output only
+
+
+@pytest.mark.parametrize("layout", [(-1, 784), (-1, 1, 28, 28)])
+def test_answers_come_back_in_the_callers_layout(servers, digits, layout):
+    _, noisy = digits
+    body = {"instances": noisy[:3].reshape(layout).tolist()}
+    out = np.asarray(_predictions(servers[DENOISER].post(body)))
+    assert out.shape == noisy[:3].reshape(layout).shape
+
+
+def test_mlflow_models_predict_takes_both_forms(trained, digits):
+    uri, tmp = trained
+    _, noisy = digits
+    bodies = {
+        "floats": {"inputs": noisy[:2].tolist()},
+        "png": {"dataframe_split": images_to_png_frame(noisy[:2]).to_dict(orient="split", index=False)},
+    }
+    answers = {}
+    for form, body in bodies.items():
+        (tmp / f"{form}.json").write_text(json.dumps(body))
+        cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "predict", "-m", f"models:/{DENOISER}@champion",
+               "-i", str(tmp / f"{form}.json"), "-o", str(tmp / f"{form}.out.json"), "-t", "json",
+               "--env-manager", "local"]
+        proc = subprocess.run(cmd, env=_server_env(uri), cwd=tmp, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        answers[form] = json.loads((tmp / f"{form}.out.json").read_text())["predictions"]
+    floats = np.asarray(answers["floats"], np.float32)
+    assert floats.shape == (2, 28, 28)
+    assert np.abs(png_frame_to_images(answers["png"]) - floats).max() < 0.02
+
+
+# --- the VAE ---------------------------------------------------------------------------
+
+
+def test_sampler_returns_n_images_deterministic_under_a_seed(servers):
+    server = servers[VAE]
+
+    def sample(rows):
+        return np.asarray(_predictions(server.post({"dataframe_records": rows}, {"mode": "sample"})))
+
+    a, b, c = sample([{"n": 5, "seed": 7}]), sample([{"n": 5, "seed": 7}]), sample([{"n": 5, "seed": 8}])
+    assert a.shape == (5, 28, 28) and 0.0 <= a.min() and a.max() <= 1.0
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    rows = sample([{"n": 2, "seed": 7, "temperature": 0.5}, {"n": 3, "seed": 8}])  # n per row, in row order
+    assert rows.shape == (5, 28, 28)
+    assert np.array_equal(rows[:2], sample([{"n": 2, "seed": 7, "temperature": 0.5}]))
+    assert np.array_equal(rows[2:], sample([{"n": 3, "seed": 8}]))
+
+
+def test_decode_and_reconstruct(servers, digits):
+    clean, _ = digits
+    server = servers[VAE]
+    z = np.random.default_rng(0).standard_normal((3, LATENT_DIM)).tolist()
+    decoded = np.asarray(_predictions(server.post({"inputs": z}, {"mode": "decode"})))
+    assert decoded.shape == (3, 28, 28) and 0.0 <= decoded.min() and decoded.max() <= 1.0
+    recon = np.asarray(_predictions(server.post({"inputs": clean[:4].tolist()}, {"mode": "reconstruct"})))
+    assert recon.shape == (4, 28, 28)
+    pngs = _predictions(server.post(_split(images_to_png_frame(clean[:4])["image"]), {"mode": "reconstruct"}))
+    assert np.abs(png_frame_to_images(pngs) - recon).max() < 0.02
+
+
+# --- bad requests: 4xx, a message naming the problem, and the server keeps serving ------
+
+ZERO_PNG = encode_png(np.zeros((28, 28), np.uint8))
+
+DENOISER_BAD = {
+    "27x27": ({"inputs": np.zeros((2, 27, 27)).tolist()}, None, "images have shape (2, 27, 27)"),
+    "3 channels": ({"inputs": np.zeros((1, 3, 28, 28)).tolist()}, None, "expected (N, 28, 28), (N, 1, 28, 28)"),
+    "NaN pixel": (json.dumps({"inputs": [[float("nan")] + [0.5] * 783]}), None, "NaN or infinite"),
+    "inf pixel": (json.dumps({"inputs": [[float("inf")] + [0.5] * 783]}), None, "NaN or infinite"),
+    "above 1": ({"inputs": [[255.0] * 784]}, None, "must lie in [0, 1]; got min 255, max 255"),
+    "below 0": ({"inputs": [[-0.5] * 784]}, None, "must lie in [0, 1]; got min -0.5"),
+    "strings": ({"inputs": [["white"] * 784]}, None, "images must be numbers"),
+    "bad base64": (_split(["this is not base64!"]), None, "image 0: not valid base64"),
+    "not a PNG": (_split([base64.b64encode(b"\xff\xd8\xff\xe0 JFIF").decode()]), None, "image 0: not a PNG (looks like JPEG)"),
+    "RGB PNG": (_split([ZERO_PNG, _png(np.zeros((28, 28, 3), np.uint8), "RGB")]), None,
+                "image 1: PNG is RGB (3 channels); expected 8-bit grayscale"),
+    "27x27 PNG": (_split([_png(np.zeros((27, 27), np.uint8), "L")]), None, "image 0: PNG is 27x27; expected 28x28"),
+    "empty floats": ({"inputs": []}, None, "empty batch"),
+    "empty PNGs": (_split([]), None, "empty batch"),
+    "too many PNGs": (_split([ZERO_PNG] * (MAX_BATCH + 1)), None, f"batch of {MAX_BATCH + 1} images is over the limit"),
+    "too many floats": ({"inputs": np.zeros((MAX_BATCH + 1, 784), int).tolist()}, None, "over the limit of"),
+    "ragged": ({"inputs": [[0.5] * 784, [0.5] * 783]}, None, "inhomogeneous"),
+    "clip param type": ({"inputs": [[0.5] * 784]}, {"clip": "perhaps"}, "clip"),
+}
+
+VAE_BAD = {
+    "n too big": ({"dataframe_records": [{"n": MAX_BATCH + 1}]}, {"mode": "sample"}, f"n must be between 1 and {MAX_BATCH}; got {MAX_BATCH + 1}"),
+    "n zero": ({"dataframe_records": [{"n": 0, "seed": 1}]}, {"mode": "sample"}, "n must be between 1 and"),
+    "n negative": ({"dataframe_records": [{"n": -3}]}, {"mode": "sample"}, "got -3"),
+    "n fractional": ({"dataframe_records": [{"n": 2.5}]}, {"mode": "sample"}, "n must be a whole number"),
+    "n text": ({"dataframe_records": [{"n": "many"}]}, {"mode": "sample"}, "n must be a number; got 'many'"),
+    "rows over the limit": ({"dataframe_records": [{"n": 1000}, {"n": 100}]}, {"mode": "sample"}, "1100 images in all"),
+    "temperature": ({"dataframe_records": [{"n": 2, "temperature": 0}]}, {"mode": "sample"}, "temperature must be > 0"),
+    "typo field": ({"dataframe_records": [{"n": 2, "sed": 1}]}, {"mode": "sample"}, "unknown fields ['sed']"),
+    "no mode": ({"dataframe_records": [{"n": 2}]}, None, "pass params {\"mode\": \"sample\"}"),
+    "unknown mode": ({"inputs": [[0.5] * 784]}, {"mode": "dream"}, "mode must be one of reconstruct, sample, decode"),
+    "latent size": ({"inputs": [[0.0] * (LATENT_DIM + 1)]}, {"mode": "decode"}, f"expected (N, {LATENT_DIM})"),
+    "latent NaN": (json.dumps({"inputs": [[float("nan")] * LATENT_DIM], "params": {"mode": "decode"}}), None,
+                   "latents contain NaN"),
+    "reconstruct 27x27": ({"inputs": np.zeros((1, 27, 27)).tolist()}, {"mode": "reconstruct"}, "shape (1, 27, 27)"),
+}
+
+
+def _check_rejected(server, body, params, message, good_body):
+    response = server.post(body, raw=True) if isinstance(body, str) else server.post(body, params)
+    assert 400 <= response.status_code < 500, (response.status_code, response.text[-500:])
+    text = response.json()["message"]
+    assert message in text, text[-800:]
+    assert "Traceback" not in text
+    assert response.status_code == 400
+    _predictions(server.post(good_body))  # and the server still answers
+
+
+@pytest.mark.parametrize("case", DENOISER_BAD)
+def test_denoiser_rejects_bad_input_and_keeps_serving(servers, case):
+    body, params, message = DENOISER_BAD[case]
+    _check_rejected(servers[DENOISER], body, params, message, {"inputs": [[0.5] * 784]})
+
+
+@pytest.mark.parametrize("case", VAE_BAD)
+def test_vae_rejects_bad_input_and_keeps_serving(servers, case):
+    body, params, message = VAE_BAD[case]
+    good = {"dataframe_records": [{"n": 1, "seed": 0}], "params": {"mode": "sample"}}
+    _check_rejected(servers[VAE], body, params, message, good)
