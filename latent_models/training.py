@@ -74,7 +74,13 @@ def fit(
     generator: torch.Generator,
     on_epoch: Callable[[int, dict], None] = lambda epoch, metrics: None,
 ) -> FitResult:
-    """Train, evaluate after every epoch, and leave the best weights (by `monitor`) loaded."""
+    """Train, evaluate after every epoch, and leave the best weights (by `monitor`) loaded.
+
+    Image batches go channels_last: oneDNN's CPU convolutions run about twice as fast so.
+    """
+    channels_last = images.dim() == 4
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     batch_size = min(batch_size, len(images))
     steps_per_epoch = len(images) // batch_size
     optimizer, scheduler = make_optimizer(model, lr, weight_decay, schedule, epochs * steps_per_epoch)
@@ -94,7 +100,10 @@ def fit(
             disable=None,  # only on a terminal
         )
         for step, idx in enumerate(bar):
-            loss, parts = loss_fn(model, images[idx], generator, epoch + step / steps_per_epoch)
+            batch = images[idx]
+            if channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            loss, parts = loss_fn(model, batch, generator, epoch + step / steps_per_epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

