@@ -41,7 +41,7 @@ class DataOptions:
 
 @dataclass
 class TrainOptions:
-    epochs: int = _help("training epochs", default=4)
+    epochs: int = _help("training epochs", default=5)
     batch_size: int = _help("minibatch size", default=128)
     lr: float = _help("peak learning rate (AdamW)", default=3e-3)
     weight_decay: float = _help("AdamW weight decay", default=1e-4)
@@ -83,6 +83,7 @@ class AEConfig(TrackingOptions, TrainOptions, DataOptions):
 
 @dataclass
 class VAEConfig(TrackingOptions, TrainOptions, DataOptions):
+    epochs: int = _help("training epochs", default=12)
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-vae")
     registered_model_name: str = _help("registered model name", default="latent-vae")
     latent_dim: int = _help("latent dimensions", default=16)
@@ -112,8 +113,8 @@ class VAEConfig(TrackingOptions, TrainOptions, DataOptions):
 @dataclass
 class MainConfig(TrackingOptions, DataOptions):
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models")
-    ae_epochs: int = _help("epochs for the denoising autoencoder", default=4)
-    vae_epochs: int = _help("epochs for the VAE", default=10)
+    ae_epochs: int = _help("epochs for the denoising autoencoder", default=5)
+    vae_epochs: int = _help("epochs for the VAE", default=12)
     seed: int = _help("seed for both runs", default=0)
 
 

@@ -29,7 +29,6 @@ import json
 import math
 import struct
 import tempfile
-import warnings
 import zlib
 from pathlib import Path
 
@@ -44,8 +43,6 @@ from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from latent_models.models import ConvVAE, build_denoiser
 
-# Our wrappers validate inputs themselves (see the module docstring).
-warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 IMAGE_SHAPE = (28, 28)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import torch
 from torch.nn import functional as F
 
 from latent_models import figures, tracking
