@@ -26,11 +26,22 @@ def tracking(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    _forget_active_experiment()
     yield uri
     while mlflow.active_run():
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
+    _forget_active_experiment()
+
+
+def _forget_active_experiment():
+    """mlflow.set_experiment() is process-global: an experiment id from an earlier test's
+    store would leak into the next test's fresh store."""
+    import mlflow.tracking.fluent as fluent
+
+    fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment() exports it too
 
 
 def pytest_configure(config):
