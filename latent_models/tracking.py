@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -169,12 +170,13 @@ def fetch_checkpoint(run_id: str, checkpoint_dir: str = "") -> Path:
     """The run's local checkpoint; where there is none, its artifact copy is downloaded there."""
     path = checkpoint_path(run_id, checkpoint_dir)
     if not path.is_file():
-        with contextlib.suppress(MlflowException, OSError):
-            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/last.pt",
-                                                dst_path=str(path.parent.parent / f".{run_id}-download"))
-            downloaded = path.parent.parent / f".{run_id}-download" / CHECKPOINT_ARTIFACT / "last.pt"
+        staging = path.parent.parent / f".{run_id}-download"
+        with contextlib.suppress(MlflowException, OSError):  # no artifact: the run starts over
+            downloaded = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/last.pt", dst_path=str(staging))
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(downloaded, path)
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 

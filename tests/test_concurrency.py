@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import FIXTURE_DATA, REPO
 
 EPOCHS = 2
-ARGS = ["--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100", "--limit_test", "100",
+ARGS = ["--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100", "--limit_train", "300", "--limit_test", "100",
         "--epochs", str(EPOCHS), "--batch_size", "50", "--width", "8", "--iterations", "1",
         "--experiment_name", "together", "--registered_model_name", "shared-denoiser"]
 

@@ -22,7 +22,9 @@ import pytest
 import requests
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURE_DATA, REPO
+from latent_models.config import AEConfig
+from latent_models.train_ae import run_ae
+from tests.conftest import FIXTURE_DATA
 from tests.test_serving_server import Server, _free_port
 
 pytestmark = pytest.mark.e2e
@@ -104,18 +106,25 @@ def tracking_server(postgres, tmp_path):
             proc.wait(timeout=15)
 
 
-def test_train_register_and_serve_through_a_postgres_backed_server(tracking_server, tmp_path):
+def test_train_register_and_serve_through_a_postgres_backed_server(tracking_server, tmp_path, monkeypatch):
+    import mlflow
+
     url, artifacts = tracking_server
-    env = dict(os.environ, MLFLOW_TRACKING_URI=url, LATENT_MODELS_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
-    env.pop("MLFLOW_RUN_ID", None)
-    args = ["--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100", "--limit_test", "100",
-            "--epochs", "2", "--batch_size", "50", "--width", "8", "--iterations", "1",
-            "--experiment_name", "team", "--registered_model_name", "team-denoiser"]
     work = tmp_path / "client"  # no local store: everything must go through the server
     work.mkdir()
-    proc = subprocess.run([sys.executable, str(REPO / "entrypoints" / "ae.py"), *args], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    monkeypatch.setenv("LATENT_MODELS_CHECKPOINT_DIR", str(tmp_path / "checkpoints"))
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    mlflow.set_tracking_uri(url)
+    mlflow.set_registry_uri(url)
+    try:
+        run_ae(AEConfig(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_test=100, epochs=2,
+                        batch_size=50, width=8, iterations=1, experiment_name="team",
+                        registered_model_name="team-denoiser"))
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     assert not (work / "mlruns").exists() and not (work / "mlflow.db").exists()
 
     client = MlflowClient(url)
