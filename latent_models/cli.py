@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 import typing
 
 import click
 
+from latent_models import distributed
 from latent_models.config import AEConfig, ConfigError, MainConfig, PromoteConfig, VAEConfig
 from latent_models.data import DataError
-from latent_models.tracking import RegistryError
+from latent_models.tracking import RegistryError, ResumeError
 
-USER_ERRORS = (ConfigError, DataError, FloatingPointError, RegistryError)
+USER_ERRORS = (ConfigError, DataError, FloatingPointError, RegistryError, ResumeError)
 
 
 class WholeNumber(click.ParamType):
@@ -56,10 +58,18 @@ def run_command(config_cls, runner):
         cfg = config_cls(**options)
         try:
             cfg.validate()
+            if getattr(cfg, "nproc_per_node", 1) > 1 and not distributed.under_torchrun():
+                sys.exit(distributed.launch(cfg.nproc_per_node))
             result = runner(cfg)
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
-        _print_summary(result)
+        except KeyboardInterrupt as exc:  # Ctrl-C: one line (the run says how to resume), exit 130
+            click.echo(f"Error: {exc or 'interrupted'}", err=True)
+            sys.exit(130)
+        finally:
+            distributed.teardown()
+        if result:
+            _print_summary(result)
 
     return functools.update_wrapper(command, runner)
 

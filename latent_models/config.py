@@ -8,6 +8,7 @@ checks them against `MLproject`. `validate()` turns a bad value into one clear s
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 
 from latent_models.data import DATASETS
@@ -59,7 +60,21 @@ class TrackingOptions:
 
 
 @dataclass
-class AEConfig(TrackingOptions, TrainOptions, DataOptions):
+class RunOptions:
+    resume: str = _help("continue an interrupted run from its last finished epoch: a run id, or `last` "
+                        "(the newest unfinished run of this kind in the experiment)", default="")
+    checkpoint_dir: str = _help("local checkpoint folder (one subfolder per run id); "
+                                "empty: $LATENT_MODELS_CHECKPOINT_DIR, else ./checkpoints", default="")
+    nproc_per_node: int = _help("training processes on this machine; > 1 relaunches with torchrun (DDP)",
+                                default=1)
+
+
+# Kept from the command line when resuming; every other field comes from the resumed run.
+RESUME_KEEPS = ("resume", "checkpoint_dir", "nproc_per_node", "data_dir", "download", "experiment_name", "run_name")
+
+
+@dataclass
+class AEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-ae")
     registered_model_name: str = _help("registered model name", default="latent-denoiser")
     arch: str = _help("unet (skip connections, best denoiser) or conv (true bottleneck)", default="unet")
@@ -82,7 +97,7 @@ class AEConfig(TrackingOptions, TrainOptions, DataOptions):
 
 
 @dataclass
-class VAEConfig(TrackingOptions, TrainOptions, DataOptions):
+class VAEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
     epochs: int = _help("training epochs", default=12)
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-vae")
     registered_model_name: str = _help("registered model name", default="latent-vae")
@@ -172,6 +187,11 @@ def _validate_data(cfg: DataOptions) -> None:
 
 def _validate_common(cfg) -> None:
     _validate_data(cfg)
+    _positive("nproc_per_node", cfg.nproc_per_node)
+    if cfg.batch_size % cfg.nproc_per_node:
+        raise ConfigError(f"batch_size ({cfg.batch_size}) must be divisible by nproc_per_node ({cfg.nproc_per_node})")
+    if cfg.resume and cfg.nproc_per_node > 1:
+        raise ConfigError("resume runs in one process; leave nproc_per_node at 1 to resume")
     for name in ("epochs", "batch_size", "lr", "latent_dim", "width"):
         _positive(name, getattr(cfg, name))
     if cfg.weight_decay < 0:
@@ -181,3 +201,15 @@ def _validate_common(cfg) -> None:
 
 def as_params(cfg) -> dict:
     return dataclasses.asdict(cfg)
+
+
+def with_logged_params(cfg, params: dict[str, str]):
+    """`cfg` with the fields a resumed run logged (its own settings), except RESUME_KEEPS."""
+    hints = typing.get_type_hints(type(cfg))
+    parse = {bool: lambda v: v.lower() == "true", int: lambda v: int(float(v)), float: float, str: str}
+    changes = {}
+    for f in dataclasses.fields(cfg):
+        if f.name in params and f.name not in RESUME_KEEPS:
+            value = params[f.name]
+            changes[f.name] = "" if value == "''" and hints[f.name] is str else parse[hints[f.name]](value)
+    return dataclasses.replace(cfg, **changes)

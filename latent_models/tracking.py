@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -25,10 +26,66 @@ import latent_models
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+CHECKPOINT_DIR_ENV = "LATENT_MODELS_CHECKPOINT_DIR"
+CHECKPOINT_ARTIFACT = "checkpoint"  # the run's artifact folder holding last.pt
+
+
+class ResumeError(ValueError):
+    """A resume request a user can fix: unknown run, finished run, different data."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C: the run was ended as KILLED; the message says how to continue it."""
+
+
+def checkpoint_path(run_id: str, checkpoint_dir: str = "") -> Path:
+    """<checkpoint_dir, else $LATENT_MODELS_CHECKPOINT_DIR, else ./checkpoints>/<run id>/last.pt"""
+    root = checkpoint_dir or os.environ.get(CHECKPOINT_DIR_ENV) or "checkpoints"
+    return Path(root).expanduser().resolve() / run_id / "last.pt"
+
+
+def ready_store() -> None:
+    """Open the tracking and registry stores once per process. A new SQLite file gets its
+    tables on first open; two processes doing that at once collide ("table experiments
+    already exists"), so the first open of a sqlite:/// store holds a file lock beside it."""
+    uri = mlflow.get_tracking_uri()
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    if path is None or _opened.get(uri):
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (start concurrent runs after the store exists)
+        fcntl = None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as lock:
+        if fcntl:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient()
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    _opened[uri] = True
+
+
+_opened: dict[str, bool] = {}
+
+
 @contextlib.contextmanager
-def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | None = None):
-    """Start (or join, under `mlflow run`) a run; children go into their parent's experiment."""
-    if parent_run_id:
+def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | None = None,
+                 resume_run_id: str | None = None, checkpoint_dir: str = ""):
+    """Start (or join, under `mlflow run`) a run; children go into their parent's experiment.
+
+    `resume_run_id` reopens that run instead (under `mlflow run`, the launcher's new run is
+    tagged with the run it continued and left empty). Ctrl-C ends the run as KILLED and
+    raises RunInterrupted; after a clean finish the local checkpoint (also a run artifact)
+    is deleted.
+    """
+    ready_store()
+    if resume_run_id:
+        launcher_run = os.environ.pop("MLFLOW_RUN_ID", None)
+        if launcher_run and launcher_run != resume_run_id:
+            MlflowClient().set_tag(launcher_run, "latent_models.resumed_run_id", resume_run_id)
+        run = mlflow.start_run(run_id=resume_run_id)
+    elif parent_run_id:
         parent = MlflowClient().get_run(parent_run_id)
         run = mlflow.start_run(
             experiment_id=parent.info.experiment_id,
@@ -39,11 +96,126 @@ def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | 
     elif os.environ.get("MLFLOW_RUN_ID"):
         run = mlflow.start_run(run_name=run_name or None)
     else:
-        experiment = mlflow.set_experiment(experiment_name)
-        run = mlflow.start_run(experiment_id=experiment.experiment_id, run_name=run_name or None)
+        run = mlflow.start_run(experiment_id=_experiment_id(experiment_name), run_name=run_name or None)
+    run_id = run.info.run_id
+    checkpoint = checkpoint_path(run_id, checkpoint_dir)
     with run:
         mlflow.set_tags(provenance_tags())
-        yield run
+        try:
+            yield run
+        except RunInterrupted:  # a child run was interrupted: its message stands
+            mlflow.end_run("KILLED")
+            raise
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            saved = (f"its last finished epoch is saved in {checkpoint}" if checkpoint.is_file()
+                     else "no epoch had finished")
+            raise RunInterrupted(f"interrupted: run {run_id} ended as KILLED; {saved}; "
+                                 f"continue it with resume={run_id}") from None
+    if checkpoint.is_file():
+        checkpoint.unlink()
+        with contextlib.suppress(OSError):
+            checkpoint.parent.rmdir()
+
+
+def _experiment_id(name: str) -> str:
+    """The experiment's id, creating it; two processes creating it at once both get it."""
+    client = MlflowClient()
+    for _ in range(5):
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        try:
+            return client.create_experiment(name)
+        except MlflowException:  # created by another process in between
+            continue
+    return mlflow.set_experiment(name).experiment_id
+
+
+def find_resumable_run(resume: str, experiment_name: str, model_type: str):
+    """The run `resume` names (a run id, or `last`: the newest unfinished `model_type` run of
+    the experiment, or of the launcher's experiment under `mlflow run`)."""
+    ready_store()
+    client = MlflowClient()
+    if resume == "last":
+        launcher = os.environ.get("MLFLOW_RUN_ID")
+        if launcher:
+            experiment_id = client.get_run(launcher).info.experiment_id
+        else:
+            experiment = client.get_experiment_by_name(experiment_name)
+            if experiment is None:
+                raise ResumeError(f"resume=last: no experiment named {experiment_name!r}")
+            experiment_id = experiment.experiment_id
+        runs = client.search_runs(
+            [experiment_id], filter_string=f"tags.model_type = '{model_type}' and attributes.status != 'FINISHED'",
+            order_by=["attributes.start_time DESC"], max_results=5,
+        )
+        runs = [r for r in runs if r.info.run_id != launcher]
+        if not runs:
+            raise ResumeError(f"resume=last: no unfinished {model_type} run in experiment {experiment_name!r}")
+        return runs[0]
+    try:
+        run = client.get_run(resume)
+    except MlflowException:
+        raise ResumeError(f"resume: no run with id {resume!r} in {mlflow.get_tracking_uri()}") from None
+    if run.info.status == "FINISHED":
+        raise ResumeError(f"resume: run {resume} has finished; nothing to resume")
+    if run.data.tags.get("model_type") != model_type:
+        raise ResumeError(f"resume: run {resume} is a {run.data.tags.get('model_type', 'unknown')} run, "
+                          f"not a {model_type} run")
+    return run
+
+
+def fetch_checkpoint(run_id: str, checkpoint_dir: str = "") -> Path:
+    """The run's local checkpoint; where there is none, its artifact copy is downloaded there."""
+    path = checkpoint_path(run_id, checkpoint_dir)
+    if not path.is_file():
+        staging = path.parent.parent / f".{run_id}-download"
+        with contextlib.suppress(MlflowException, OSError):  # no artifact: the run starts over
+            downloaded = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/last.pt", dst_path=str(staging))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(downloaded, path)
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def check_resumable_data(run, digest: str) -> None:
+    logged = run.data.tags.get("dataset_digest")
+    if logged and logged != digest:
+        raise ResumeError(f"resume: run {run.info.run_id} trained on data with digest {logged}; "
+                          f"these files have digest {digest}")
+
+
+def checkpointing(run_id: str, cfg, resumed) -> dict:
+    """training.fit's checkpoint arguments for this run: the local path, the artifact upload
+    after each save, the idempotent per-epoch metric logger, and whether to resume."""
+    path = fetch_checkpoint(run_id, cfg.checkpoint_dir) if resumed else checkpoint_path(run_id, cfg.checkpoint_dir)
+    return {"checkpoint_path": path, "on_checkpoint": log_checkpoint,
+            "on_epoch": epoch_logger(run_id, resumed=bool(resumed)), "resume": bool(resumed)}
+
+
+def log_checkpoint(path: Path) -> None:
+    mlflow.log_artifact(str(path), CHECKPOINT_ARTIFACT)
+
+
+def epoch_logger(run_id: str, resumed: bool):
+    """on_epoch callback: log an epoch's metrics at step=epoch. When resuming, steps the run
+    already has for a metric are skipped, so no epoch is logged twice or left out."""
+    client = MlflowClient()
+    logged: dict[str, set[int]] = {}
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        todo = metrics
+        if resumed:
+            for key in metrics:
+                if key not in logged:
+                    logged[key] = {m.step for m in client.get_metric_history(run_id, key)}
+            todo = {k: v for k, v in metrics.items() if epoch not in logged[k]}
+        if todo:
+            log_metrics(todo, step=epoch)
+
+    return on_epoch
 
 
 def provenance_tags() -> dict[str, str]:

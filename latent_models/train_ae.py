@@ -6,8 +6,8 @@ import time
 
 from torch.nn import functional as F
 
-from latent_models import figures, tracking
-from latent_models.config import AEConfig, as_params
+from latent_models import distributed, figures, tracking
+from latent_models.config import AEConfig, as_params, with_logged_params
 from latent_models.data import DataSplits, load_splits
 from latent_models.evaluation import (
     batched,
@@ -21,6 +21,7 @@ from latent_models.models import build_denoiser
 from latent_models.noise import add_noise, fixed_noise
 from latent_models.serving import log_denoiser
 from latent_models.training import fit, seed_everything
+from latent_models.tracking import check_resumable_data, checkpointing
 
 # Fixed-noise seeds: validation and test corruption depend only on these and the config.
 VAL_NOISE_SEED, TEST_NOISE_SEED = 1_000_001, 2_000_002
@@ -29,51 +30,64 @@ SWEEP_IMAGES = 2000
 
 
 def denoising_loss(noise: str, level: float):
-    """Fresh noise every batch; BCE on logits (gradients survive sigmoid saturation)."""
+    """Fresh noise every batch; BCE on logits (gradients survive sigmoid saturation).
+    The noise is drawn for the whole batch; the loss is computed on `rows` of it."""
 
-    def loss_fn(model, clean, generator, progress):
-        noisy = add_noise(clean, noise, level, generator)
-        loss = F.binary_cross_entropy_with_logits(model.logits(noisy), clean)
+    def loss_fn(model, clean, generator, progress, rows=slice(None)):
+        noisy = add_noise(clean, noise, level, generator)[rows]
+        loss = F.binary_cross_entropy_with_logits(model.logits(noisy), clean[rows])
         return loss, {}
 
     return loss_fn
 
 
 def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | None = None) -> dict:
-    """The `ae` entry point: returns test metrics, run id and registered version."""
+    """The `ae` entry point: returns test metrics, run id and registered version ({} on
+    torchrun ranks other than 0, which only train)."""
     cfg.validate()
+    rank = distributed.setup()
+    resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, "denoiser") if cfg.resume else None
+    if resumed:  # the run's own settings, not the command line's defaults
+        cfg = with_logged_params(cfg, resumed.data.params)
     data = data or load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download,
                                cfg.limit_train, cfg.limit_test)
+    if resumed:
+        check_resumable_data(resumed, data.digest)
     generator = seed_everything(cfg.seed)
     model = build_denoiser(cfg.arch, cfg.latent_dim, cfg.width)
     val_noisy = fixed_noise(data.val.images, cfg.noise, cfg.noise_level, VAL_NOISE_SEED)
     test_noisy = fixed_noise(data.test.images, cfg.noise, cfg.noise_level, TEST_NOISE_SEED)
 
-    with tracking.training_run(cfg.experiment_name, cfg.run_name, parent_run_id) as run:
-        tracking.log_params(as_params(cfg))
-        tracking.log_dataset(data.name, data.root, data.digest, {
-            split: (getattr(data, split).images.numpy(), getattr(data, split).labels.numpy())
-            for split in ("train", "val", "test")
-        })
+    def evaluate(m):
+        metrics = evaluate_denoiser(m, data.val.images, val_noisy)
+        metrics["loss"] = batched(
+            lambda x, y: F.binary_cross_entropy_with_logits(m.logits(x), y, reduction="none").flatten(1).mean(1),
+            val_noisy, data.val.images,
+        ).mean().item()
+        return {f"val_{k}": metrics[k] for k in ("loss", "psnr", "ssim")}
+
+    training = dict(
+        loss_fn=denoising_loss(cfg.noise, cfg.noise_level),
+        evaluate_fn=evaluate, monitor="val_psnr", mode="max",
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        schedule=cfg.schedule, generator=generator,
+    )
+    if rank != 0:  # a DDP worker: trains in step with rank 0, which logs, evaluates and registers
+        fit(model, data.train.images, **training)
+        return {}
+
+    with tracking.training_run(cfg.experiment_name, cfg.run_name, parent_run_id,
+                               resumed.info.run_id if resumed else None, cfg.checkpoint_dir) as run:
+        if not resumed:
+            tracking.log_params(as_params(cfg))
+            tracking.log_dataset(data.name, data.root, data.digest, {
+                split: (getattr(data, split).images.numpy(), getattr(data, split).labels.numpy())
+                for split in ("train", "val", "test")
+            })
         tracking.set_tags({"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level})
 
-        def evaluate(m):
-            metrics = evaluate_denoiser(m, data.val.images, val_noisy)
-            metrics["loss"] = batched(
-                lambda x, y: F.binary_cross_entropy_with_logits(m.logits(x), y, reduction="none").flatten(1).mean(1),
-                val_noisy, data.val.images,
-            ).mean().item()
-            return {f"val_{k}": metrics[k] for k in ("loss", "psnr", "ssim")}
-
         started = time.perf_counter()
-        result = fit(
-            model, data.train.images,
-            loss_fn=denoising_loss(cfg.noise, cfg.noise_level),
-            evaluate_fn=evaluate, monitor="val_psnr", mode="max",
-            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-            schedule=cfg.schedule, generator=generator,
-            on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch),
-        )
+        result = fit(model, data.train.images, **training, **checkpointing(run.info.run_id, cfg, resumed))
         train_seconds = time.perf_counter() - started
         model.eval()
 

@@ -6,13 +6,14 @@ import time
 
 import torch
 
-from latent_models import figures, tracking
-from latent_models.config import VAEConfig, as_params
+from latent_models import distributed, figures, tracking
+from latent_models.config import VAEConfig, as_params, with_logged_params
 from latent_models.data import DataSplits, load_splits
 from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means
 from latent_models.models import ConvVAE
 from latent_models.serving import log_vae
 from latent_models.training import fit, seed_everything
+from latent_models.tracking import check_resumable_data, checkpointing
 
 VAL_SEED, TEST_SEED, FIGURE_SEED = 1_000_001, 2_000_002, 3_000_003
 
@@ -28,10 +29,12 @@ def kl_weight(beta: float, warmup_epochs: float, progress: float) -> float:
 
 
 def elbo_loss(cfg: VAEConfig):
-    def loss_fn(model, x, generator, progress):
+    def loss_fn(model, x, generator, progress, rows=slice(None)):
+        # Random draws for the whole batch, in a fixed order; the loss on `rows` of it.
         if cfg.binarize:
             x = torch.bernoulli(x, generator=generator)
-        ll, kl, _, _ = model(x, generator=generator)
+        eps = torch.randn((x.shape[0], model.latent_dim), generator=generator, dtype=x.dtype)
+        ll, kl, _, _ = model(x[rows], eps=eps[rows])
         weight = kl_weight(cfg.beta, cfg.kl_warmup_epochs, progress)
         loss = (-ll + weight * kl).mean()
         return loss, {"train_neg_elbo": (-ll + kl).mean().item(), "kl_weight": weight}
@@ -40,34 +43,46 @@ def elbo_loss(cfg: VAEConfig):
 
 
 def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits | None = None) -> dict:
-    """The `vae` entry point: returns test metrics, run id and registered version."""
+    """The `vae` entry point: returns test metrics, run id and registered version ({} on
+    torchrun ranks other than 0, which only train)."""
     cfg.validate()
+    rank = distributed.setup()
+    resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, "vae") if cfg.resume else None
+    if resumed:  # the run's own settings, not the command line's defaults
+        cfg = with_logged_params(cfg, resumed.data.params)
     data = data or load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download,
                                cfg.limit_train, cfg.limit_test)
+    if resumed:
+        check_resumable_data(resumed, data.digest)
     generator = seed_everything(cfg.seed)
     model = ConvVAE(latent_dim=cfg.latent_dim, width=cfg.width, likelihood=cfg.likelihood)
     val_x = binarized(data.val.images, VAL_SEED) if cfg.binarize else data.val.images
     test_x = binarized(data.test.images, TEST_SEED) if cfg.binarize else data.test.images
 
-    with tracking.training_run(cfg.experiment_name, cfg.run_name, parent_run_id) as run:
-        tracking.log_params(as_params(cfg))
-        tracking.log_dataset(data.name, data.root, data.digest, {
-            split: (getattr(data, split).images.numpy(), getattr(data, split).labels.numpy())
-            for split in ("train", "val", "test")
-        })
+    def evaluate(m):
+        return {f"val_{k}": v for k, v in evaluate_vae(m, val_x, VAL_SEED).items()}
+
+    training = dict(
+        loss_fn=elbo_loss(cfg), evaluate_fn=evaluate, monitor="val_neg_elbo", mode="min",
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        schedule=cfg.schedule, generator=generator,
+    )
+    if rank != 0:  # a DDP worker: trains in step with rank 0, which logs, evaluates and registers
+        fit(model, data.train.images, **training)
+        return {}
+
+    with tracking.training_run(cfg.experiment_name, cfg.run_name, parent_run_id,
+                               resumed.info.run_id if resumed else None, cfg.checkpoint_dir) as run:
+        if not resumed:
+            tracking.log_params(as_params(cfg))
+            tracking.log_dataset(data.name, data.root, data.digest, {
+                split: (getattr(data, split).images.numpy(), getattr(data, split).labels.numpy())
+                for split in ("train", "val", "test")
+            })
         tracking.set_tags({"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize})
 
-        def evaluate(m):
-            return {f"val_{k}": v for k, v in evaluate_vae(m, val_x, VAL_SEED).items()}
-
         started = time.perf_counter()
-        result = fit(
-            model, data.train.images,
-            loss_fn=elbo_loss(cfg), evaluate_fn=evaluate, monitor="val_neg_elbo", mode="min",
-            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-            schedule=cfg.schedule, generator=generator,
-            on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch),
-        )
+        result = fit(model, data.train.images, **training, **checkpointing(run.info.run_id, cfg, resumed))
         train_seconds = time.perf_counter() - started
         model.eval()
 

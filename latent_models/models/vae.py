@@ -83,10 +83,11 @@ class ConvVAE(nn.Module):
             ll = -0.5 * ((x - mean) / scale).pow(2) - self.log_scale - 0.5 * math.log(2 * math.pi)
         return ll.flatten(1).sum(dim=1)
 
-    def forward(self, x: torch.Tensor, generator=None):
-        """Returns (reconstruction log-likelihood, KL, mu, logvar), each per image."""
+    def forward(self, x: torch.Tensor, generator=None, eps: torch.Tensor | None = None):
+        """Returns (reconstruction log-likelihood, KL, mu, logvar), each per image.
+        `eps`: the standard-normal draw of the reparameterization, if drawn by the caller."""
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, generator)
+        z = mu + eps * torch.exp(0.5 * logvar) if eps is not None else self.reparameterize(mu, logvar, generator)
         logits = self.decode_logits(z)
         return self.log_likelihood(logits, x), gaussian_kl(mu, logvar), mu, logvar
 
