@@ -119,17 +119,15 @@ def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | 
 
 
 def _experiment_id(name: str) -> str:
-    """The experiment's id, creating it; two processes creating it at once both get it."""
-    client = MlflowClient()
-    for _ in range(5):
-        experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
+    """mlflow.set_experiment, retried: when two processes create the experiment at once,
+    the loser's create fails, and its retry finds the winner's."""
+    for attempt in range(5):
         try:
-            return client.create_experiment(name)
-        except MlflowException:  # created by another process in between
-            continue
-    return mlflow.set_experiment(name).experiment_id
+            return mlflow.set_experiment(name).experiment_id
+        except MlflowException:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def find_resumable_run(resume: str, experiment_name: str, model_type: str):

@@ -24,10 +24,14 @@ def tracking(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    # An experiment set by an earlier test names an id in that test's store, not this one.
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    monkeypatch.setattr(mlflow.tracking.fluent, "_active_experiment_id", None)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     _forget_active_experiment()
     yield uri
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment exports it to subprocesses
     while mlflow.active_run():
         mlflow.end_run()
     mlflow.set_tracking_uri(None)

@@ -22,6 +22,7 @@ def _env(tracking_uri):
     env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_EXPERIMENT_ID", None)  # `mlflow run --experiment-name` refuses both
     return env
 
 
