@@ -56,6 +56,11 @@ class DataSplits:
     test: Split
     digest: str  # sha256 over the raw IDX files, first 16 hex digits
 
+    def as_numpy(self) -> dict[str, tuple]:
+        """{split: (images, labels)} as numpy arrays, for logging the splits as run inputs."""
+        return {name: (split.images.numpy(), split.labels.numpy())
+                for name, split in (("train", self.train), ("val", self.val), ("test", self.test))}
+
     @property
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}

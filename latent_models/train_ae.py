@@ -20,7 +20,7 @@ from latent_models.metrics import psnr
 from latent_models.models import build_denoiser
 from latent_models.noise import add_noise, fixed_noise
 from latent_models.serving import log_denoiser
-from latent_models.training import fit, seed_everything
+from latent_models.training import fit, images_per_second, seed_everything
 from latent_models.tracking import check_resumable_data, checkpointing
 
 # Fixed-noise seeds: validation and test corruption depend only on these and the config.
@@ -80,10 +80,7 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
                                resumed.info.run_id if resumed else None, cfg.checkpoint_dir) as run:
         if not resumed:
             tracking.log_params(as_params(cfg))
-            tracking.log_dataset(data.name, data.root, data.digest, {
-                split: (getattr(data, split).images.numpy(), getattr(data, split).labels.numpy())
-                for split in ("train", "val", "test")
-            })
+            tracking.log_dataset(data.name, data.root, data.digest, data.as_numpy())
         tracking.set_tags({"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level})
 
         started = time.perf_counter()
@@ -96,8 +93,7 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
         test_metrics.update({
             "best_epoch": result.best_epoch,
             "train_seconds": train_seconds,
-            "train_images_per_second": cfg.epochs * (len(data.train) // min(cfg.batch_size, len(data.train)))
-            * min(cfg.batch_size, len(data.train)) / train_seconds,
+            "train_images_per_second": images_per_second(cfg.epochs, len(data.train), cfg.batch_size, train_seconds),
         })
         tracking.log_metrics(test_metrics)
         _log_figures(cfg, data, model, result.history, val_noisy, test_noisy)

@@ -12,7 +12,7 @@ from latent_models.data import DataSplits, load_splits
 from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means
 from latent_models.models import ConvVAE
 from latent_models.serving import log_vae
-from latent_models.training import fit, seed_everything
+from latent_models.training import fit, images_per_second, seed_everything
 from latent_models.tracking import check_resumable_data, checkpointing
 
 VAL_SEED, TEST_SEED, FIGURE_SEED = 1_000_001, 2_000_002, 3_000_003
@@ -75,10 +75,7 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
                                resumed.info.run_id if resumed else None, cfg.checkpoint_dir) as run:
         if not resumed:
             tracking.log_params(as_params(cfg))
-            tracking.log_dataset(data.name, data.root, data.digest, {
-                split: (getattr(data, split).images.numpy(), getattr(data, split).labels.numpy())
-                for split in ("train", "val", "test")
-            })
+            tracking.log_dataset(data.name, data.root, data.digest, data.as_numpy())
         tracking.set_tags({"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize})
 
         started = time.perf_counter()
@@ -91,11 +88,10 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         iw_started = time.perf_counter()
         test["test_iw_nll"], test["test_iw_nll_stderr"] = importance_weighted_nll(model, iw_x, cfg.iw_samples, TEST_SEED)
         test["iw_nll_seconds"] = time.perf_counter() - iw_started
-        batch = min(cfg.batch_size, len(data.train))
         test.update({
             "best_epoch": result.best_epoch,
             "train_seconds": train_seconds,
-            "train_images_per_second": cfg.epochs * (len(data.train) // batch) * batch / train_seconds,
+            "train_images_per_second": images_per_second(cfg.epochs, len(data.train), cfg.batch_size, train_seconds),
         })
         tracking.log_metrics(test)
         _log_figures(cfg, data, model, result.history, test_x)

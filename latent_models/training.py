@@ -57,6 +57,12 @@ def minibatch_indices(n: int, batch_size: int, generator: torch.Generator) -> It
         yield perm[start : start + batch_size]
 
 
+def images_per_second(epochs: int, n_images: int, batch_size: int, seconds: float) -> float:
+    """Training throughput: full batches only, as `fit` drops the last partial one."""
+    batch = min(batch_size, n_images)
+    return epochs * (n_images // batch) * batch / seconds
+
+
 def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     """A detached copy: `model.state_dict()` alone returns live references that keep changing."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
