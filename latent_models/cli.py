@@ -11,7 +11,7 @@ import typing
 import click
 
 from latent_models import distributed
-from latent_models.config import AEConfig, ConfigError, MainConfig, PromoteConfig, VAEConfig
+from latent_models.config import AEConfig, ConfigError, EvaluateConfig, MainConfig, PromoteConfig, SweepConfig, VAEConfig
 from latent_models.data import DataError
 from latent_models.tracking import RegistryError, ResumeError
 
@@ -79,7 +79,8 @@ def _print_summary(result: dict) -> None:
     for name, r in runs.items():
         prefix = f"[{name}] " if name else ""
         shown = {k: v for k, v in r.items()
-                 if k.startswith("test_") or k in ("run_id", "registered_version", "promotion")}
+                 if k.startswith(("test_", "fid_", "class_entropy_", "classifier_", "best ", "psnr_margin"))
+                 or k in ("run_id", "registered_version", "promotion")}
         click.echo(prefix + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
 
 
@@ -104,6 +105,39 @@ def _main(cfg: MainConfig) -> dict:
     return run_main(cfg)
 
 
+def _evaluate(cfg: EvaluateConfig) -> dict:
+    """Evaluate a logged model in a new run: the denoiser against classical baselines at every
+    noise model and level; the VAE's likelihood and sample quality (FID, class entropy) for
+    N(0, I) and a fitted prior."""
+    from latent_models.evaluate_model import run_evaluate
+
+    result = run_evaluate(cfg)
+    _print_table(result.pop("table"))
+    return result
+
+
+def _sweep(cfg: SweepConfig) -> dict:
+    """Train every combination of a grid of params as child runs of one parent run."""
+    from latent_models.sweep import run_sweep
+
+    result = run_sweep(cfg)
+    _print_table(result["rows"])
+    best = result["best"]
+    return {"run_id": result["run_id"], **({f"best {result['metric']}": best[result["metric"]],
+                                            "best run_id": best["run_id"]} if best else {})}
+
+
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        return
+    columns = [c for c in rows[0] if not (c.startswith("class_") and c[6:].isdigit())]
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    widths = {c: max(len(c), *(len(cell(r.get(c))) for r in rows)) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        click.echo("  ".join(cell(r.get(c)).ljust(widths[c]) for c in columns))
+
+
 def _promote(cfg: PromoteConfig) -> dict:
     """Move an alias (default: champion) of a registered model to a version (default: the candidate)."""
     from latent_models.tracking import move_alias
@@ -117,6 +151,8 @@ ae = click.command(name="ae")(run_command(AEConfig, _ae))
 vae = click.command(name="vae")(run_command(VAEConfig, _vae))
 main = click.command(name="main")(run_command(MainConfig, _main))
 promote = click.command(name="promote")(run_command(PromoteConfig, _promote))
+evaluate = click.command(name="evaluate")(run_command(EvaluateConfig, _evaluate))
+sweep = click.command(name="sweep")(run_command(SweepConfig, _sweep))
 
 
 @click.group()
@@ -128,3 +164,5 @@ cli.add_command(ae)
 cli.add_command(vae)
 cli.add_command(main)
 cli.add_command(promote)
+cli.add_command(evaluate)
+cli.add_command(sweep)

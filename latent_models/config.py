@@ -109,11 +109,15 @@ class VAEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
     binarize: bool = _help("dynamically binarize images (sample pixels ~ Bernoulli(intensity))", default=False)
     iw_samples: int = _help("importance samples k for test_iw_nll", default=100)
     iw_images: int = _help("first N test images for test_iw_nll (0: all; k=100 on all 10,000 takes minutes)", default=1000)
+    prior_components: int = _help("Gaussian-mixture components fitted to the training latent means and "
+                                  "served as sampler=fitted (0: none)", default=10)
 
 
     def validate(self) -> None:
         _validate_common(self)
         _choice("likelihood", self.likelihood, LIKELIHOODS)
+        if self.prior_components < 0:
+            raise ConfigError(f"prior_components must be >= 0, got {self.prior_components}")
         if self.binarize and self.likelihood != "bernoulli":
             raise ConfigError("binarize=true needs likelihood=bernoulli")
         if not self.beta > 0:
@@ -145,6 +149,63 @@ class MainConfig(TrackingOptions, DataOptions):
 
     def vae_config(self) -> VAEConfig:
         return VAEConfig(**_shared(self, VAEConfig), epochs=self.vae_epochs)
+
+
+@dataclass
+class EvaluateConfig(DataOptions):
+    model_uri: str = _help("the model to evaluate: models:/name@alias, models:/name/version or runs:/id/model",
+                           default="models:/latent-denoiser@champion")
+    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-eval")
+    run_name: str = _help("MLflow run name (empty: generated)", default="")
+    dataset: str = _help("mnist or fashion-mnist (empty: the dataset the model was trained on)", default="")
+    seed: int = _help("seed of the validation split (as in training), samples and the classifier", default=0)
+    noise: str = _help("denoiser: noise models to evaluate, comma-separated, or all", default="all")
+    images: int = _help("denoiser: first N test images per noise level (0: all)", default=2000)
+    tune_images: int = _help("denoiser: validation images that tune each classical baseline", default=500)
+    iw_samples: int = _help("VAE: importance samples k for test_iw_nll", default=100)
+    iw_images: int = _help("VAE: first N test images for test_iw_nll (0: all)", default=1000)
+    samples: int = _help("VAE: samples per sampler for FID and class entropy", default=10000)
+    components: int = _help("VAE: Gaussian-mixture components of the fitted prior", default=10)
+    classifier_name: str = _help("registered classifier for FID (empty: latent-<dataset>-classifier); "
+                                 "trained and registered on first use", default="")
+    classifier_epochs: int = _help("epochs when the classifier has to be trained", default=3)
+
+    def validate(self) -> None:
+        if not self.model_uri:
+            raise ConfigError("model_uri must not be empty (e.g. models:/latent-denoiser@champion)")
+        if self.dataset:
+            _validate_data(self)
+        for name in ("tune_images", "iw_samples", "samples", "components", "classifier_epochs"):
+            _positive(name, getattr(self, name))
+        if self.images < 0 or self.iw_images < 0:
+            raise ConfigError("images and iw_images must be >= 0")
+        for noise in self.noise_models():
+            _choice("noise", noise, NOISE_MODELS)
+
+    def noise_models(self) -> list[str]:
+        return list(NOISE_MODELS) if self.noise == "all" else [n.strip() for n in self.noise.split(",") if n.strip()]
+
+
+@dataclass
+class SweepConfig:
+    model: str = _help("what each child run trains: ae or vae", default="ae")
+    grid: str = _help("swept params: `name=v1,v2,...` per param, params separated by spaces "
+                      "(every combination runs)", default="noise_level=0.1,0.3,0.5 arch=conv,unet")
+    params: str = _help("fixed params for every child, `name=value` separated by spaces", default="")
+    metric: str = _help("metric the summary compares (empty: test_psnr for ae, test_neg_elbo for vae)", default="")
+    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-sweep")
+    run_name: str = _help("name of the parent run (empty: generated)", default="")
+    data_dir: str = _help("dataset root for every child (empty: $LATENT_MODELS_DATA_DIR, else ./data)", default="")
+    register: bool = _help("register every child's model", default=False)
+
+    def validate(self) -> None:
+        _choice("model", self.model, ("ae", "vae"))
+
+    def child_config_class(self):
+        return AEConfig if self.model == "ae" else VAEConfig
+
+    def default_metric(self) -> str:
+        return self.metric or ("test_psnr" if self.model == "ae" else "test_neg_elbo")
 
 
 @dataclass

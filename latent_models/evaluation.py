@@ -117,3 +117,34 @@ def importance_weighted_nll(
 @torch.inference_mode()
 def latent_means(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return batched(lambda x: model.encode(x)[0], images)
+
+
+EVALUATION_LEVELS = {
+    "gaussian": [0.1, 0.2, 0.3, 0.5],
+    "uniform": [0.25, 0.5, 0.75, 1.0],
+    "salt_pepper": [0.05, 0.1, 0.2, 0.3],
+    "mask": [0.1, 0.25, 0.5, 0.7],
+}
+
+
+def compare_denoisers(model: nn.Module, val_clean: torch.Tensor, test_clean: torch.Tensor,
+                      levels: dict[str, list[float]], val_seed: int, test_seed: int,
+                      progress=lambda text: None) -> list[dict]:
+    """One row per (noise, level, method): the model, the noisy input and each classical
+    baseline (its setting tuned on the validation images at that noise and level)."""
+    from latent_models.baselines import BASELINES, tune
+
+    rows = []
+    for noise, noise_levels in levels.items():
+        for level in noise_levels:
+            progress(f"{noise} {level:g}")
+            val_noisy = fixed_noise(val_clean, noise, level, val_seed)
+            test_noisy = fixed_noise(test_clean, noise, level, test_seed)
+            outputs = {"model": (batched(model, test_noisy), ""), "noisy_input": (test_noisy, "")}
+            for baseline in BASELINES:
+                value = tune(baseline, val_clean, val_noisy)
+                outputs[baseline.name] = (baseline.apply(test_noisy, value), f"{baseline.setting}={value:g}")
+            for method, (output, setting) in outputs.items():
+                rows.append({"noise": noise, "level": level, "method": method, "setting": setting,
+                             **image_quality(output, test_clean)})
+    return rows

@@ -113,3 +113,76 @@ def latent_map(points: torch.Tensor, labels: torch.Tensor, axis_names: tuple[str
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+METHOD_STYLES = {"model": dict(marker="o", linewidth=2.5), "noisy_input": dict(marker="s", linestyle="--", color="gray")}
+
+
+def method_comparison(rows: list[dict], trained: tuple[str, float] | None) -> Figure:
+    """PSNR versus noise level, one panel per noise model, one line per method."""
+    noises = list(dict.fromkeys(r["noise"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(1, len(noises), figsize=(4.4 * len(noises), 3.9), squeeze=False)
+    for ax, noise in zip(axes[0], noises):
+        for method in methods:
+            points = sorted((r["level"], r["psnr"]) for r in rows if r["noise"] == noise and r["method"] == method)
+            ax.plot(*zip(*points), label=method, **METHOD_STYLES.get(method, dict(marker=".")))
+        if trained and trained[0] == noise:
+            ax.axvline(trained[1], color="black", linestyle=":", label=f"trained at {trained[1]:g}")
+        ax.set_title(noise)
+        ax.set_xlabel("noise level")
+        ax.set_ylabel("test PSNR (dB)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Denoiser versus classical baselines")
+    fig.tight_layout()
+    return fig
+
+
+def sampler_comparison(samples: dict[str, torch.Tensor], class_counts: dict[str, torch.Tensor],
+                       scores: dict[str, str]) -> Figure:
+    """Per sampler: a grid of samples and the histogram of the classes a classifier sees."""
+    fig = plt.figure(figsize=(5.2 * len(samples), 8.2))
+    grid = fig.add_gridspec(2, len(samples), height_ratios=[2.2, 1.0])
+    for col, (name, images) in enumerate(samples.items()):
+        inner = grid[0, col].subgridspec(8, 8, wspace=0.05, hspace=0.05)
+        for i in range(64):
+            ax = fig.add_subplot(inner[i // 8, i % 8])
+            _show(ax, images[i])
+            if i == 3:
+                ax.set_title(f"{name}: {scores[name]}", fontsize=10, loc="center")
+        ax = fig.add_subplot(grid[1, col])
+        counts = class_counts[name].double()
+        ax.bar(range(len(counts)), (counts / counts.sum()).numpy())
+        ax.axhline(1 / len(counts), color="gray", linestyle=":", label="uniform")
+        ax.set_xticks(range(len(counts)))
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("fraction of samples")
+        ax.legend(fontsize=8)
+    fig.suptitle("VAE samples: N(0, I) versus the prior fitted to the training latents")
+    fig.tight_layout()
+    return fig
+
+
+def metric_versus_param(rows: list[dict], param: str, metric: str, others: list[str]) -> Figure:
+    """A sweep's metric against one swept param; one line per combination of the others."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    groups: dict[str, list[tuple]] = {}
+    for r in rows:
+        if r.get(metric) is None:
+            continue
+        label = ", ".join(f"{o}={r[o]}" for o in others) or metric
+        groups.setdefault(label, []).append((r[param], r[metric]))
+    numeric = all(isinstance(r[param], (int, float)) for r in rows)
+    for label, points in groups.items():
+        points = sorted(points) if numeric else points
+        xs, ys = zip(*points)
+        ax.plot([str(x) for x in xs] if not numeric else xs, ys, marker="o", label=label)
+    ax.set_xlabel(param)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} versus {param}")
+    ax.grid(alpha=0.3)
+    if len(groups) > 1 or others:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -50,3 +51,27 @@ def active_units(mu: torch.Tensor, threshold: float = 0.01) -> int:
 def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, diag(exp(logvar))), summed over the last dimension."""
     return -0.5 * (((z - mu) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N, F): FID when the
+    features come from a classifier of the domain. Lower is better; 0 for equal statistics."""
+    from scipy import linalg
+
+    a, b = features_a.double().numpy(), features_b.double().numpy()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(root).all():  # near-singular product: regularise, as the FID reference code does
+        offset = np.eye(a.shape[1]) * 1e-6
+        root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    root = root.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(root))
+
+
+def class_entropy(predicted: torch.Tensor, classes: int = 10) -> float:
+    """Entropy (nats) of the histogram of predicted classes: log(10) = 2.303 when all ten
+    digits are equally frequent, 0 when every sample is the same digit."""
+    counts = torch.bincount(predicted, minlength=classes).double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum()) + 0.0  # + 0.0: no -0.0

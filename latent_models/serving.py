@@ -42,12 +42,15 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from latent_models.models import ConvVAE, build_denoiser
+from latent_models.models.classifier import DigitClassifier
+from latent_models.models.prior import GaussianMixturePrior
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 IMAGE_SHAPE = (28, 28)
 MAX_BATCH = 1024  # images per request (sum of `n` when sampling), and latents per request
 VAE_MODES = ("reconstruct", "sample", "decode")
+SAMPLERS = ("normal", "fitted")  # z ~ N(0, I), or the mixture fitted to the training latents
 IMAGE_COLUMN = "image"
 SAMPLE_FIELDS = ("n", "seed", "temperature")
 PNG = "png"  # the layout marker of the base64-PNG form
@@ -392,6 +395,9 @@ class VAEPyfunc(mlflow.pyfunc.PythonModel):
         self.model = _load_weights(
             context, ConvVAE(latent_dim=cfg["latent_dim"], width=cfg["width"], likelihood=cfg["likelihood"])
         )
+        prior = context.artifacts.get("prior")
+        self.prior = (GaussianMixturePrior.from_state_dict(torch.load(prior, map_location="cpu", weights_only=True))
+                      if prior else None)
 
     def predict(self, context, model_input, params=None):
         params = {**vae_default_params(), **(params or {})}
@@ -406,11 +412,34 @@ class VAEPyfunc(mlflow.pyfunc.PythonModel):
             if mode == "decode":
                 z = to_latents(model_input, self.model.latent_dim)
                 return from_model_output(self.model.decode(z), (0, *IMAGE_SHAPE))
+            sampler = params["sampler"]
+            if sampler not in SAMPLERS:
+                raise InvalidInput(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+            if sampler == "fitted" and self.prior is None:
+                raise InvalidInput("this model was logged without a fitted prior (prior_components=0); "
+                                   "use sampler \"normal\"")
             images = []
             for n, seed, temperature in sample_requests(model_input, params):
                 generator = None if seed is None else torch.Generator().manual_seed(seed)
-                images.append(self.model.sample(n, temperature, generator))
+                if sampler == "fitted":
+                    images.append(self.model.decode(self.prior.sample(n, temperature, generator)))
+                else:
+                    images.append(self.model.sample(n, temperature, generator))
             return from_model_output(torch.cat(images), (0, *IMAGE_SHAPE))
+
+
+class ClassifierPyfunc(mlflow.pyfunc.PythonModel):
+    """Images in, class probabilities (N, classes) out: the feature extractor behind the
+    sample-quality metrics, served too so its predictions can be checked."""
+
+    def load_context(self, context):
+        cfg = _read_config(context)
+        self.model = _load_weights(context, DigitClassifier(cfg["classes"], cfg["width"], cfg["feature_dim"]))
+
+    def predict(self, context, model_input, params=None):
+        x, _ = to_model_input(model_input)
+        with torch.inference_mode():
+            return self.model(x).softmax(dim=1).numpy()
 
 
 def denoiser_default_params() -> dict:
@@ -418,12 +447,12 @@ def denoiser_default_params() -> dict:
 
 
 def vae_default_params() -> dict:
-    return {"mode": "reconstruct", "clip": False, "n": 16, "seed": -1, "temperature": 1.0}
+    return {"mode": "reconstruct", "clip": False, "n": 16, "seed": -1, "temperature": 1.0, "sampler": "normal"}
 
 
-def _signature(params: ParamSchema) -> ModelSignature:
-    """No input schema (see the module docstring); float32 images out; explicit params."""
-    output = TensorSpec(np.dtype(np.float32), (-1, *IMAGE_SHAPE))
+def _signature(params: ParamSchema | None, output_shape: tuple[int, ...] = (-1, *IMAGE_SHAPE)) -> ModelSignature:
+    """No input schema (see the module docstring); float32 out; explicit params."""
+    output = TensorSpec(np.dtype(np.float32), output_shape)
     return ModelSignature(inputs=None, outputs=Schema([output]), params=params)
 
 
@@ -448,15 +477,21 @@ INPUT_FORMS = {
 }
 
 
-def _log(kind: str, state_dict: dict, config: dict, signature, input_example, registered_model_name, metadata):
+def _log(kind: str, state_dict: dict, config: dict, signature, input_example, registered_model_name, metadata,
+         tensors: dict[str, dict] | None = None):
+    """`tensors`: more state dicts to ship beside the weights (artifact name -> tensors)."""
     with tempfile.TemporaryDirectory() as tmp:
         weights, cfg_file = Path(tmp) / "weights.pt", Path(tmp) / "config.json"
         torch.save(state_dict, weights)
         cfg_file.write_text(json.dumps(config, indent=2))
+        artifacts = {"weights": str(weights), "config": str(cfg_file)}
+        for name, state in (tensors or {}).items():
+            artifacts[name] = str(Path(tmp) / f"{name}.pt")
+            torch.save(state, artifacts[name])
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PACKAGE_DIR / "pyfunc_code" / f"{kind}.py"),
-            artifacts={"weights": str(weights), "config": str(cfg_file)},
+            artifacts=artifacts,
             code_paths=[str(PACKAGE_DIR)],
             signature=signature,
             input_example=input_example,
@@ -475,8 +510,11 @@ def log_denoiser(model, arch: str, latent_dim: int, width: int, example: np.ndar
                 {"inputs": INPUT_FORMS})
 
 
-def log_vae(model, width: int, example: np.ndarray, registered_model_name: str | None = None):
-    config = {"kind": "vae", "latent_dim": model.latent_dim, "width": width, "likelihood": model.likelihood}
+def log_vae(model, width: int, example: np.ndarray, registered_model_name: str | None = None,
+            prior: GaussianMixturePrior | None = None):
+    """`prior`: the mixture fitted to the training latents, served as sampler=fitted."""
+    config = {"kind": "vae", "latent_dim": model.latent_dim, "width": width, "likelihood": model.likelihood,
+              "prior_components": prior.components if prior else 0}
     defaults = vae_default_params()
     params = ParamSchema([
         ParamSpec("mode", "string", defaults["mode"]),
@@ -484,12 +522,31 @@ def log_vae(model, width: int, example: np.ndarray, registered_model_name: str |
         ParamSpec("n", "long", defaults["n"]),
         ParamSpec("seed", "long", defaults["seed"]),
         ParamSpec("temperature", "double", defaults["temperature"]),
+        ParamSpec("sampler", "string", defaults["sampler"]),
     ])
     metadata = {"inputs": {
         "reconstruct": INPUT_FORMS["images"],
         "sample": f"rows with n (1..{MAX_BATCH}), optional seed (>= 0) and temperature (> 0, default 1); "
                   "n images per row, in row order",
         "decode": f"float32 (N, {model.latent_dim}) latent vectors",
+        "samplers": "normal: z ~ N(0, I); fitted: the Gaussian mixture fitted to the training latent means"
+                    + ("" if prior else " (not in this model)"),
         "max_batch": MAX_BATCH,
     }}
-    return _log("vae", model.state_dict(), config, _signature(params), example, registered_model_name, metadata)
+    tensors = {"prior": prior.state_dict()} if prior else None
+    return _log("vae", model.state_dict(), config, _signature(params), example, registered_model_name, metadata,
+                tensors)
+
+
+def log_classifier(model: DigitClassifier, example: np.ndarray, registered_model_name: str | None = None):
+    classes = model.head[-1].out_features
+    config = {"kind": "classifier", "classes": classes, "width": model.body[0].out_channels,
+              "feature_dim": model.head[-1].in_features}
+    return _log("classifier", model.state_dict(), config, _signature(None, (-1, classes)), example,
+                registered_model_name, {"inputs": INPUT_FORMS, "outputs": f"class probabilities (N, {classes})"})
+
+
+def load_torch_model(model_uri: str):
+    """(the torch module, its pyfunc wrapper) behind a logged model: for evaluation."""
+    wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    return wrapper.model, wrapper

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -268,6 +269,20 @@ def log_figure(figure, path: str) -> None:
     plt.close(figure)
 
 
+def logged_files(folder: str) -> dict[str, bytes]:
+    """Run-relative path -> bytes of each file the active run has logged under `folder` (e.g.
+    its figures, for the report): read back from the artifact store, so exactly what was logged."""
+    run_id = mlflow.active_run().info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        with contextlib.suppress(MlflowException):  # nothing logged there: {}
+            mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=folder, dst_path=tmp)
+        return {p.relative_to(tmp).as_posix(): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
+
+
+def log_report(text: str, path: str = "report.html") -> None:
+    mlflow.log_text(text, path)
+
+
 def tag_model_version(name: str, version: str, tags: dict[str, object]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
@@ -404,3 +419,41 @@ def move_alias(name: str, version: int | str | None, alias: str = CHAMPION) -> d
         with mlflow.start_run():
             mlflow.set_tags({"promotion": alias, "promotion_reason": f"{name} version {version} {reason}"})
     return {"registered_model_name": name, "version": version, "alias": alias, "previous": previous}
+
+
+# --- looking models up ------------------------------------------------------------------
+
+
+def find_model_version(name: str, tags: dict[str, str]) -> str | None:
+    """The newest version of `name` whose version tags include all of `tags`, if any."""
+    ready_store()
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    matching = [v for v in versions if all(v.tags.get(k) == str(t) for k, t in tags.items())]
+    return str(max(int(v.version) for v in matching)) if matching else None
+
+
+def model_version_tags(name: str, version: str) -> dict[str, str]:
+    return dict(MlflowClient().get_model_version(name, version).tags)
+
+
+def logged_model_run(model_uri: str):
+    """The run that logged the model at `model_uri` (models:/name@alias, models:/name/version,
+    runs:/id/model, ...), for its params and tags. A URI that names no model is a RegistryError."""
+    ready_store()
+    try:
+        info = mlflow.models.get_model_info(model_uri)
+    except (MlflowException, OSError) as exc:
+        message = exc.message if isinstance(exc, MlflowException) else str(exc)
+        raise RegistryError(f"cannot find a model at {model_uri!r}: {message.splitlines()[0]}") from None
+    return MlflowClient().get_run(info.run_id) if info.run_id else None
+
+
+def log_table(rows: list[dict], path: str) -> None:
+    """Rows as an MLflow table artifact (JSON; the UI's artifact view shows it as a table)."""
+    import pandas as pd
+
+    mlflow.log_table(pd.DataFrame(rows), artifact_file=path)

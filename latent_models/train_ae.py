@@ -6,7 +6,7 @@ import time
 
 from torch.nn import functional as F
 
-from latent_models import distributed, figures, tracking
+from latent_models import distributed, figures, report, tracking
 from latent_models.config import AEConfig, as_params, with_logged_params
 from latent_models.data import DataSplits, load_splits
 from latent_models.evaluation import (
@@ -97,6 +97,8 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
         })
         tracking.log_metrics(test_metrics)
         _log_figures(cfg, data, model, result.history, val_noisy, test_noisy)
+        tracking.log_report(report.render("denoiser", cfg, test_metrics, result.history,
+                                          tracking.logged_files("figures"), run.info.run_name, run.info.run_id))
 
         info = log_denoiser(model, cfg.arch, cfg.latent_dim, cfg.width, test_noisy[:2, 0].numpy(),
                             cfg.registered_model_name if cfg.register else None)

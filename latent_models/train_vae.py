@@ -6,11 +6,12 @@ import time
 
 import torch
 
-from latent_models import distributed, figures, tracking
+from latent_models import distributed, figures, report, tracking
 from latent_models.config import VAEConfig, as_params, with_logged_params
 from latent_models.data import DataSplits, load_splits
 from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means
 from latent_models.models import ConvVAE
+from latent_models.models.prior import fit_gaussian_mixture
 from latent_models.serving import log_vae
 from latent_models.training import fit, images_per_second, seed_everything
 from latent_models.tracking import check_resumable_data, checkpointing
@@ -96,8 +97,15 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         tracking.log_metrics(test)
         _log_figures(cfg, data, model, result.history, test_x)
 
+        # The mixture over the training latents: served as sampler=fitted (see evaluate for FID).
+        train_x = binarized(data.train.images, VAL_SEED) if cfg.binarize else data.train.images
+        prior = (fit_gaussian_mixture(latent_means(model, train_x), cfg.prior_components, cfg.seed)
+                 if cfg.prior_components else None)
+        _log_prior_samples(model, prior)
+        tracking.log_report(report.render("vae", cfg, test, result.history, tracking.logged_files("figures"),
+                                          run.info.run_name, run.info.run_id))
         info = log_vae(model, cfg.width, data.test.images[:2, 0].numpy(),
-                       cfg.registered_model_name if cfg.register else None)
+                       cfg.registered_model_name if cfg.register else None, prior)
         version = tracking.registered_version(info)
         promotion = None
         if version:
@@ -155,3 +163,13 @@ def _log_figures(cfg: VAEConfig, data: DataSplits, model: ConvVAE, history, test
                            "Test-set latent means (PCA), coloured by class"),
         "figures/latent_map.png",
     )
+
+
+def _log_prior_samples(model: ConvVAE, prior) -> None:
+    if prior is None:
+        return
+    with torch.inference_mode():
+        images = model.decode(prior.sample(100, generator=torch.Generator().manual_seed(FIGURE_SEED)))
+    tracking.log_figure(figures.image_grid(images, f"100 samples, z ~ the {prior.components}-component mixture "
+                                                   "fitted to the training latents"),
+                        "figures/samples_fitted_prior.png")

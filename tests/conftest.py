@@ -1,13 +1,21 @@
+import contextlib
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_DATA = REPO / "tests" / "fixtures" / "data"
 
 # Tiny but real: a few hundred digits, small networks, two epochs.
 TINY = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, epochs=2, batch_size=50, width=8)
+
+SERVER_DEADLINE_S = 120
 
 
 @pytest.fixture
@@ -18,10 +26,17 @@ def fixture_data() -> Path:
 @pytest.fixture
 def tracking(tmp_path, monkeypatch):
     """A private SQLite store and artifact folder; the test runs inside tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    with tracking_at(f"sqlite:///{tmp_path / 'mlflow.db'}", monkeypatch) as uri:
+        yield uri
+
+
+@contextlib.contextmanager
+def tracking_at(uri: str, monkeypatch):
+    """MLflow in this process (and in the processes it starts) tracks to `uri` and registers
+    there, knowing no experiment or run of another store; undone on leaving."""
     import mlflow
 
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     # An experiment set by an earlier test names an id in that test's store, not this one.
@@ -30,13 +45,15 @@ def tracking(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     _forget_active_experiment()
-    yield uri
-    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment exports it to subprocesses
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
-    _forget_active_experiment()
+    try:
+        yield uri
+    finally:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment exports it to subprocesses
+        while mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+        _forget_active_experiment()
 
 
 def _forget_active_experiment():
@@ -46,6 +63,47 @@ def _forget_active_experiment():
 
     fluent._active_experiment_id = None
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment() exports it too
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_store_uri: str, root: Path, port: int):
+    """`mlflow server --backend-store-uri <uri> --artifacts-destination <root>/artifacts
+    --serve-artifacts` on 127.0.0.1:<port>, one worker, in its own process group (log:
+    <root>/server.log). Yields its URL once /health answers; stops the group on leaving.
+
+    Without MLflow 3's job runner (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false): the runs logged
+    here need no server-side jobs, and with it each server starts seven huey consumer
+    processes and leaves a folder in /dev/shm behind."""
+    root.mkdir(parents=True, exist_ok=True)
+    url, log = f"http://127.0.0.1:{port}", root / "server.log"
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_store_uri,
+           "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=root)
+    try:
+        deadline = time.monotonic() + SERVER_DEADLINE_S
+        while True:
+            assert proc.poll() is None, f"mlflow server exited:\n{log.read_text()[-3000:]}"
+            try:
+                if requests.get(f"{url}/health", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, f"mlflow server not up:\n{log.read_text()[-3000:]}"
+            time.sleep(0.25)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # gone already when it failed to start
+            os.killpg(proc.pid, signal.SIGTERM)  # the group this helper started, by its id
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=15)
 
 
 def pytest_configure(config):

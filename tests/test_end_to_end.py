@@ -1,5 +1,7 @@
 """`mlflow run . -e ae|vae --env-manager local` on the fixture, into a private SQLite store."""
 
+import base64
+import html
 import json
 import os
 import subprocess
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from latent_models.report import METRIC_MEANINGS
 from tests.conftest import FIXTURE_DATA, REPO
 
 EPOCHS = 2
@@ -50,6 +53,12 @@ def _check_run(client, run, per_epoch, figures, final):
     for fig in figures:
         data = (local / fig).read_bytes()
         assert data[:8] == PNG_SIGNATURE and len(data) > 5000, fig
+    # The report: every figure the run logged, embedded byte for byte; a meaning for every metric.
+    report = Path(client.download_artifacts(run.info.run_id, "report.html")).read_text(encoding="utf-8")
+    for png in sorted(local.iterdir()):
+        assert f"base64,{base64.b64encode(png.read_bytes()).decode()}" in report, png.name
+    assert html.escape(run.info.run_name) in report
+    assert set(run.data.metrics) <= set(METRIC_MEANINGS), set(run.data.metrics) - set(METRIC_MEANINGS)
     assert run.data.params["epochs"] == str(EPOCHS)
     assert run.data.tags["dataset_digest"]
     assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"mnist-train", "mnist-val", "mnist-test"}

@@ -48,3 +48,25 @@ def test_log_normal_matches_torch_distributions():
     ref = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(-1)
     assert torch.allclose(log_normal(z, mu, logvar), ref, atol=1e-5)
     assert math.isfinite(log_normal(z, mu, logvar).sum().item())
+
+
+def test_frechet_distance_matches_the_closed_form():
+    from latent_models.metrics import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn((20000, 3), generator=g)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shifted = a + torch.tensor([1.0, 2.0, 0.0])
+    assert frechet_distance(a, shifted) == pytest.approx(5.0, rel=1e-6)  # |mean shift|^2, same covariance
+    scaled = torch.randn((20000, 3), generator=g) * 2.0
+    # Equal means, covariances I and 4I: 3 * (1 + 4 - 2 * 2) = 3.
+    assert frechet_distance(a, scaled) == pytest.approx(3.0, rel=0.05)
+    assert frechet_distance(scaled, a) == pytest.approx(frechet_distance(a, scaled), rel=1e-6)
+
+
+def test_class_entropy():
+    from latent_models.metrics import class_entropy
+
+    assert class_entropy(torch.arange(10).repeat(7)) == pytest.approx(math.log(10))
+    assert class_entropy(torch.full((50,), 3)) == 0.0
+    assert class_entropy(torch.tensor([0, 1])) == pytest.approx(math.log(2))

@@ -224,3 +224,27 @@ def test_bad_sampling_rows_name_the_problem(rows, message):
     with pytest.raises(InvalidInput) as err:
         sample_requests(pd.DataFrame(rows), vae_default_params())
     assert message in err.value.message
+
+
+def test_fitted_prior_is_a_served_sampler(tracking):
+    from latent_models.models.prior import GaussianMixturePrior
+
+    torch.manual_seed(0)
+    model = ConvVAE(latent_dim=4, width=8).eval()
+    # A one-component "mixture" far from N(0, I): its samples must be the decoded mean.
+    prior = GaussianMixturePrior(torch.ones(1), torch.full((1, 4), 3.0), torch.eye(4)[None] * 1e-4)
+    x = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
+    with mlflow.start_run():
+        with_prior = mlflow.pyfunc.load_model(log_vae(model, 8, x, prior=prior).model_uri)
+        without = mlflow.pyfunc.load_model(log_vae(model, 8, x).model_uri)
+    fitted = with_prior.predict(x[:1], params={"mode": "sample", "n": 3, "seed": 1, "sampler": "fitted"})
+    normal = with_prior.predict(x[:1], params={"mode": "sample", "n": 3, "seed": 1, "sampler": "normal"})
+    with torch.inference_mode():
+        expected = model.decode(torch.full((1, 4), 3.0))[0, 0].numpy()
+    assert np.allclose(fitted, expected, atol=1e-3)
+    assert not np.allclose(normal, expected, atol=1e-3)
+    assert np.array_equal(normal, without.predict(x[:1], params={"mode": "sample", "n": 3, "seed": 1}))
+    with pytest.raises(InvalidInput, match="without a fitted prior"):
+        without.unwrap_python_model().predict(None, x, {"mode": "sample", "sampler": "fitted"})
+    with pytest.raises(InvalidInput, match="sampler must be one of normal, fitted"):
+        with_prior.unwrap_python_model().predict(None, x, {"mode": "sample", "sampler": "gmm"})

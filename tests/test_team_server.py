@@ -10,25 +10,20 @@ extra install both); skips with the reason where they are missing or the cluster
 import glob
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 from mlflow.tracking import MlflowClient
 
 from latent_models.config import AEConfig
 from latent_models.train_ae import run_ae
-from tests.conftest import FIXTURE_DATA
+from tests.conftest import FIXTURE_DATA, mlflow_server
 from tests.test_serving_server import Server, _free_port
 
 pytestmark = pytest.mark.e2e
-DEADLINE_S = 120
 
 
 def _pg_bin() -> Path | None:
@@ -74,36 +69,8 @@ def postgres():
 
 @pytest.fixture
 def tracking_server(postgres, tmp_path):
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", postgres,
-           "--artifacts-destination", str(tmp_path / "artifacts"), "--serve-artifacts",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = dict(os.environ)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + DEADLINE_S
-        while True:
-            assert proc.poll() is None, f"mlflow server exited:\n{log.read_text()[-3000:]}"
-            try:
-                if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"mlflow server not up:\n{log.read_text()[-3000:]}"
-            time.sleep(0.25)
+    with mlflow_server(postgres, tmp_path, _free_port()) as url:
         yield url, tmp_path / "artifacts"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the group this test started, by its id
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
 
 
 def test_train_register_and_serve_through_a_postgres_backed_server(tracking_server, tmp_path, monkeypatch):

@@ -1,0 +1,6 @@
+"""`evaluate` entry point of the MLproject: options are parsed in latent_models.cli."""
+
+from latent_models.cli import evaluate
+
+if __name__ == "__main__":
+    evaluate()

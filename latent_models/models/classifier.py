@@ -1,0 +1,35 @@
+"""A small CNN digit classifier: the feature space for sample-quality metrics.
+
+FID on MNIST is meaningless in Inception features (trained on photos); a classifier
+trained on the dataset itself sees what makes a digit a digit. `features` is the
+128-unit penultimate layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class DigitClassifier(nn.Module):
+    def __init__(self, classes: int = 10, width: int = 32, feature_dim: int = 128):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # 14x14
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # 7x7
+            nn.Flatten(),
+            nn.Dropout(0.25),
+            nn.Linear(2 * w * 7 * 7, feature_dim),
+            nn.ReLU(),
+        )
+        self.head = nn.Sequential(nn.Dropout(0.25), nn.Linear(feature_dim, classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits."""
+        return self.head(self.body(x))

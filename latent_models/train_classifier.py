@@ -1,0 +1,60 @@
+"""The digit classifier behind FID and class entropy: trained once per dataset, registered,
+and found again in the registry next time (matched on the dataset digest and size).
+Trained on first use as a child run of the evaluation that needed it."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from latent_models import tracking
+from latent_models.data import DataSplits
+from latent_models.evaluation import batched
+from latent_models.models.classifier import DigitClassifier
+from latent_models.serving import load_torch_model, log_classifier
+from latent_models.training import fit, seed_everything
+
+def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    model.eval()
+    return (batched(model, images).argmax(1) == labels).double().mean().item()
+
+
+def train_classifier(data: DataSplits, epochs: int, seed: int) -> tuple[DigitClassifier, dict]:
+    """A few epochs of AdamW + one-cycle; ~99.2% on MNIST after 3."""
+    generator = seed_everything(seed)
+    model = DigitClassifier()
+    images, labels = data.train.images, data.train.labels
+
+    # `fit` batches whatever tensor it is given: here the row indices, so labels come along.
+    def loss_fn(m, idx, gen, progress, rows=slice(None)):
+        idx = idx[rows]
+        return F.cross_entropy(m(images[idx]), labels[idx]), {}
+
+    result = fit(model, torch.arange(len(images)), loss_fn=loss_fn,
+                 evaluate_fn=lambda m: {"val_accuracy": accuracy(m, data.val.images, data.val.labels)},
+                 monitor="val_accuracy", mode="max", epochs=epochs, batch_size=128, lr=3e-3,
+                 weight_decay=1e-4, schedule="onecycle", generator=generator,
+                 on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch))
+    model.eval()
+    return model, {"test_accuracy": accuracy(model, data.test.images, data.test.labels),
+                   "val_accuracy": result.best_value}
+
+
+def classifier_for(data: DataSplits, name: str, epochs: int, seed: int,
+                   parent_run_id: str) -> tuple[DigitClassifier, dict]:
+    """The registered classifier for exactly this data, or a new one trained and registered
+    (in a child run of `parent_run_id`). Returns it and its registry facts."""
+    tags = {"dataset_digest": data.digest, "train_images": str(len(data.train))}
+    version = tracking.find_model_version(name, tags)
+    if version is None:
+        with tracking.training_run("", f"classifier-{data.name}", parent_run_id=parent_run_id):
+            tracking.log_params({"dataset": data.name, "epochs": epochs, "seed": seed})
+            tracking.set_tags({"model_type": "classifier", **tags})
+            model, metrics = train_classifier(data, epochs, seed)
+            tracking.log_metrics(metrics)
+            info = log_classifier(model, data.test.images[:2, 0].numpy(), name)
+            version = tracking.registered_version(info)
+            tracking.tag_model_version(name, version, {**tags, "test_accuracy": round(metrics["test_accuracy"], 5)})
+    model, _ = load_torch_model(f"models:/{name}/{version}")
+    facts = tracking.model_version_tags(name, version)
+    return model, {"classifier_version": int(version), "classifier_test_accuracy": float(facts["test_accuracy"])}

@@ -1,0 +1,94 @@
+"""The evaluate pipeline on tiny models trained on the fixture."""
+
+import json
+
+import mlflow
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from latent_models import cli
+from latent_models.baselines import BASELINES
+from latent_models.config import AEConfig, EvaluateConfig, VAEConfig
+from latent_models.evaluate_model import run_evaluate
+from latent_models.evaluation import EVALUATION_LEVELS
+from latent_models.train_ae import run_ae
+from latent_models.train_vae import run_vae
+from tests.conftest import FIXTURE_DATA, TINY
+
+DATA = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100)
+
+
+def _artifact_json(run_id: str, path: str) -> dict:
+    return json.loads(open(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path)).read())
+
+
+def test_denoiser_is_compared_with_every_baseline_at_every_level(tracking):
+    trained = run_ae(AEConfig(**TINY, limit_test=100, noise_level=0.6, iterations=1))
+    result = run_evaluate(EvaluateConfig(**DATA, model_uri="models:/latent-denoiser@champion",
+                                         noise="uniform,mask", images=60, tune_images=40))
+    methods = {"model", "noisy_input", *(b.name for b in BASELINES)}
+    rows = result["table"]
+    levels = {"uniform": sorted(EVALUATION_LEVELS["uniform"] + [0.6]), "mask": EVALUATION_LEVELS["mask"]}
+    assert {(r["noise"], r["level"], r["method"]) for r in rows} == {
+        (noise, level, m) for noise, values in levels.items() for level in values for m in methods}
+    assert len(rows) == sum(len(v) for v in levels.values()) * len(methods)
+    assert all(r["setting"].startswith(("sigma=", "size=", "h=")) for r in rows if r["method"] in
+               {b.name for b in BASELINES})
+    # The trained level's numbers are the headline metrics, and the margin is computed from them.
+    at = {r["method"]: r["psnr"] for r in rows if (r["noise"], r["level"]) == ("uniform", 0.6)}
+    assert result["test_psnr"] == at["model"] and result["test_psnr_noisy"] == at["noisy_input"]
+    best = max(v for m, v in at.items() if m not in ("model", "noisy_input"))
+    assert result["psnr_margin_over_best_baseline"] == pytest.approx(at["model"] - best)
+    # The model's PSNR at its trained setting matches what training measured on the same images.
+    assert abs(result["test_psnr"] - trained["test_psnr"]) < 1.0
+
+    run = MlflowClient().get_run(result["run_id"])
+    assert run.data.tags["evaluated_model"] == "models:/latent-denoiser@champion"
+    assert run.data.tags["evaluated_run_id"] == trained["run_id"]
+    assert run.data.tags["beats_all_baselines"] == str(result["psnr_margin_over_best_baseline"] > 0)
+    assert run.data.metrics["psnr/mask_0.5/median"] == pytest.approx(
+        next(r["psnr"] for r in rows if (r["noise"], r["level"], r["method"]) == ("mask", 0.5, "median")))
+    table = _artifact_json(result["run_id"], "evaluation/denoiser_comparison.json")
+    assert len(table["data"]) == len(rows) and "psnr" in table["columns"]
+    png = mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="figures/denoiser_vs_baselines.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_vae_sample_quality_and_the_classifier_is_trained_once(tracking):
+    run_vae(VAEConfig(**TINY, limit_test=100, iw_samples=5, prior_components=3))
+    cfg = EvaluateConfig(**DATA, limit_test=100, model_uri="models:/latent-vae@champion", iw_samples=5,
+                         samples=300, components=3, classifier_epochs=1)
+    first = run_evaluate(cfg)
+    for name in ("fid_normal", "fid_fitted", "class_entropy_normal", "class_entropy_fitted",
+                 "mean_confidence_normal", "mean_confidence_fitted", "test_neg_elbo", "test_iw_nll"):
+        assert name in first
+    assert first["fid_normal"] > 0 and first["fid_fitted"] > 0
+    assert first["fid_ratio_normal_to_fitted"] == pytest.approx(first["fid_normal"] / first["fid_fitted"])
+    assert 0.0 <= first["class_entropy_normal"] <= 2.303
+    rows = {r["sampler"]: r for r in first["table"]}
+    assert set(rows) == {"normal", "fitted"}
+    assert sum(rows["fitted"][f"class_{c}"] for c in range(10)) == pytest.approx(1.0)
+    client = MlflowClient()
+    run = client.get_run(first["run_id"])
+    assert "model's own" in run.data.tags["fitted_prior"]  # components match the served prior
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{first['run_id']}'")
+    assert [c.data.tags["model_type"] for c in children] == ["classifier"]
+
+    second = run_evaluate(EvaluateConfig(**{**vars(cfg), "components": 2}))
+    assert [int(v.version) for v in client.search_model_versions("name='latent-mnist-classifier'")] == [1]
+    assert not client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{second['run_id']}'")
+    assert second["classifier_test_accuracy"] == first["classifier_test_accuracy"]
+    assert "fitted here" in client.get_run(second["run_id"]).data.tags["fitted_prior"]
+    assert first["fid_normal"] == pytest.approx(second["fid_normal"])  # same samples, same classifier
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model_uri", "models:/no-such-model@champion"], "cannot find a model at 'models:/no-such-model@champion'"),
+    (["--noise", "speckle"], "noise must be one of"),
+    (["--samples", "0"], "samples must be > 0"),
+])
+def test_evaluate_mistakes_give_one_clear_error(tracking, args, message):
+    result = CliRunner().invoke(cli.evaluate, ["--data_dir", str(FIXTURE_DATA), *args])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
