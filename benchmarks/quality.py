@@ -95,6 +95,7 @@ def main(data_dir: str, tracking_uri: str, ae_model_uri: str, vae_model_uri: str
         "class entropy >= 2.25 (N(0, I))": vae["class_entropy_normal"] >= 2.25,
         "class entropy >= 2.25 (fitted prior)": vae["class_entropy_fitted"] >= 2.25,
         "fitted prior FID >= 2x lower": vae["fid_ratio_normal_to_fitted"] >= 2.0,
+        "classifier test accuracy >= 99%": vae["classifier_test_accuracy"] >= 0.99,
     }
     print()
     for name, ok in checks.items():

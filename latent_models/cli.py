@@ -79,7 +79,7 @@ def _print_summary(result: dict) -> None:
     for name, r in runs.items():
         prefix = f"[{name}] " if name else ""
         shown = {k: v for k, v in r.items()
-                 if k.startswith(("test_", "fid_", "class_entropy_", "classifier_", "best ", "psnr_margin"))
+                 if k.startswith(("test_", "fid_", "class_entropy_", "classifier_", "best ", "psnr_", "ssim_model"))
                  or k in ("run_id", "registered_version", "promotion")}
         click.echo(prefix + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
 

@@ -158,7 +158,10 @@ class EvaluateConfig(DataOptions):
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-eval")
     run_name: str = _help("MLflow run name (empty: generated)", default="")
     dataset: str = _help("mnist or fashion-mnist (empty: the dataset the model was trained on)", default="")
-    seed: int = _help("seed of the validation split (as in training), samples and the classifier", default=0)
+    val_size: int = _help("validation images carved from the training set (0: as the model was trained, "
+                          "so its validation images are not ones it trained on)", default=0)
+    seed: int = _help("seed of the validation split, the fitted prior and the classifier "
+                      "(-1: the model's training seed)", default=-1)
     noise: str = _help("denoiser: noise models to evaluate, comma-separated, or all", default="all")
     images: int = _help("denoiser: first N test images per noise level (0: all)", default=2000)
     tune_images: int = _help("denoiser: validation images that tune each classical baseline", default=500)
@@ -174,9 +177,13 @@ class EvaluateConfig(DataOptions):
         if not self.model_uri:
             raise ConfigError("model_uri must not be empty (e.g. models:/latent-denoiser@champion)")
         if self.dataset:
-            _validate_data(self)
-        for name in ("tune_images", "iw_samples", "samples", "components", "classifier_epochs"):
+            _choice("dataset", self.dataset, tuple(DATASETS))
+        if self.val_size < 0 or self.limit_train < 0 or self.limit_test < 0:
+            raise ConfigError("val_size, limit_train and limit_test must be >= 0")
+        for name in ("tune_images", "iw_samples", "components", "classifier_epochs"):
             _positive(name, getattr(self, name))
+        if self.samples < 64:
+            raise ConfigError(f"samples must be >= 64 (FID needs many; the figure shows 64), got {self.samples}")
         if self.images < 0 or self.iw_images < 0:
             raise ConfigError("images and iw_images must be >= 0")
         for noise in self.noise_models():

@@ -9,7 +9,10 @@ z ~ N(0, I) and for a Gaussian mixture fitted to the training latents.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
+from mlflow.exceptions import MlflowException
 from tqdm.auto import tqdm
 
 from latent_models import figures, tracking
@@ -31,23 +34,36 @@ from latent_models.train_classifier import classifier_for
 from latent_models.train_vae import TEST_SEED, VAL_SEED, binarized
 
 SAMPLE_SEED = 4_000_004
+CLASSIFIER_TARGET = 0.99
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
     cfg.validate()
     source = tracking.logged_model_run(cfg.model_uri)
     trained = source.data.params if source else {}
-    model, wrapper = load_torch_model(cfg.model_uri)
+    try:
+        model, wrapper = load_torch_model(cfg.model_uri)
+    except (MlflowException, AttributeError, ImportError) as exc:
+        raise ConfigError(f"{cfg.model_uri} is not a latent-models denoiser or VAE ({exc})") from None
     if not isinstance(wrapper, (DenoiserPyfunc, VAEPyfunc)):
         raise ConfigError(f"{cfg.model_uri} is a {type(wrapper).__name__}, not a latent-models denoiser or VAE")
-    dataset = cfg.dataset or trained.get("dataset", "mnist")
-    data = load_splits(dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train, cfg.limit_test)
+    # The split the model was trained with, unless told otherwise: its validation images
+    # (which tune the baselines) must not be images it trained on.
+    cfg = dataclasses.replace(
+        cfg, dataset=cfg.dataset or trained.get("dataset", "mnist"),
+        val_size=cfg.val_size or int(float(trained.get("val_size", 5000))),
+        seed=cfg.seed if cfg.seed >= 0 else int(float(trained.get("seed", 0))),
+    )
+    data = load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train,
+                       cfg.limit_test)
     kind = "denoiser" if isinstance(wrapper, DenoiserPyfunc) else "vae"
 
     with tracking.training_run(cfg.experiment_name, cfg.run_name) as run:
-        tracking.log_params({**as_params(cfg), "dataset": dataset})
+        tracking.log_params(as_params(cfg))
         tracking.set_tags({"model_type": kind, "evaluation": "true", "evaluated_model": cfg.model_uri,
-                           "evaluated_run_id": source.info.run_id if source else ""})
+                           "evaluated_run_id": source.info.run_id if source else "",
+                           # under `mlflow run` the params above are the launcher's (e.g. dataset "")
+                           "evaluated_dataset": cfg.dataset, "split": f"val_size={cfg.val_size} seed={cfg.seed}"})
         if kind == "denoiser":
             result = _evaluate_denoiser(cfg, model, data, trained)
         else:
@@ -79,10 +95,11 @@ def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:
     if trained_at and trained_at[0] in levels:
         at = {r["method"]: r for r in rows if (r["noise"], r["level"]) == trained_at}
         baselines = {m: r["psnr"] for m, r in at.items() if m not in ("model", "noisy_input")}
+        # Named apart from training's test_psnr: these use the first `images` test images.
         result.update({
-            "test_psnr": at["model"]["psnr"], "test_ssim": at["model"]["ssim"], "test_mse": at["model"]["mse"],
-            "test_psnr_noisy": at["noisy_input"]["psnr"],
-            **{f"test_psnr_{m}": v for m, v in baselines.items()},
+            "psnr_model": at["model"]["psnr"], "ssim_model": at["model"]["ssim"], "mse_model": at["model"]["mse"],
+            "psnr_noisy_input": at["noisy_input"]["psnr"],
+            **{f"psnr_{m}": v for m, v in baselines.items()},
             "psnr_margin_over_best_baseline": at["model"]["psnr"] - max(baselines.values()),
         })
         tracking.set_tags({"trained_noise": trained_at[0], "trained_noise_level": trained_at[1],
@@ -102,11 +119,18 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
     classifier_name = cfg.classifier_name or f"latent-{data.name}-classifier"
     classifier, facts = classifier_for(data, classifier_name, cfg.classifier_epochs, cfg.seed, run_id)
     result.update({k: float(v) for k, v in facts.items()})
+    if facts["classifier_test_accuracy"] < CLASSIFIER_TARGET:
+        tqdm.write(f"warning: {classifier_name} version {facts['classifier_version']} has test accuracy "
+                   f"{facts['classifier_test_accuracy']:.4f} < {CLASSIFIER_TARGET}; FID in its features is less "
+                   "meaningful (train a better one with more classifier_epochs and a new classifier_name)")
+    tracking.set_tags({"classifier": f"{classifier_name} version {facts['classifier_version']}"})
 
     if served_prior is not None and served_prior.components == cfg.components:
         prior, prior_source = served_prior, "the model's own (served as sampler=fitted)"
     else:
         train_x = binarized(data.train.images, VAL_SEED) if is_binarized else data.train.images
+        if cfg.components > len(train_x):
+            raise ConfigError(f"components ({cfg.components}) must not exceed the training images ({len(train_x)})")
         prior = fit_gaussian_mixture(latent_means(model, train_x), cfg.components, cfg.seed)
         prior_source = "fitted here on the training latent means"
     tracking.set_tags({"fitted_prior": f"{prior.components}-component Gaussian mixture, {prior_source}"})

@@ -14,6 +14,15 @@ from latent_models import figures, tracking
 from latent_models.config import DataOptions, RESUME_KEEPS, ConfigError, SweepConfig, as_params
 from latent_models.data import load_splits
 
+# The metrics a child reports at the end, and which way is better.
+FINAL_METRICS = {
+    "ae": ("test_psnr", "test_ssim", "test_mse", "test_psnr_noisy", "test_ssim_noisy", "test_mse_noisy",
+           "best_epoch", "train_seconds", "train_images_per_second"),
+    "vae": ("test_neg_elbo", "test_recon", "test_kl", "test_active_units", "test_iw_nll", "best_epoch",
+            "train_seconds", "train_images_per_second"),
+}
+HIGHER_IS_BETTER = {"test_psnr", "test_ssim", "test_psnr_noisy", "test_ssim_noisy", "test_active_units",
+                    "train_images_per_second"}
 # Set by the sweep itself, or meaningless per child.
 NOT_SWEEPABLE = (set(RESUME_KEEPS) | {"register", "registered_model_name", "promote"}) - {"download"}
 DATA_FIELDS = [f.name for f in dataclasses.fields(DataOptions)]
@@ -24,7 +33,11 @@ def parse_assignments(text: str, what: str, config_cls) -> dict[str, list]:
     hints = typing.get_type_hints(config_cls)
     allowed = sorted(set(hints) - NOT_SWEEPABLE)
     parsed: dict[str, list] = {}
-    for item in shlex.split(text.replace(";", " ")):
+    try:
+        items = shlex.split(text.replace(";", " "))
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc} in {text!r}") from None
+    for item in items:
         name, sep, values = item.partition("=")
         if not sep or not name or not values:
             raise ConfigError(f"{what}: {item!r} is not name=value[,value...]")
@@ -34,6 +47,8 @@ def parse_assignments(text: str, what: str, config_cls) -> dict[str, list]:
         if name in parsed:
             raise ConfigError(f"{what}: {name} is given twice")
         parsed[name] = [_typed(v, hints[name], name, what) for v in values.split(",") if v != ""]
+        if not parsed[name]:
+            raise ConfigError(f"{what}: {name} has no values")
     return parsed
 
 
@@ -57,6 +72,10 @@ def child_configs(cfg: SweepConfig) -> list:
     """Every child's config, validated before any run starts (a typo fails in a second, not
     after hours)."""
     config_cls = cfg.child_config_class()
+    metric = cfg.default_metric()
+    if metric not in FINAL_METRICS[cfg.model]:
+        raise ConfigError(f"metric {metric!r} is not a final metric of {cfg.model} runs; "
+                          f"choose from {', '.join(FINAL_METRICS[cfg.model])}")
     grid = parse_assignments(cfg.grid, "grid", config_cls)
     if not grid:
         raise ConfigError("grid is empty: give at least one name=v1,v2 (e.g. noise_level=0.1,0.3,0.5)")
@@ -103,23 +122,16 @@ def run_sweep(cfg: SweepConfig) -> dict:
             except FloatingPointError as exc:  # diverged: keep sweeping, say so in the table
                 row.update(status="FAILED", error=str(exc))
             else:
-                if metric not in result:
-                    raise ConfigError(f"metric {metric!r} is not a final metric of {cfg.model} runs; "
-                                      f"choose from {', '.join(sorted(k for k, v in result.items() if isinstance(v, float)))}")
                 row.update(run_id=result["run_id"], **{metric: result[metric]})
             rows.append(row)
         _summarise(rows, swept_names, metric)
         finished = [r for r in rows if r[metric] is not None]
-        best = (min if metric_lower_is_better(metric) else max)(finished, key=lambda r: r[metric]) if finished else None
+        best = (max if metric in HIGHER_IS_BETTER else min)(finished, key=lambda r: r[metric]) if finished else None
         if best:
             tracking.log_metrics({f"best_{metric}": best[metric]})
             tracking.set_tags({"best_run_id": best["run_id"],
                                "best_params": " ".join(f"{k}={best[k]}" for k in swept_names)})
         return {"run_id": parent.info.run_id, "rows": rows, "best": best, "metric": metric}
-
-
-def metric_lower_is_better(metric: str) -> bool:
-    return any(word in metric for word in ("loss", "elbo", "nll", "mse", "kl", "fid", "seconds"))
 
 
 def _summarise(rows: list[dict], swept_names: list[str], metric: str) -> None:

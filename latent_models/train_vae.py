@@ -7,7 +7,7 @@ import time
 import torch
 
 from latent_models import distributed, figures, report, tracking
-from latent_models.config import VAEConfig, as_params, with_logged_params
+from latent_models.config import ConfigError, VAEConfig, as_params, with_logged_params
 from latent_models.data import DataSplits, load_splits
 from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means
 from latent_models.models import ConvVAE
@@ -55,6 +55,9 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
                                cfg.limit_train, cfg.limit_test)
     if resumed:
         check_resumable_data(resumed, data.digest)
+    if cfg.prior_components > len(data.train):  # found now, not after training
+        raise ConfigError(f"prior_components ({cfg.prior_components}) must not exceed the training images "
+                          f"({len(data.train)})")
     generator = seed_everything(cfg.seed)
     model = ConvVAE(latent_dim=cfg.latent_dim, width=cfg.width, likelihood=cfg.likelihood)
     val_x = binarized(data.val.images, VAL_SEED) if cfg.binarize else data.val.images

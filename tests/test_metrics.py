@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,6 +63,25 @@ def test_frechet_distance_matches_the_closed_form():
     # Equal means, covariances I and 4I: 3 * (1 + 4 - 2 * 2) = 3.
     assert frechet_distance(a, scaled) == pytest.approx(3.0, rel=0.05)
     assert frechet_distance(scaled, a) == pytest.approx(frechet_distance(a, scaled), rel=1e-6)
+
+
+def test_frechet_distance_with_covariances_that_do_not_commute():
+    from latent_models.metrics import frechet_distance
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn((5000, 2), generator=g) @ torch.tensor([[2.0, 0.0], [0.0, 0.5]])
+    b = torch.randn((5000, 2), generator=g) @ torch.tensor([[1.0, 0.8], [0.0, 0.6]]) + 0.3
+    # Reference: tr(A + B - 2 (A^1/2 B A^1/2)^1/2), with symmetric square roots from eigh.
+    cov_a, cov_b = np.cov(a.double().numpy(), rowvar=False), np.cov(b.double().numpy(), rowvar=False)
+
+    def sqrt_psd(m):
+        w, v = np.linalg.eigh(m)
+        return v @ np.diag(np.sqrt(np.clip(w, 0, None))) @ v.T
+
+    root_a = sqrt_psd(cov_a)
+    expected = (((a.double().mean(0) - b.double().mean(0)) ** 2).sum().item()
+                + np.trace(cov_a + cov_b - 2 * sqrt_psd(root_a @ cov_b @ root_a)))
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
 
 
 def test_class_entropy():
