@@ -39,6 +39,7 @@ def main(data_dir: str, tracking_uri: str, only: str) -> None:
     from latent_models.train_ae import run_ae
     from latent_models.train_vae import run_vae
 
+    data_dir = os.path.abspath(data_dir) if data_dir else ""  # before leaving the working directory
     tmp = tempfile.mkdtemp(prefix="latent-models-bench-")
     os.chdir(tmp)
     mlflow.set_tracking_uri(tracking_uri or f"sqlite:///{tmp}/mlflow.db")

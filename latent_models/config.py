@@ -99,6 +99,7 @@ class AEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
 @dataclass
 class VAEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
     epochs: int = _help("training epochs", default=12)
+    lr: float = _help("peak learning rate (AdamW); the VAE takes a higher one than the denoiser", default=5e-3)
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-vae")
     registered_model_name: str = _help("registered model name", default="latent-vae")
     latent_dim: int = _help("latent dimensions", default=16)
