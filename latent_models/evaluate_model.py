@@ -24,14 +24,12 @@ from latent_models.evaluation import (
     compare_denoisers,
     evaluate_vae,
     importance_weighted_nll,
-    latent_means,
 )
 from latent_models.metrics import class_entropy, frechet_distance
-from latent_models.models.prior import fit_gaussian_mixture
 from latent_models.serving import DenoiserPyfunc, VAEPyfunc, load_torch_model
 from latent_models.train_ae import TEST_NOISE_SEED, VAL_NOISE_SEED
 from latent_models.train_classifier import classifier_for
-from latent_models.train_vae import TEST_SEED, VAL_SEED, binarized
+from latent_models.train_vae import TEST_SEED, binarized, latent_prior
 
 SAMPLE_SEED = 4_000_004
 CLASSIFIER_TARGET = 0.99
@@ -128,10 +126,7 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
     if served_prior is not None and served_prior.components == cfg.components:
         prior, prior_source = served_prior, "the model's own (served as sampler=fitted)"
     else:
-        train_x = binarized(data.train.images, VAL_SEED) if is_binarized else data.train.images
-        if cfg.components > len(train_x):
-            raise ConfigError(f"components ({cfg.components}) must not exceed the training images ({len(train_x)})")
-        prior = fit_gaussian_mixture(latent_means(model, train_x), cfg.components, cfg.seed)
+        prior = latent_prior(model, data.train.images, is_binarized, cfg.components, cfg.seed)
         prior_source = "fitted here on the training latent means"
     tracking.set_tags({"fitted_prior": f"{prior.components}-component Gaussian mixture, {prior_source}"})
 
@@ -145,10 +140,12 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
                                                    reference)
     rows, counts, scores = [], {}, {}
     for name, images in samples.items():
-        probs = batched(classifier, images).softmax(dim=1)
+        features = batched(classifier.features, images)
+        with torch.inference_mode():
+            probs = classifier.head(features).softmax(dim=1)
         predicted = probs.argmax(dim=1)
         counts[name] = torch.bincount(predicted, minlength=probs.shape[1])
-        row = {"sampler": name, "fid": frechet_distance(batched(classifier.features, images), reference),
+        row = {"sampler": name, "fid": frechet_distance(features, reference),
                "class_entropy": class_entropy(predicted, probs.shape[1]),
                "mean_confidence": probs.max(dim=1).values.mean().item()}
         row.update({f"class_{c}": (counts[name][c] / len(predicted)).item() for c in range(probs.shape[1])})

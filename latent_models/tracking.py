@@ -119,6 +119,19 @@ def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | 
             checkpoint.parent.rmdir()
 
 
+@contextlib.contextmanager
+def pipeline_run(cfg, data, parent_run_id: str | None, resumed, tags: dict):
+    """The `ae` / `vae` run: `training_run` for a config, with the config as params and the
+    data splits as inputs (a resumed run has them already), and the pipeline's tags."""
+    with training_run(cfg.experiment_name, cfg.run_name, parent_run_id,
+                      resumed.info.run_id if resumed else None, cfg.checkpoint_dir) as run:
+        if not resumed:
+            log_params(dataclasses.asdict(cfg))
+            log_dataset(data.name, data.root, data.digest, data.as_numpy())
+        set_tags(tags)
+        yield run
+
+
 def _experiment_id(name: str) -> str:
     """mlflow.set_experiment, retried: when two processes create the experiment at once,
     the loser's create fails, and its retry finds the winner's."""

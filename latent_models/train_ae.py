@@ -7,7 +7,7 @@ import time
 from torch.nn import functional as F
 
 from latent_models import distributed, figures, report, tracking
-from latent_models.config import AEConfig, as_params, with_logged_params
+from latent_models.config import AEConfig, with_logged_params
 from latent_models.data import DataSplits, load_splits
 from latent_models.evaluation import (
     batched,
@@ -76,12 +76,8 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
         fit(model, data.train.images, **training)
         return {}
 
-    with tracking.training_run(cfg.experiment_name, cfg.run_name, parent_run_id,
-                               resumed.info.run_id if resumed else None, cfg.checkpoint_dir) as run:
-        if not resumed:
-            tracking.log_params(as_params(cfg))
-            tracking.log_dataset(data.name, data.root, data.digest, data.as_numpy())
-        tracking.set_tags({"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level})
+    tags = {"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level}
+    with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as run:
 
         started = time.perf_counter()
         result = fit(model, data.train.images, **training, **checkpointing(run.info.run_id, cfg, resumed))

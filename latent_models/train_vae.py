@@ -7,7 +7,7 @@ import time
 import torch
 
 from latent_models import distributed, figures, report, tracking
-from latent_models.config import ConfigError, VAEConfig, as_params, with_logged_params
+from latent_models.config import ConfigError, VAEConfig, with_logged_params
 from latent_models.data import DataSplits, load_splits
 from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means
 from latent_models.models import ConvVAE
@@ -27,6 +27,15 @@ def binarized(images: torch.Tensor, seed: int) -> torch.Tensor:
 def kl_weight(beta: float, warmup_epochs: float, progress: float) -> float:
     """Linear warm-up from 0 to beta over `warmup_epochs` (progress counts epochs)."""
     return beta if warmup_epochs <= 0 else beta * min(1.0, progress / warmup_epochs)
+
+
+def latent_prior(model: ConvVAE, train_images: torch.Tensor, binarize: bool, components: int, seed: int):
+    """The Gaussian mixture on the training-set latent means (of the binarized digits for a
+    binarize=true model): the `fitted` sampler, in training and in evaluate alike."""
+    if components > len(train_images):
+        raise ConfigError(f"components ({components}) must not exceed the training images ({len(train_images)})")
+    train_x = binarized(train_images, VAL_SEED) if binarize else train_images
+    return fit_gaussian_mixture(latent_means(model, train_x), components, seed)
 
 
 def elbo_loss(cfg: VAEConfig):
@@ -75,12 +84,8 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         fit(model, data.train.images, **training)
         return {}
 
-    with tracking.training_run(cfg.experiment_name, cfg.run_name, parent_run_id,
-                               resumed.info.run_id if resumed else None, cfg.checkpoint_dir) as run:
-        if not resumed:
-            tracking.log_params(as_params(cfg))
-            tracking.log_dataset(data.name, data.root, data.digest, data.as_numpy())
-        tracking.set_tags({"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize})
+    tags = {"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize}
+    with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as run:
 
         started = time.perf_counter()
         result = fit(model, data.train.images, **training, **checkpointing(run.info.run_id, cfg, resumed))
@@ -101,8 +106,7 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         _log_figures(cfg, data, model, result.history, test_x)
 
         # The mixture over the training latents: served as sampler=fitted (see evaluate for FID).
-        train_x = binarized(data.train.images, VAL_SEED) if cfg.binarize else data.train.images
-        prior = (fit_gaussian_mixture(latent_means(model, train_x), cfg.prior_components, cfg.seed)
+        prior = (latent_prior(model, data.train.images, cfg.binarize, cfg.prior_components, cfg.seed)
                  if cfg.prior_components else None)
         _log_prior_samples(model, prior)
         tracking.log_report(report.render("vae", cfg, test, result.history, tracking.logged_files("figures"),

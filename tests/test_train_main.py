@@ -1,6 +1,5 @@
 """The pipelines called directly (as the entry points do), on the fixture."""
 
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
