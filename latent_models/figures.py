@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
 
 def _show(ax, image: torch.Tensor) -> None:
@@ -54,14 +55,12 @@ def image_rows(rows: dict[str, torch.Tensor], title: str, captions: list[str] | 
 
 
 def image_grid(images: torch.Tensor, title: str, n_cols: int = 10) -> Figure:
+    """One mosaic in one axes: a subplot per image took 1.7 s for 100 images."""
     n_rows = (images.shape[0] + n_cols - 1) // n_cols
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 0.9, n_rows * 0.9 + 0.5), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i < images.shape[0]:
-            _show(ax, images[i])
-        else:
-            ax.axis("off")
-    fig.suptitle(title)
+    mosaic = make_grid(images.detach().cpu().float(), nrow=n_cols, padding=2, pad_value=1.0)
+    fig, ax = plt.subplots(figsize=(n_cols * 0.9, n_rows * 0.9 + 0.5))
+    _show(ax, mosaic[0])
+    ax.set_title(title)
     fig.tight_layout()
     return fig
 

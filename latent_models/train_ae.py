@@ -69,7 +69,7 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
     training = dict(
         loss_fn=denoising_loss(cfg.noise, cfg.noise_level),
         evaluate_fn=evaluate, monitor="val_psnr", mode="max",
-        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, adam_beta2=cfg.adam_beta2,
         schedule=cfg.schedule, generator=generator,
     )
     if rank != 0:  # a DDP worker: trains in step with rank 0, which logs, evaluates and registers

@@ -77,7 +77,7 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
 
     training = dict(
         loss_fn=elbo_loss(cfg), evaluate_fn=evaluate, monitor="val_neg_elbo", mode="min",
-        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, adam_beta2=cfg.adam_beta2,
         schedule=cfg.schedule, generator=generator,
     )
     if rank != 0:  # a DDP worker: trains in step with rank 0, which logs, evaluates and registers

@@ -39,8 +39,11 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float, schedule: str, total_steps: int):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, schedule: str, total_steps: int,
+                   adam_beta2: float = 0.999):
+    # fused: one kernel for all parameters, 0.6 ms per VAE step here instead of foreach's 4.6 ms.
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, adam_beta2), weight_decay=weight_decay,
+                                  fused=True)
     if schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
     elif schedule == "cosine":
@@ -130,6 +133,7 @@ def fit(
     checkpoint_path: str | Path | None = None,
     on_checkpoint: Callable[[Path], None] = lambda path: None,
     resume: bool = False,
+    adam_beta2: float = 0.999,
 ) -> FitResult:
     """Train, evaluate after every epoch, and leave the best weights (by `monitor`) loaded.
 
@@ -150,7 +154,7 @@ def fit(
         raise ValueError(f"batch_size {batch_size} is not divisible by the {world_size} processes")
     local = batch_size // world_size
     rows = slice(rank * local, (rank + 1) * local)
-    optimizer, scheduler = make_optimizer(model, lr, weight_decay, schedule, epochs * steps_per_epoch)
+    optimizer, scheduler = make_optimizer(model, lr, weight_decay, schedule, epochs * steps_per_epoch, adam_beta2)
     sign = 1.0 if mode == "max" else -1.0
     result = FitResult(best_epoch=-1, best_value=float("nan"))
     best_score = -float("inf")

@@ -17,6 +17,7 @@ from tests.conftest import FIXTURE_DATA
         (cli.vae, ["--latent_dim", "0"], "latent_dim must be > 0, got 0"),
         (cli.vae, ["--likelihood", "gaussian", "--binarize", "true"], "binarize=true needs likelihood=bernoulli"),
         (cli.main, ["--ae_epochs", "0"], "ae_epochs must be > 0"),
+        (cli.vae, ["--adam_beta2", "1"], "adam_beta2 must be in [0, 1), got 1.0"),
         (cli.ae, ["--nproc_per_node", "0"], "nproc_per_node must be > 0, got 0"),
         (cli.vae, ["--nproc_per_node", "3", "--batch_size", "128"],
          "batch_size (128) must be divisible by nproc_per_node (3)"),

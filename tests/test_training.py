@@ -1,7 +1,13 @@
 import torch
 from torch import nn
 
-from latent_models.training import fit, minibatch_indices, seed_everything, state_copy
+from latent_models.training import (
+    fit,
+    make_optimizer,
+    minibatch_indices,
+    seed_everything,
+    state_copy,
+)
 
 
 class Tiny(nn.Module):
@@ -30,13 +36,13 @@ def _regression(seed=0):
     return data, loss_fn, evaluate
 
 
-def _fit(epochs=3, seed=0, evaluate=None, on_epoch=lambda e, m: None):
+def _fit(epochs=3, seed=0, evaluate=None, on_epoch=lambda e, m: None, **options):
     data, loss_fn, default_eval = _regression()
     gen = seed_everything(seed)
     model = Tiny()
     result = fit(model, data, loss_fn=loss_fn, evaluate_fn=evaluate or default_eval, monitor="val_loss",
                  mode="min", epochs=epochs, batch_size=32, lr=0.05, weight_decay=0.0, schedule="cosine",
-                 generator=gen, on_epoch=on_epoch)
+                 generator=gen, on_epoch=on_epoch, **options)
     return model, result
 
 
@@ -48,6 +54,14 @@ def test_state_copy_is_detached_from_the_live_model():
         model.lin.weight.add_(1.0)
     assert torch.equal(live["lin.weight"], model.lin.weight)  # state_dict() alone follows the model
     assert not torch.equal(saved["lin.weight"], model.lin.weight)
+
+
+def test_adam_beta2_reaches_the_optimizer():
+    optimizer, _ = make_optimizer(Tiny(), 0.01, 0.0, "onecycle", 10, adam_beta2=0.95)
+    assert optimizer.param_groups[0]["betas"][1] == 0.95  # beta1 is cycled by one-cycle
+    _, default = _fit(seed=5)
+    _, lower = _fit(seed=5, adam_beta2=0.9)
+    assert default.history != lower.history
 
 
 def test_same_seed_same_history_and_weights():
