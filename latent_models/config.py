@@ -101,7 +101,7 @@ class AEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
 class VAEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
     epochs: int = _help("training epochs", default=12)
     lr: float = _help("peak learning rate (AdamW); the VAE takes a higher one than the denoiser", default=5e-3)
-    adam_beta2: float = _help("AdamW's second-moment decay (beta2): 0.95 gains ~0.3 nats over 0.999 in 12 epochs",
+    adam_beta2: float = _help("AdamW's second-moment decay (beta2): 0.95 gains ~0.2 nats over 0.999 in 12 epochs",
                               default=0.95)
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-vae")
     registered_model_name: str = _help("registered model name", default="latent-vae")
