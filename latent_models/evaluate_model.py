@@ -22,14 +22,17 @@ from latent_models.evaluation import (
     EVALUATION_LEVELS,
     batched,
     compare_denoisers,
-    evaluate_vae,
-    importance_weighted_nll,
 )
 from latent_models.metrics import class_entropy, frechet_distance
 from latent_models.serving import DenoiserPyfunc, VAEPyfunc, load_torch_model
 from latent_models.train_ae import TEST_NOISE_SEED, VAL_NOISE_SEED
 from latent_models.train_classifier import classifier_for
-from latent_models.train_vae import TEST_SEED, binarized, latent_prior
+from latent_models.train_vae import (
+    TEST_SEED,
+    binarized,
+    held_out_likelihood,
+    latent_prior,
+)
 
 SAMPLE_SEED = 4_000_004
 CLASSIFIER_TARGET = 0.99
@@ -109,9 +112,7 @@ def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:
 def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict, run_id: str) -> dict:
     is_binarized = trained.get("binarize", "false").lower() == "true"
     test_x = binarized(data.test.images, TEST_SEED) if is_binarized else data.test.images
-    result = {f"test_{k}": v for k, v in evaluate_vae(model, test_x, TEST_SEED).items()}
-    iw_x = test_x[: cfg.iw_images] if cfg.iw_images else test_x
-    result["test_iw_nll"], result["test_iw_nll_stderr"] = importance_weighted_nll(model, iw_x, cfg.iw_samples, TEST_SEED)
+    result, _ = held_out_likelihood(model, test_x, cfg.iw_samples, cfg.iw_images)
     tracking.set_tags({"binarized_test_set": is_binarized})
 
     classifier_name = cfg.classifier_name or f"latent-{data.name}-classifier"

@@ -54,12 +54,15 @@ def image_rows(rows: dict[str, torch.Tensor], title: str, captions: list[str] | 
     return fig
 
 
+def _show_mosaic(ax, images: torch.Tensor, n_cols: int) -> None:
+    """All images in one axes, white-separated: a subplot per image took 1.7 s for 100 images."""
+    _show(ax, make_grid(images.detach().cpu().float(), nrow=n_cols, padding=2, pad_value=1.0)[0])
+
+
 def image_grid(images: torch.Tensor, title: str, n_cols: int = 10) -> Figure:
-    """One mosaic in one axes: a subplot per image took 1.7 s for 100 images."""
     n_rows = (images.shape[0] + n_cols - 1) // n_cols
-    mosaic = make_grid(images.detach().cpu().float(), nrow=n_cols, padding=2, pad_value=1.0)
     fig, ax = plt.subplots(figsize=(n_cols * 0.9, n_rows * 0.9 + 0.5))
-    _show(ax, mosaic[0])
+    _show_mosaic(ax, images, n_cols)
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -144,12 +147,9 @@ def sampler_comparison(samples: dict[str, torch.Tensor], class_counts: dict[str,
     fig = plt.figure(figsize=(5.2 * len(samples), 8.2))
     grid = fig.add_gridspec(2, len(samples), height_ratios=[2.2, 1.0])
     for col, (name, images) in enumerate(samples.items()):
-        inner = grid[0, col].subgridspec(8, 8, wspace=0.05, hspace=0.05)
-        for i in range(64):
-            ax = fig.add_subplot(inner[i // 8, i % 8])
-            _show(ax, images[i])
-            if i == 3:
-                ax.set_title(f"{name}: {scores[name]}", fontsize=10, loc="center")
+        ax = fig.add_subplot(grid[0, col])
+        _show_mosaic(ax, images[:64], n_cols=8)
+        ax.set_title(f"{name}: {scores[name]}", fontsize=10)
         ax = fig.add_subplot(grid[1, col])
         counts = class_counts[name].double()
         ax.bar(range(len(counts)), (counts / counts.sum()).numpy())

@@ -13,8 +13,8 @@ from latent_models.evaluation import evaluate_vae, importance_weighted_nll, late
 from latent_models.models import ConvVAE
 from latent_models.models.prior import fit_gaussian_mixture
 from latent_models.serving import log_vae
-from latent_models.training import fit, images_per_second, seed_everything
 from latent_models.tracking import check_resumable_data, checkpointing
+from latent_models.training import fit, images_per_second, seed_everything
 
 VAL_SEED, TEST_SEED, FIGURE_SEED = 1_000_001, 2_000_002, 3_000_003
 
@@ -36,6 +36,16 @@ def latent_prior(model: ConvVAE, train_images: torch.Tensor, binarize: bool, com
         raise ConfigError(f"components ({components}) must not exceed the training images ({len(train_images)})")
     train_x = binarized(train_images, VAL_SEED) if binarize else train_images
     return fit_gaussian_mixture(latent_means(model, train_x), components, seed)
+
+
+def held_out_likelihood(model: ConvVAE, test_x: torch.Tensor, iw_samples: int, iw_images: int) -> tuple[dict, float]:
+    """The test -ELBO terms and the IW-NLL on the first `iw_images` (0: all), in training and
+    in evaluate alike; also the seconds the IW-NLL took."""
+    test = {f"test_{k}": v for k, v in evaluate_vae(model, test_x, TEST_SEED).items()}
+    iw_x = test_x[:iw_images] if iw_images else test_x
+    started = time.perf_counter()
+    test["test_iw_nll"], test["test_iw_nll_stderr"] = importance_weighted_nll(model, iw_x, iw_samples, TEST_SEED)
+    return test, time.perf_counter() - started
 
 
 def elbo_loss(cfg: VAEConfig):
@@ -92,11 +102,8 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         train_seconds = time.perf_counter() - started
         model.eval()
 
-        test = {f"test_{k}": v for k, v in evaluate_vae(model, test_x, TEST_SEED).items()}
-        iw_x = test_x[: cfg.iw_images] if cfg.iw_images else test_x
-        iw_started = time.perf_counter()
-        test["test_iw_nll"], test["test_iw_nll_stderr"] = importance_weighted_nll(model, iw_x, cfg.iw_samples, TEST_SEED)
-        test["iw_nll_seconds"] = time.perf_counter() - iw_started
+        test, iw_seconds = held_out_likelihood(model, test_x, cfg.iw_samples, cfg.iw_images)
+        test["iw_nll_seconds"] = iw_seconds
         test.update({
             "best_epoch": result.best_epoch,
             "train_seconds": train_seconds,
