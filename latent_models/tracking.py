@@ -199,12 +199,19 @@ def check_resumable_data(run, digest: str) -> None:
                           f"these files have digest {digest}")
 
 
-def checkpointing(run_id: str, cfg, resumed) -> dict:
+def checkpointing(run_id: str, cfg, resumed, epoch_hook=None) -> dict:
     """training.fit's checkpoint arguments for this run: the local path, the artifact upload
-    after each save, the idempotent per-epoch metric logger, and whether to resume."""
+    after each save, the idempotent per-epoch metric logger (then `epoch_hook`, if any),
+    and whether to resume."""
     path = fetch_checkpoint(run_id, cfg.checkpoint_dir) if resumed else checkpoint_path(run_id, cfg.checkpoint_dir)
-    return {"checkpoint_path": path, "on_checkpoint": log_checkpoint,
-            "on_epoch": epoch_logger(run_id, resumed=bool(resumed)), "resume": bool(resumed)}
+    logger = epoch_logger(run_id, resumed=bool(resumed))
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        logger(epoch, metrics)
+        if epoch_hook:
+            epoch_hook(epoch, metrics)
+
+    return {"checkpoint_path": path, "on_checkpoint": log_checkpoint, "on_epoch": on_epoch, "resume": bool(resumed)}
 
 
 def log_checkpoint(path: Path) -> None:

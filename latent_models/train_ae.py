@@ -20,7 +20,7 @@ from latent_models.metrics import psnr
 from latent_models.models import build_denoiser
 from latent_models.noise import add_noise, fixed_noise
 from latent_models.serving import log_denoiser
-from latent_models.training import fit, images_per_second, seed_everything
+from latent_models.training import EpochHook, fit, images_per_second, seed_everything
 from latent_models.tracking import check_resumable_data, checkpointing
 
 # Fixed-noise seeds: validation and test corruption depend only on these and the config.
@@ -41,9 +41,11 @@ def denoising_loss(noise: str, level: float):
     return loss_fn
 
 
-def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | None = None) -> dict:
+def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | None = None,
+           epoch_hook: EpochHook | None = None) -> dict:
     """The `ae` entry point: returns test metrics, run id and registered version ({} on
-    torchrun ranks other than 0, which only train)."""
+    torchrun ranks other than 0, which only train). The selected epoch's validation metrics come
+    back too; `epoch_hook(epoch, metrics)` sees each finished epoch and may raise to stop."""
     cfg.validate()
     rank = distributed.setup()
     resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, "denoiser") if cfg.resume else None
@@ -80,7 +82,8 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
     with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as run:
 
         started = time.perf_counter()
-        result = fit(model, data.train.images, **training, **checkpointing(run.info.run_id, cfg, resumed))
+        result = fit(model, data.train.images, **training,
+                     **checkpointing(run.info.run_id, cfg, resumed, epoch_hook))
         train_seconds = time.perf_counter() - started
         model.eval()
 
@@ -112,7 +115,7 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
                 comparable={"dataset": cfg.dataset, "noise": cfg.noise, "noise_level": cfg.noise_level},
                 promote=cfg.promote,
             )
-        return {**test_metrics, "run_id": run.info.run_id, "model_uri": info.model_uri,
+        return {**test_metrics, **result.selected_validation_metrics(), "run_id": run.info.run_id, "model_uri": info.model_uri,
                 "registered_version": version, "promotion": str(promotion) if promotion else None}
 
 

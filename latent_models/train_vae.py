@@ -14,7 +14,7 @@ from latent_models.models import ConvVAE
 from latent_models.models.prior import fit_gaussian_mixture
 from latent_models.serving import log_vae
 from latent_models.tracking import check_resumable_data, checkpointing
-from latent_models.training import fit, images_per_second, seed_everything
+from latent_models.training import EpochHook, fit, images_per_second, seed_everything
 
 VAL_SEED, TEST_SEED, FIGURE_SEED = 1_000_001, 2_000_002, 3_000_003
 
@@ -62,9 +62,11 @@ def elbo_loss(cfg: VAEConfig):
     return loss_fn
 
 
-def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits | None = None) -> dict:
+def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits | None = None,
+           epoch_hook: EpochHook | None = None) -> dict:
     """The `vae` entry point: returns test metrics, run id and registered version ({} on
-    torchrun ranks other than 0, which only train)."""
+    torchrun ranks other than 0, which only train). The selected epoch's validation metrics come
+    back too; `epoch_hook(epoch, metrics)` sees each finished epoch and may raise to stop."""
     cfg.validate()
     rank = distributed.setup()
     resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, "vae") if cfg.resume else None
@@ -98,7 +100,8 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
     with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as run:
 
         started = time.perf_counter()
-        result = fit(model, data.train.images, **training, **checkpointing(run.info.run_id, cfg, resumed))
+        result = fit(model, data.train.images, **training,
+                     **checkpointing(run.info.run_id, cfg, resumed, epoch_hook))
         train_seconds = time.perf_counter() - started
         model.eval()
 
@@ -135,7 +138,7 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
                 comparable={"dataset": cfg.dataset, "likelihood": cfg.likelihood, "binarize": cfg.binarize},
                 promote=cfg.promote,
             )
-        return {**test, "run_id": run.info.run_id, "model_uri": info.model_uri, "registered_version": version,
+        return {**test, **result.selected_validation_metrics(), "run_id": run.info.run_id, "model_uri": info.model_uri, "registered_version": version,
                 "promotion": str(promotion) if promotion else None}
 
 

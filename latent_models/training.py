@@ -30,6 +30,8 @@ from tqdm.auto import tqdm
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator, float, slice], tuple[torch.Tensor, dict]]
 # evaluate_fn(model) -> metrics of the validation set
 EvaluateFn = Callable[[nn.Module], dict]
+# on_epoch(epoch, metrics): each finished epoch's metrics (0-based epoch)
+EpochHook = Callable[[int, dict], None]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -113,6 +115,10 @@ class FitResult:
     best_value: float
     history: list[dict] = field(default_factory=list)
     best_state: dict = field(default_factory=dict)
+
+    def selected_validation_metrics(self) -> dict[str, float]:
+        """The `val_*` metrics of the selected (best-on-validation) epoch."""
+        return {k: v for k, v in self.history[self.best_epoch].items() if k.startswith("val_")}
 
 
 def fit(
