@@ -49,8 +49,8 @@ def _bench_model(store: Path) -> tuple[str, str]:
 
     from latent_models.config import AEConfig
     from latent_models.models import build_denoiser
-    from latent_models.serving import log_denoiser
-    from latent_models.tracking import CHAMPION, move_alias
+    from latent_models.serving import denoiser_model
+    from latent_models.tracking import CHAMPION, log_model, move_alias
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -59,7 +59,9 @@ def _bench_model(store: Path) -> tuple[str, str]:
     model = build_denoiser(cfg.arch, cfg.latent_dim, cfg.width).eval()
     mlflow.set_experiment("bench-serving")
     with mlflow.start_run():
-        log_denoiser(model, cfg.arch, cfg.latent_dim, cfg.width, np.zeros((1, 28, 28), np.float32), "bench-denoiser")
+        ref = log_model("denoiser", denoiser_model(model, cfg.arch, cfg.latent_dim, cfg.width,
+                                                   np.zeros((1, 28, 28), np.float32)), 0, "denoiser")
+    mlflow.register_model(ref.model_uri, "bench-denoiser")
     move_alias("bench-denoiser", 1, CHAMPION)
     return uri, "models:/bench-denoiser@champion"
 

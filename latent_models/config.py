@@ -1,7 +1,7 @@
 """One typed configuration object per entry point.
 
 Field names are the MLproject parameter names, the click option names and the logged
-run params, all at once; `entrypoints/` builds click options from these fields and a test
+run params, all at once; `cli.py` builds click options from these fields and a test
 checks them against `MLproject`. `validate()` turns a bad value into one clear sentence.
 """
 
@@ -56,8 +56,9 @@ class TrackingOptions:
     experiment_name: str = _help("MLflow experiment", default="")
     run_name: str = _help("MLflow run name (empty: generated)", default="")
     register: bool = _help("register the model in the MLflow Model Registry", default=True)
-    registered_model_name: str = _help("registered model name", default="")
     promote: bool = _help("make the new version `champion` when it beats the current one on validation", default=True)
+    system_metrics: bool = _help("log MLflow's system metrics (CPU, memory; GPU where present) into the run",
+                                 default=True)
 
 
 @dataclass
@@ -68,6 +69,8 @@ class RunOptions:
                                 "empty: $LATENT_MODELS_CHECKPOINT_DIR, else ./checkpoints", default="")
     nproc_per_node: int = _help("training processes on this machine; > 1 relaunches with torchrun (DDP)",
                                 default=1)
+    log_checkpoints: bool = _help("also log each epoch's weights as a logged model (step = epoch, with that "
+                                  "epoch's validation metrics), to compare and register checkpoints", default=False)
 
 
 # Kept from the command line when resuming; every other field comes from the resumed run.
@@ -145,8 +148,6 @@ class MainConfig(TrackingOptions, DataOptions):
         _validate_data(self)
         _positive("ae_epochs", self.ae_epochs)
         _positive("vae_epochs", self.vae_epochs)
-        if self.registered_model_name:
-            raise ConfigError("main registers latent-denoiser and latent-vae; leave registered_model_name empty")
 
     def ae_config(self) -> AEConfig:
         return AEConfig(**_shared(self, AEConfig), epochs=self.ae_epochs)
@@ -176,6 +177,8 @@ class EvaluateConfig(DataOptions):
     classifier_name: str = _help("registered classifier for FID (empty: latent-<dataset>-classifier); "
                                  "trained and registered on first use", default="")
     classifier_epochs: int = _help("epochs when the classifier has to be trained", default=3)
+    system_metrics: bool = _help("log MLflow's system metrics (CPU, memory; GPU where present) into the run",
+                                 default=True)
 
     def validate(self) -> None:
         if not self.model_uri:
@@ -203,7 +206,8 @@ class SweepConfig:
     grid: str = _help("swept params: `name=v1,v2,...` per param, params separated by spaces "
                       "(every combination runs)", default="noise_level=0.1,0.3,0.5 arch=conv,unet")
     params: str = _help("fixed params for every child, `name=value` separated by spaces", default="")
-    metric: str = _help("metric the summary compares (empty: test_psnr for ae, test_neg_elbo for vae)", default="")
+    metric: str = _help("validation metric that ranks the children (empty: val_psnr for ae, val_neg_elbo for vae); "
+                        "test metrics are reported, never chosen on", default="")
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-sweep")
     run_name: str = _help("name of the parent run (empty: generated)", default="")
     data_dir: str = _help("dataset root for every child (empty: $LATENT_MODELS_DATA_DIR, else ./data)", default="")
@@ -216,7 +220,7 @@ class SweepConfig:
         return AEConfig if self.model == "ae" else VAEConfig
 
     def default_metric(self) -> str:
-        return self.metric or ("test_psnr" if self.model == "ae" else "test_neg_elbo")
+        return self.metric or ("val_psnr" if self.model == "ae" else "val_neg_elbo")
 
 
 @dataclass
@@ -235,7 +239,8 @@ class PromoteConfig:
 
 
 def _shared(cfg, target) -> dict:
-    keep = {f.name for f in dataclasses.fields(DataOptions)} | {"seed", "register", "promote", "experiment_name"}
+    keep = {f.name for f in dataclasses.fields(DataOptions)} | {"seed", "register", "promote", "experiment_name",
+                                                                 "system_metrics"}
     names = {f.name for f in dataclasses.fields(target)}
     return {k: getattr(cfg, k) for k in keep & names}
 

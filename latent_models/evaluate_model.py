@@ -40,7 +40,7 @@ CLASSIFIER_TARGET = 0.99
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
     cfg.validate()
-    source = tracking.logged_model_run(cfg.model_uri)
+    source, model_id = tracking.logged_model_run(cfg.model_uri)
     trained = source.data.params if source else {}
     try:
         model, wrapper = load_torch_model(cfg.model_uri)
@@ -59,18 +59,49 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
                        cfg.limit_test)
     kind = "denoiser" if isinstance(wrapper, DenoiserPyfunc) else "vae"
 
-    with tracking.training_run(cfg.experiment_name, cfg.run_name) as run:
+    with tracking.training_run(cfg.experiment_name, cfg.run_name, system_metrics=cfg.system_metrics) as run:
         tracking.log_params(as_params(cfg))
         tracking.set_tags({"model_type": kind, "evaluation": "true", "evaluated_model": cfg.model_uri,
                            "evaluated_run_id": source.info.run_id if source else "",
                            # under `mlflow run` the params above are the launcher's (e.g. dataset "")
                            "evaluated_dataset": cfg.dataset, "split": f"val_size={cfg.val_size} seed={cfg.seed}"})
+        if model_id:
+            tracking.log_model_input(model_id)
         if kind == "denoiser":
             result = _evaluate_denoiser(cfg, model, data, trained)
         else:
             result = _evaluate_vae(cfg, model, wrapper.prior, data, trained, run.info.run_id)
-        tracking.log_metrics({k: v for k, v in result.items() if isinstance(v, float)})
-        return {**result, "run_id": run.info.run_id}
+        _log_results(kind, result, model_id, data, cfg)
+        return {**result, "run_id": run.info.run_id, "model_id": model_id}
+
+
+def _log_results(kind: str, result: dict, model_id: str | None, data, cfg: EvaluateConfig) -> None:
+    """The model's own metrics go to the run and to the evaluated logged model, each on the
+    test images it used (so the model's page, and its registered version's, list them per
+    dataset); the baselines', the classifier's and the references' go to the run alone."""
+    test_images, test_labels = data.test.images.numpy(), data.test.labels.numpy()
+    run_only = {k: v for k, v in result.items() if isinstance(v, float)}
+    for first, keys in _model_metrics(kind, result, cfg):
+        linked = {k: run_only.pop(k) for k in keys if k in run_only}
+        if model_id and linked:
+            dataset = tracking.split_dataset(data.name, data.root, data.digest, "test", test_images, test_labels,
+                                             first)
+            tracking.log_dataset_input(dataset, "evaluation")
+            tracking.link_metrics(model_id, linked, dataset)
+        else:
+            run_only.update(linked)
+    tracking.log_metrics(run_only)
+
+
+def _model_metrics(kind: str, result: dict, cfg: EvaluateConfig) -> list[tuple[int, list[str]]]:
+    """(first N test images (0: all), the model's metrics computed on them)."""
+    if kind == "denoiser":
+        return [(cfg.images, [k for k in result if k.endswith("/model")]
+                 + ["psnr_model", "ssim_model", "mse_model", "psnr_margin_over_best_baseline"])]
+    samplers = [f"{m}_{s}" for m in ("fid", "class_entropy", "mean_confidence") for s in ("normal", "fitted")]
+    return [(0, ["test_neg_elbo", "test_recon", "test_kl", "test_active_units", *samplers,
+                 "fid_ratio_normal_to_fitted"]),
+            (cfg.iw_images, ["test_iw_nll", "test_iw_nll_stderr"])]
 
 
 def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:

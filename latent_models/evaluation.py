@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from latent_models.metrics import active_units, log_normal, mse, psnr, ssim
 from latent_models.noise import fixed_noise
@@ -66,6 +67,20 @@ def default_levels(noise: str) -> list[float]:
         "salt_pepper": [0.02, 0.05, 0.1, 0.2, 0.3, 0.4],
         "mask": [0.1, 0.2, 0.3, 0.5, 0.7, 0.8],
     }[noise]
+
+
+@torch.inference_mode()
+def mean_image_nll(train: torch.Tensor, images: torch.Tensor, likelihood: str) -> float:
+    """-log p(x) in nats per image under a model that ignores the image: independent pixels
+    around the training mean, Bernoulli, or Gaussian with one scale for all pixels (the VAE's
+    own likelihoods). A VAE whose -ELBO does not beat it has learned nothing."""
+    mean = train.mean(0)
+    if likelihood == "bernoulli":
+        p = mean.clamp(1e-6, 1 - 1e-6).expand_as(images)
+        return F.binary_cross_entropy(p, images, reduction="none").flatten(1).sum(1).mean().item()
+    scale = (train - mean).pow(2).mean().sqrt().clamp_min(1e-6)
+    nll = 0.5 * ((images - mean) / scale).pow(2) + scale.log() + 0.5 * math.log(2 * math.pi)
+    return nll.flatten(1).sum(1).mean().item()
 
 
 @torch.inference_mode()

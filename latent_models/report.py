@@ -30,6 +30,11 @@ METRIC_MEANINGS = {
     "train_loss": "The training objective averaged over the epoch's batches: binary cross-entropy per pixel "
                   "for the denoiser; for the VAE the −ELBO with the current (warm-up) KL weight.",
     "lr": "Learning rate at the end of the epoch (the schedule changes it every batch).",
+    "val_psnr_noisy": "PSNR of the noisy validation images themselves: what doing nothing scores. A version "
+                      "whose val_psnr is not above it is never made `champion`.",
+    "val_neg_elbo_mean_image": "−log p(x) of the validation images under independent pixels around the training "
+                               "mean: a model that ignores the image. A VAE whose val_neg_elbo is not below it is "
+                               "never made `champion`.",
     "best_epoch": "The epoch whose weights were kept (best on validation), counted from 0 like the metric "
                   "steps: epoch best_epoch + 1 in the loss-curve figure.",
     "train_seconds": "Wall-clock seconds spent training, validation after each epoch included.",
@@ -225,6 +230,12 @@ def _vae_summary(cfg, m: dict[str, float]) -> list[str]:
 SUMMARIES = {"denoiser": _denoiser_summary, "vae": _vae_summary}
 
 
+def summary(model_type: str, cfg, metrics: dict[str, float]) -> list[str]:
+    """The run in a paragraph or two (`backticks` for code): the report opens with it, and it
+    is the run's description in the MLflow UI."""
+    return SUMMARIES[model_type](cfg, collections.defaultdict(lambda: math.nan, metrics))
+
+
 def _epochs(n: float) -> str:
     return f"{n:g} epoch" + ("" if n == 1 else "s")
 
@@ -254,10 +265,9 @@ def render(model_type: str, cfg, metrics: dict[str, float], history: list[dict],
     """The report as one HTML document. `model_type` is `denoiser` or `vae`; `figures` maps
     artifact paths (e.g. figures/loss_curves.png) to the logged PNG files' bytes."""
     title = f"{TITLES[model_type]}: run report"
-    missing_as_nan = collections.defaultdict(lambda: math.nan, metrics)
     sub = " · ".join(html.escape(s) for s in (run_name, f"run {run_id}" if run_id else "", cfg.dataset) if s)
     sections = [
-        ("summary", "This run", "".join(_paragraph(p) for p in SUMMARIES[model_type](cfg, missing_as_nan))),
+        ("summary", "This run", "".join(_paragraph(p) for p in summary(model_type, cfg, metrics))),
         ("results", "Key results", _metrics_table(metrics)),
         ("figures", "Figures", _figures(model_type, figures)),
         ("background", "Background: what the numbers and pictures mean", "".join(

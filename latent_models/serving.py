@@ -15,9 +15,9 @@ Input forms (both models; the answer comes back in the form it came in):
   of base64 PNGs. Parsing a JSON float costs MLflow's server far more than a PNG.
 
 MLflow enforces a TensorSpec input schema (exact number of dimensions) before `predict`
-runs, so one schema cannot admit these forms: the models are logged with no input schema,
-a float32 TensorSpec output schema and a params schema, and `predict` checks every input
-itself, answering a bad one with `InvalidInput` (HTTP 400) that names the problem.
+runs, so one schema cannot admit these forms, and the answer takes the question's form: the
+models are logged with a params schema and no input or output schema, and `predict` checks
+every input itself, answering a bad one with `InvalidInput` (HTTP 400) that names the problem.
 """
 
 from __future__ import annotations
@@ -31,13 +31,14 @@ import struct
 import tempfile
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import mlflow
 import numpy as np
 import pandas as pd
 import torch
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature
+from mlflow.models import Model, ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
@@ -450,10 +451,12 @@ def vae_default_params() -> dict:
     return {"mode": "reconstruct", "clip": False, "n": 16, "seed": -1, "temperature": 1.0, "sampler": "normal"}
 
 
-def _signature(params: ParamSchema | None, output_shape: tuple[int, ...] = (-1, *IMAGE_SHAPE)) -> ModelSignature:
-    """No input schema (see the module docstring); float32 out; explicit params."""
-    output = TensorSpec(np.dtype(np.float32), output_shape)
-    return ModelSignature(inputs=None, outputs=Schema([output]), params=params)
+def _signature(params: ParamSchema | None, outputs: Schema | None = None) -> ModelSignature:
+    """No input schema (MLflow would enforce one); explicit params. The denoiser and the VAE
+    answer in the form and layout of the question (floats (N, 28, 28), (N, 1, 28, 28) or
+    (N, 784), or a column of PNGs), so no single output schema is true of their answers; the
+    classifier's always are (N, classes) probabilities."""
+    return ModelSignature(inputs=None, outputs=outputs, params=params)
 
 
 def _pip_requirements() -> list[str]:
@@ -477,41 +480,47 @@ INPUT_FORMS = {
 }
 
 
-def _log(kind: str, state_dict: dict, config: dict, signature, input_example, registered_model_name, metadata,
-         tensors: dict[str, dict] | None = None):
+# A model's folder: `save(path, mlflow_model)` writes it (tracking.log_model logs it).
+SaveModel = Callable[[str, Model], None]
+
+
+def _saver(kind: str, state_dict: dict, config: dict, signature, input_example, metadata,
+           tensors: dict[str, dict] | None = None) -> SaveModel:
     """`tensors`: more state dicts to ship beside the weights (artifact name -> tensors)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        weights, cfg_file = Path(tmp) / "weights.pt", Path(tmp) / "config.json"
-        torch.save(state_dict, weights)
-        cfg_file.write_text(json.dumps(config, indent=2))
-        artifacts = {"weights": str(weights), "config": str(cfg_file)}
-        for name, state in (tensors or {}).items():
-            artifacts[name] = str(Path(tmp) / f"{name}.pt")
-            torch.save(state, artifacts[name])
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(PACKAGE_DIR / "pyfunc_code" / f"{kind}.py"),
-            artifacts=artifacts,
-            code_paths=[str(PACKAGE_DIR)],
-            signature=signature,
-            input_example=input_example,
-            pip_requirements=_pip_requirements(),
-            metadata=metadata,
-            registered_model_name=registered_model_name or None,
-        )
+    state_dict = {k: v.detach().clone() for k, v in state_dict.items()}  # these weights, not later ones
+
+    def save(path: str, mlflow_model: Model) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            weights, cfg_file = Path(tmp) / "weights.pt", Path(tmp) / "config.json"
+            torch.save(state_dict, weights)
+            cfg_file.write_text(json.dumps(config, indent=2))
+            artifacts = {"weights": str(weights), "config": str(cfg_file)}
+            for name, state in (tensors or {}).items():
+                artifacts[name] = str(Path(tmp) / f"{name}.pt")
+                torch.save(state, artifacts[name])
+            mlflow.pyfunc.save_model(
+                path,
+                python_model=str(PACKAGE_DIR / "pyfunc_code" / f"{kind}.py"),
+                artifacts=artifacts,
+                code_paths=[str(PACKAGE_DIR)],
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=_pip_requirements(),
+                metadata=metadata,
+                mlflow_model=mlflow_model,
+            )
+
+    return save
 
 
-def log_denoiser(model, arch: str, latent_dim: int, width: int, example: np.ndarray,
-                 registered_model_name: str | None = None):
-    """Log (and optionally register) the denoiser; `example` is (N, 28, 28) float32 noisy images."""
+def denoiser_model(model, arch: str, latent_dim: int, width: int, example: np.ndarray) -> SaveModel:
+    """The denoiser as a pyfunc model; `example` is (N, 28, 28) float32 noisy images."""
     config = {"kind": "denoiser", "arch": arch, "latent_dim": latent_dim, "width": width}
     params = ParamSchema([ParamSpec("clip", "boolean", False)])
-    return _log("denoiser", model.state_dict(), config, _signature(params), example, registered_model_name,
-                {"inputs": INPUT_FORMS})
+    return _saver("denoiser", model.state_dict(), config, _signature(params), example, {"inputs": INPUT_FORMS})
 
 
-def log_vae(model, width: int, example: np.ndarray, registered_model_name: str | None = None,
-            prior: GaussianMixturePrior | None = None):
+def vae_model(model, width: int, example: np.ndarray, prior: GaussianMixturePrior | None = None) -> SaveModel:
     """`prior`: the mixture fitted to the training latents, served as sampler=fitted."""
     config = {"kind": "vae", "latent_dim": model.latent_dim, "width": width, "likelihood": model.likelihood,
               "prior_components": prior.components if prior else 0}
@@ -534,16 +543,16 @@ def log_vae(model, width: int, example: np.ndarray, registered_model_name: str |
         "max_batch": MAX_BATCH,
     }}
     tensors = {"prior": prior.state_dict()} if prior else None
-    return _log("vae", model.state_dict(), config, _signature(params), example, registered_model_name, metadata,
-                tensors)
+    return _saver("vae", model.state_dict(), config, _signature(params), example, metadata, tensors)
 
 
-def log_classifier(model: DigitClassifier, example: np.ndarray, registered_model_name: str | None = None):
+def classifier_model(model: DigitClassifier, example: np.ndarray) -> SaveModel:
     classes = model.head[-1].out_features
     config = {"kind": "classifier", "classes": classes, "width": model.body[0].out_channels,
               "feature_dim": model.head[-1].in_features}
-    return _log("classifier", model.state_dict(), config, _signature(None, (-1, classes)), example,
-                registered_model_name, {"inputs": INPUT_FORMS, "outputs": f"class probabilities (N, {classes})"})
+    probabilities = Schema([TensorSpec(np.dtype(np.float32), (-1, classes))])
+    return _saver("classifier", model.state_dict(), config, _signature(None, probabilities), example,
+                  {"inputs": INPUT_FORMS, "outputs": f"class probabilities (N, {classes})"})
 
 
 def load_torch_model(model_uri: str):

@@ -14,15 +14,14 @@ from latent_models import figures, tracking
 from latent_models.config import DataOptions, RESUME_KEEPS, ConfigError, SweepConfig, as_params
 from latent_models.data import load_splits
 
-# The metrics a child reports at the end, and which way is better.
-FINAL_METRICS = {
-    "ae": ("test_psnr", "test_ssim", "test_mse", "test_psnr_noisy", "test_ssim_noisy", "test_mse_noisy",
-           "best_epoch", "train_seconds", "train_images_per_second"),
-    "vae": ("test_neg_elbo", "test_recon", "test_kl", "test_active_units", "test_iw_nll", "best_epoch",
-            "train_seconds", "train_images_per_second"),
+# The validation metrics that may rank children (of the epoch each child selected), and
+# whether higher is better. Test metrics are reported beside them, never chosen on.
+VALIDATION_METRICS = {
+    "ae": {"val_psnr": True, "val_ssim": True, "val_loss": False},
+    "vae": {"val_neg_elbo": False, "val_recon": False},
 }
-HIGHER_IS_BETTER = {"test_psnr", "test_ssim", "test_psnr_noisy", "test_ssim_noisy", "test_active_units",
-                    "train_images_per_second"}
+# Reported for every child beside the ranking metric.
+TEST_METRICS = {"ae": "test_psnr", "vae": "test_neg_elbo"}
 # Set by the sweep itself, or meaningless per child.
 NOT_SWEEPABLE = (set(RESUME_KEEPS) | {"register", "registered_model_name", "promote"}) - {"download"}
 DATA_FIELDS = [f.name for f in dataclasses.fields(DataOptions)]
@@ -72,10 +71,7 @@ def child_configs(cfg: SweepConfig) -> list:
     """Every child's config, validated before any run starts (a typo fails in a second, not
     after hours)."""
     config_cls = cfg.child_config_class()
-    metric = cfg.default_metric()
-    if metric not in FINAL_METRICS[cfg.model]:
-        raise ConfigError(f"metric {metric!r} is not a final metric of {cfg.model} runs; "
-                          f"choose from {', '.join(FINAL_METRICS[cfg.model])}")
+    check_validation_metric(cfg.model, cfg.default_metric())
     grid = parse_assignments(cfg.grid, "grid", config_cls)
     if not grid:
         raise ConfigError("grid is empty: give at least one name=v1,v2 (e.g. noise_level=0.1,0.3,0.5)")
@@ -99,6 +95,20 @@ def child_configs(cfg: SweepConfig) -> list:
     return children
 
 
+def check_validation_metric(model: str, metric: str) -> None:
+    if metric not in VALIDATION_METRICS[model]:
+        raise ConfigError(f"metric {metric!r} is not a validation metric of {model} runs; choose from "
+                          f"{', '.join(VALIDATION_METRICS[model])} (test metrics are reported, never chosen on)")
+
+
+def best_row(rows: list[dict], model: str, metric: str) -> dict | None:
+    """The finished row with the best validation `metric`, or None."""
+    finished = [r for r in rows if r.get(metric) is not None]
+    if not finished:
+        return None
+    return (max if VALIDATION_METRICS[model][metric] else min)(finished, key=lambda r: r[metric])
+
+
 def run_sweep(cfg: SweepConfig) -> dict:
     cfg.validate()
     children = child_configs(cfg)
@@ -116,20 +126,21 @@ def run_sweep(cfg: SweepConfig) -> dict:
             if key not in loaded:
                 loaded[key] = load_splits(child.dataset, child.data_dir, child.val_size, child.seed,
                                           child.download, child.limit_train, child.limit_test)
-            row = {**swept, "run_id": None, "status": "FINISHED", metric: None}
+            test_metric = TEST_METRICS[cfg.model]
+            row = {**swept, "run_id": None, "status": "FINISHED", metric: None, test_metric: None}
             try:
                 result = train(child, parent_run_id=parent.info.run_id, data=loaded[key])
             except FloatingPointError as exc:  # diverged: keep sweeping, say so in the table
                 row.update(status="FAILED", error=str(exc))
             else:
-                row.update(run_id=result["run_id"], **{metric: result[metric]})
+                row.update(run_id=result["run_id"], **{metric: result[metric], test_metric: result[test_metric]})
             rows.append(row)
         _summarise(rows, swept_names, metric)
-        finished = [r for r in rows if r[metric] is not None]
-        best = (max if metric in HIGHER_IS_BETTER else min)(finished, key=lambda r: r[metric]) if finished else None
+        best = best_row(rows, cfg.model, metric)
         if best:
-            tracking.log_metrics({f"best_{metric}": best[metric]})
-            tracking.set_tags({"best_run_id": best["run_id"],
+            tracking.log_metrics({f"best_{metric}": best[metric], f"best_run_{TEST_METRICS[cfg.model]}":
+                                  best[TEST_METRICS[cfg.model]]})
+            tracking.set_tags({"best_run_id": best["run_id"], "selected_on": metric,
                                "best_params": " ".join(f"{k}={best[k]}" for k in swept_names)})
         return {"run_id": parent.info.run_id, "rows": rows, "best": best, "metric": metric}
 

@@ -16,11 +16,15 @@ import subprocess
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import mlflow
 import numpy as np
+from mlflow.entities import LoggedModelInput, LoggedModelOutput, LoggedModelStatus, Metric
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 from mlflow.tracking import MlflowClient
+from mlflow.utils.time import get_current_time_millis
 
 import latent_models
 
@@ -72,20 +76,20 @@ _opened: dict[str, bool] = {}
 
 @contextlib.contextmanager
 def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | None = None,
-                 resume_run_id: str | None = None, checkpoint_dir: str = ""):
+                 resume_run_id: str | None = None, checkpoint_dir: str = "", system_metrics: bool = False):
     """Start (or join, under `mlflow run`) a run; children go into their parent's experiment.
 
     `resume_run_id` reopens that run instead (under `mlflow run`, the launcher's new run is
     tagged with the run it continued and left empty). Ctrl-C ends the run as KILLED and
     raises RunInterrupted; after a clean finish the local checkpoint (also a run artifact)
-    is deleted.
+    is deleted. `system_metrics`: MLflow samples CPU, memory (and GPU) use into the run.
     """
     ready_store()
     if resume_run_id:
         launcher_run = os.environ.pop("MLFLOW_RUN_ID", None)
         if launcher_run and launcher_run != resume_run_id:
             MlflowClient().set_tag(launcher_run, "latent_models.resumed_run_id", resume_run_id)
-        run = mlflow.start_run(run_id=resume_run_id)
+        run = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
     elif parent_run_id:
         parent = MlflowClient().get_run(parent_run_id)
         run = mlflow.start_run(
@@ -93,11 +97,13 @@ def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | 
             run_name=run_name or None,
             nested=True,
             parent_run_id=parent_run_id,
+            log_system_metrics=system_metrics,
         )
     elif os.environ.get("MLFLOW_RUN_ID"):
-        run = mlflow.start_run(run_name=run_name or None)
+        run = mlflow.start_run(run_name=run_name or None, log_system_metrics=system_metrics)
     else:
-        run = mlflow.start_run(experiment_id=_experiment_id(experiment_name), run_name=run_name or None)
+        run = mlflow.start_run(experiment_id=_experiment_id(experiment_name), run_name=run_name or None,
+                               log_system_metrics=system_metrics)
     run_id = run.info.run_id
     checkpoint = checkpoint_path(run_id, checkpoint_dir)
     with run:
@@ -122,14 +128,16 @@ def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | 
 @contextlib.contextmanager
 def pipeline_run(cfg, data, parent_run_id: str | None, resumed, tags: dict):
     """The `ae` / `vae` run: `training_run` for a config, with the config as params and the
-    data splits as inputs (a resumed run has them already), and the pipeline's tags."""
+    data splits as inputs (a resumed run has them already), and the pipeline's tags.
+    Yields the run and the splits as MLflow datasets (split -> Dataset), for linking metrics."""
     with training_run(cfg.experiment_name, cfg.run_name, parent_run_id,
-                      resumed.info.run_id if resumed else None, cfg.checkpoint_dir) as run:
+                      resumed.info.run_id if resumed else None, cfg.checkpoint_dir, cfg.system_metrics) as run:
+        datasets = split_datasets(data.name, data.root, data.digest, data.as_numpy())
         if not resumed:
             log_params(dataclasses.asdict(cfg))
-            log_dataset(data.name, data.root, data.digest, data.as_numpy())
+            log_datasets(datasets, data.name, data.digest)
         set_tags(tags)
-        yield run
+        yield run, datasets
 
 
 def _experiment_id(name: str) -> str:
@@ -199,17 +207,16 @@ def check_resumable_data(run, digest: str) -> None:
                           f"these files have digest {digest}")
 
 
-def checkpointing(run_id: str, cfg, resumed, epoch_hook=None) -> dict:
+def checkpointing(run_id: str, cfg, resumed, *epoch_hooks) -> dict:
     """training.fit's checkpoint arguments for this run: the local path, the artifact upload
-    after each save, the idempotent per-epoch metric logger (then `epoch_hook`, if any),
-    and whether to resume."""
+    after each save, the idempotent per-epoch metric logger (then each of `epoch_hooks` that
+    is not None), and whether to resume."""
     path = fetch_checkpoint(run_id, cfg.checkpoint_dir) if resumed else checkpoint_path(run_id, cfg.checkpoint_dir)
-    logger = epoch_logger(run_id, resumed=bool(resumed))
+    hooks = [epoch_logger(run_id, resumed=bool(resumed)), *(h for h in epoch_hooks if h)]
 
     def on_epoch(epoch: int, metrics: dict) -> None:
-        logger(epoch, metrics)
-        if epoch_hook:
-            epoch_hook(epoch, metrics)
+        for hook in hooks:
+            hook(epoch, metrics)
 
     return {"checkpoint_path": path, "on_checkpoint": log_checkpoint, "on_epoch": on_epoch, "resume": bool(resumed)}
 
@@ -265,21 +272,151 @@ def set_tags(tags: dict) -> None:
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None, prefix: str = "") -> None:
-    mlflow.log_metrics({prefix + k: float(v) for k, v in metrics.items()}, step=step)
+    """Metrics of the active run alone. Through the client, because MLflow's fluent
+    `log_metrics` also links a metric to any model the run logged at the same step."""
+    timestamp = get_current_time_millis()
+    MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=[
+        Metric(prefix + k, float(v), timestamp, step or 0) for k, v in metrics.items()])
 
 
-def log_dataset(name: str, root: str, digest: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
+
+
+def split_dataset(name: str, root: str, digest: str, split: str, features: np.ndarray, targets: np.ndarray,
+                  first: int = 0) -> "mlflow.data.Dataset":
+    """A split as an MLflow dataset named `<name>-<split>` (`<name>-<split>[:N]` for its first N
+    images), its digest derived from the raw files'."""
+    if first and first < len(features):
+        features, targets, split = features[:first], targets[:first], f"{split}[:{first}]"
+    with warnings.catch_warnings():  # MLflow registers two identical local-file source types
+        warnings.simplefilter("ignore", UserWarning)
+        return mlflow.data.from_numpy(features, targets=targets, source=root, name=f"{name}-{split}",
+                                      digest=f"{digest}-{split}"[:36])
+
+
+def split_datasets(name: str, root: str, digest: str,
+                   splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, "mlflow.data.Dataset"]:
+    """Each split as an MLflow dataset (see `split_dataset`)."""
+    return {split: split_dataset(name, root, digest, split, features, targets)
+            for split, (features, targets) in splits.items()}
+
+
+def log_datasets(datasets: dict[str, "mlflow.data.Dataset"], name: str, digest: str) -> None:
     """Log each split as a run input (context training/validation/testing) with its size."""
-    contexts = {"train": "training", "val": "validation", "test": "testing"}
-    for split, (features, targets) in splits.items():
-        with warnings.catch_warnings():  # MLflow registers two identical local-file source types
-            warnings.simplefilter("ignore", UserWarning)
-            dataset = mlflow.data.from_numpy(
-                features, targets=targets, source=root, name=f"{name}-{split}", digest=f"{digest}-{split}"[:36]
-            )
-        mlflow.log_input(dataset, context=contexts[split])
+    for split, dataset in datasets.items():
+        mlflow.log_input(dataset, context=SPLIT_CONTEXTS[split])
     mlflow.set_tags({"dataset": name, "dataset_digest": digest})
-    mlflow.log_params({f"n_{split}": len(t) for split, (_, t) in splits.items()})
+    mlflow.log_params({f"n_{split}": len(dataset.features) for split, dataset in datasets.items()})
+
+
+def log_dataset_input(dataset, context: str) -> None:
+    mlflow.log_input(dataset, context=context)
+
+
+def log_dataset(name: str, root: str, digest: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    datasets = split_datasets(name, root, digest, splits)
+    log_datasets(datasets, name, digest)
+    return datasets
+
+
+# --- logged models: MLflow 3's model entities -----------------------------------------------
+
+
+@dataclasses.dataclass
+class LoggedModelRef:
+    """A model this run logged: its id (models:/<id>) and its registry version, if registered."""
+
+    model_id: str
+    version: str | None = None
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.model_id}"
+
+
+def log_model(name: str, save: Callable[[str, Model], None], step: int, model_type: str) -> LoggedModelRef:
+    """Log a model of the active run as MLflow 3 logged model `name`, output of the run at
+    `step`, with the run's params.
+
+    `save(path, mlflow_model)` writes the model folder (a flavor's `save_model`). Unlike
+    `mlflow.<flavor>.log_model`, this links none of the run's metrics to the model: MLflow
+    would copy every metric the run has at `step` (training loss, learning rate, ...) without
+    its dataset. The caller links exactly the ones that describe these weights (`link_metrics`).
+    """
+    client = MlflowClient()
+    run_id = mlflow.active_run().info.run_id
+    params = client.get_run(run_id).data.params
+    model = mlflow.initialize_logged_model(name=name, source_run_id=run_id, params=params, model_type=model_type)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = str(Path(tmp) / "model")
+            save(path, Model(artifact_path=model.artifact_location, model_uuid=model.model_id, run_id=run_id,
+                             model_id=model.model_id))
+            client.log_model_artifacts(model.model_id, path)
+    except BaseException:
+        mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
+        raise
+    mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=step)])
+    return LoggedModelRef(model.model_id)
+
+
+def log_selected_model(name: str, save: Callable[[str, Model], None], model_type: str, step: int,
+                       val_metrics: dict[str, float], val_dataset, test_metrics: dict[str, float], test_dataset,
+                       registered_model_name: str | None = None) -> LoggedModelRef:
+    """The run's model, the weights of the epoch chosen on validation (`step`): logged, linked
+    to that epoch's validation metrics and to its test metrics, each on its dataset, and
+    registered when a name is given."""
+    ref = log_model(name, save, step, model_type)
+    link_metrics(ref.model_id, val_metrics, val_dataset, step)
+    link_metrics(ref.model_id, test_metrics, test_dataset)
+    if registered_model_name:
+        ref.version = str(mlflow.register_model(ref.model_uri, registered_model_name).version)
+    return ref
+
+
+def checkpoint_models(name: str, model_type: str, save_now: Callable[[], Callable[[str, Model], None]],
+                      val_dataset):
+    """An on_epoch callback that logs each epoch's weights (`save_now()` packs the current
+    ones) as logged model `<name>-epoch-<epoch>` at step = epoch, linked to that epoch's
+    validation metrics. Epochs the run logged before (a resumed run) are not logged again."""
+    done = logged_model_steps()
+
+    def on_epoch(epoch: int, metrics: dict) -> None:
+        if epoch in done:
+            return
+        ref = log_model(f"{name}-epoch-{epoch}", save_now(), epoch, model_type)
+        link_metrics(ref.model_id, {k: v for k, v in metrics.items() if k.startswith("val_")}, val_dataset, epoch)
+        done.add(epoch)
+
+    return on_epoch
+
+
+def link_metrics(model_id: str, metrics: dict[str, float], dataset=None, step: int = 0) -> None:
+    """Log `metrics` to the active run and to logged model `model_id`, on `dataset` (an MLflow
+    dataset, or None). A value the run already has at that step keeps its timestamp, so the
+    run's history gains no second point."""
+    client = MlflowClient()
+    run_id = mlflow.active_run().info.run_id
+    now = get_current_time_millis()
+    batch = []
+    for key, value in metrics.items():
+        same = [m.timestamp for m in client.get_metric_history(run_id, key) if m.step == step and m.value == value]
+        batch.append(Metric(key, float(value), same[0] if same else now, step, model_id=model_id,
+                            dataset_name=dataset.name if dataset is not None else None,
+                            dataset_digest=dataset.digest if dataset is not None else None))
+    client.log_batch(run_id, metrics=batch)
+
+
+def logged_model_steps() -> set[int]:
+    """The steps at which the active run has logged a model (e.g. per-epoch checkpoints)."""
+    run = MlflowClient().get_run(mlflow.active_run().info.run_id)
+    return {o.step for o in (run.outputs.model_outputs if run.outputs else [])}
+
+
+def set_description(text: str) -> None:
+    """The run's description in the MLflow UI (Markdown)."""
+    mlflow.set_tag("mlflow.note.content", text)
 
 
 def log_figure(figure, path: str) -> None:
@@ -309,11 +446,6 @@ def tag_model_version(name: str, version: str, tags: dict[str, object]) -> None:
         client.set_model_version_tag(name, version, key, str(value))
 
 
-def registered_version(model_info) -> str | None:
-    """The registry version created by log_model(registered_model_name=...), if any."""
-    return None if model_info.registered_model_version is None else str(model_info.registered_model_version)
-
-
 # --- registry aliases: candidate and champion ------------------------------------------
 
 CANDIDATE, CHAMPION = "candidate", "champion"
@@ -325,8 +457,8 @@ class RegistryError(ValueError):
 
 @dataclasses.dataclass
 class Promotion:
-    """What happened to a new version: `decision` is champion, kept (the old champion stays)
-    or skipped (promote=false); `reason` says why in one line."""
+    """What happened to a new version: `decision` is champion, kept (the old champion stays),
+    rejected (worse than doing nothing) or skipped (promote=false); `reason` says why in one line."""
 
     decision: str
     reason: str
@@ -349,9 +481,14 @@ def aliases(name: str) -> dict[str, str]:
 
 
 def promote_if_better(name: str, version: str, metric: str, value: float, higher_is_better: bool,
-                      comparable: dict[str, object], promote: bool = True) -> Promotion:
+                      comparable: dict[str, object], promote: bool = True,
+                      baseline: tuple[str, float] | None = None) -> Promotion:
     """Alias the new `version` `candidate`; make it `champion` when its validation `metric`
     beats the champion's, or when there is no champion.
+
+    `baseline` is (what, value) of doing nothing on the same validation data (the noisy input
+    itself; a per-pixel model of the training mean): a version that does not beat it is
+    never `champion`, not even the first one.
 
     The comparison only counts between versions with the same `comparable` version tags
     (e.g. dataset and noise model and level): otherwise the champion stays, and the promote
@@ -362,8 +499,12 @@ def promote_if_better(name: str, version: str, metric: str, value: float, higher
     client.set_model_version_tag(name, version, metric, repr(float(value)))
     client.set_registered_model_alias(name, CANDIDATE, version)
     champion_version = aliases(name).get(CHAMPION)
+    beats_baseline = baseline is None or (value > baseline[1] if higher_is_better else value < baseline[1])
     if not promote:
         decision = Promotion("skipped", "promote=false", champion_version)
+    elif not beats_baseline:
+        decision = Promotion("rejected", f"{metric} {value:.4f} does not beat {baseline[0]} ({baseline[1]:.4f}): "
+                                         f"worse than doing nothing, so never {CHAMPION}", champion_version)
     elif champion_version is None:
         decision = Promotion(CHAMPION, f"first {CHAMPION} of {name}; {metric} {value:.4f}")
     else:
@@ -461,15 +602,21 @@ def model_version_tags(name: str, version: str) -> dict[str, str]:
 
 
 def logged_model_run(model_uri: str):
-    """The run that logged the model at `model_uri` (models:/name@alias, models:/name/version,
-    runs:/id/model, ...), for its params and tags. A URI that names no model is a RegistryError."""
+    """(the run that logged the model at `model_uri` (models:/name@alias, models:/name/version,
+    runs:/id/name, models:/<model id>), for its params and tags; the model's MLflow 3 model
+    id). A URI that names no model is a RegistryError."""
     ready_store()
     try:
         info = mlflow.models.get_model_info(model_uri)
     except (MlflowException, OSError) as exc:
         message = exc.message if isinstance(exc, MlflowException) else str(exc)
         raise RegistryError(f"cannot find a model at {model_uri!r}: {message.splitlines()[0]}") from None
-    return MlflowClient().get_run(info.run_id) if info.run_id else None
+    return (MlflowClient().get_run(info.run_id) if info.run_id else None), info.model_id
+
+
+def log_model_input(model_id: str) -> None:
+    """Declare logged model `model_id` an input of the active run (what an evaluation evaluated)."""
+    MlflowClient().log_inputs(mlflow.active_run().info.run_id, models=[LoggedModelInput(model_id)])
 
 
 def log_table(rows: list[dict], path: str) -> None:

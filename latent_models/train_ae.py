@@ -19,7 +19,7 @@ from latent_models.evaluation import (
 from latent_models.metrics import psnr
 from latent_models.models import build_denoiser
 from latent_models.noise import add_noise, fixed_noise
-from latent_models.serving import log_denoiser
+from latent_models.serving import denoiser_model
 from latent_models.training import EpochHook, fit, images_per_second, seed_everything
 from latent_models.tracking import check_resumable_data, checkpointing
 
@@ -59,6 +59,7 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
     model = build_denoiser(cfg.arch, cfg.latent_dim, cfg.width)
     val_noisy = fixed_noise(data.val.images, cfg.noise, cfg.noise_level, VAL_NOISE_SEED)
     test_noisy = fixed_noise(data.test.images, cfg.noise, cfg.noise_level, TEST_NOISE_SEED)
+    val_psnr_noisy = psnr(val_noisy, data.val.images).mean().item()  # doing nothing: the floor for champion
 
     def evaluate(m):
         metrics = evaluate_denoiser(m, data.val.images, val_noisy)
@@ -79,44 +80,53 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
         return {}
 
     tags = {"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level}
-    with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as run:
-
+    with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as (run, datasets):
+        packed = lambda: denoiser_model(model, cfg.arch, cfg.latent_dim, cfg.width, test_noisy[:2, 0].numpy())  # noqa: E731
+        checkpoints = (tracking.checkpoint_models("denoiser", "denoiser", packed, datasets["val"])
+                       if cfg.log_checkpoints else None)
         started = time.perf_counter()
         result = fit(model, data.train.images, **training,
-                     **checkpointing(run.info.run_id, cfg, resumed, epoch_hook))
+                     **checkpointing(run.info.run_id, cfg, resumed, checkpoints, epoch_hook))
         train_seconds = time.perf_counter() - started
         model.eval()
 
         test = evaluate_denoiser(model, data.test.images, test_noisy)
         test_metrics = {f"test_{k}": v for k, v in test.items()}
-        test_metrics.update({
+        facts = {
             "best_epoch": result.best_epoch,
             "train_seconds": train_seconds,
             "train_images_per_second": images_per_second(cfg.epochs, len(data.train), cfg.batch_size, train_seconds),
-        })
-        tracking.log_metrics(test_metrics)
+        }
+        # The noisy input's scores describe the data, not the model: the run's alone.
+        tracking.log_metrics({**{k: v for k, v in test_metrics.items() if k.endswith("_noisy")}, **facts,
+                              "val_psnr_noisy": val_psnr_noisy})
         _log_figures(cfg, data, model, result.history, val_noisy, test_noisy)
-        tracking.log_report(report.render("denoiser", cfg, test_metrics, result.history,
+        summary = report.summary("denoiser", cfg, test_metrics)
+        tracking.set_description("\n\n".join(summary))
+        tracking.log_report(report.render("denoiser", cfg, {**test_metrics, **facts}, result.history,
                                           tracking.logged_files("figures"), run.info.run_name, run.info.run_id))
 
-        info = log_denoiser(model, cfg.arch, cfg.latent_dim, cfg.width, test_noisy[:2, 0].numpy(),
-                            cfg.registered_model_name if cfg.register else None)
-        version = tracking.registered_version(info)
+        ref = tracking.log_selected_model(
+            "denoiser", packed(), "denoiser", result.best_epoch, result.selected_validation_metrics(), datasets["val"],
+            {k: v for k, v in test_metrics.items() if not k.endswith("_noisy")}, datasets["test"],
+            cfg.registered_model_name if cfg.register else None)
         promotion = None
-        if version:
-            tracking.tag_model_version(cfg.registered_model_name, version, {
+        if ref.version:
+            tracking.tag_model_version(cfg.registered_model_name, ref.version, {
                 "dataset": cfg.dataset, "noise": cfg.noise, "noise_level": cfg.noise_level, "arch": cfg.arch,
                 "test_psnr": round(test["psnr"], 3), "test_psnr_noisy": round(test["psnr_noisy"], 3),
                 "test_ssim": round(test["ssim"], 4), "run_id": run.info.run_id,
             })
-            # Champion: higher validation PSNR at the same dataset, noise model and level.
+            # Champion: higher validation PSNR at the same dataset, noise model and level, and
+            # above the noisy input's own (a denoiser below it is worse than no denoiser).
             promotion = tracking.promote_if_better(
-                cfg.registered_model_name, version, "val_psnr", result.best_value, higher_is_better=True,
+                cfg.registered_model_name, ref.version, "val_psnr", result.best_value, higher_is_better=True,
                 comparable={"dataset": cfg.dataset, "noise": cfg.noise, "noise_level": cfg.noise_level},
-                promote=cfg.promote,
+                promote=cfg.promote, baseline=("the noisy input's val_psnr", val_psnr_noisy),
             )
-        return {**test_metrics, **result.selected_validation_metrics(), "run_id": run.info.run_id, "model_uri": info.model_uri,
-                "registered_version": version, "promotion": str(promotion) if promotion else None}
+        return {**test_metrics, **facts, **result.selected_validation_metrics(), "val_psnr_noisy": val_psnr_noisy,
+                "run_id": run.info.run_id, "model_id": ref.model_id, "model_uri": ref.model_uri,
+                "registered_version": ref.version, "promotion": str(promotion) if promotion else None}
 
 
 def _log_figures(cfg: AEConfig, data: DataSplits, model, history, val_noisy, test_noisy) -> None:

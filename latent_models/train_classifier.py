@@ -11,16 +11,17 @@ from latent_models import tracking
 from latent_models.data import DataSplits
 from latent_models.evaluation import batched
 from latent_models.models.classifier import DigitClassifier
-from latent_models.serving import load_torch_model, log_classifier
-from latent_models.training import fit, seed_everything
+from latent_models.serving import classifier_model, load_torch_model
+from latent_models.training import FitResult, fit, seed_everything
 
 def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
     return (batched(model, images).argmax(1) == labels).double().mean().item()
 
 
-def train_classifier(data: DataSplits, epochs: int, seed: int) -> tuple[DigitClassifier, dict]:
-    """A few epochs of AdamW + one-cycle; ~99.2% on MNIST after 3."""
+def train_classifier(data: DataSplits, epochs: int, seed: int) -> tuple[DigitClassifier, FitResult, dict]:
+    """A few epochs of AdamW + one-cycle; ~99.2% on MNIST after 3. Returns the model (best epoch
+    on validation), the fit and the test accuracy."""
     generator = seed_everything(seed)
     model = DigitClassifier()
     images, labels = data.train.images, data.train.labels
@@ -36,8 +37,7 @@ def train_classifier(data: DataSplits, epochs: int, seed: int) -> tuple[DigitCla
                  weight_decay=1e-4, schedule="onecycle", generator=generator,
                  on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch))
     model.eval()
-    return model, {"test_accuracy": accuracy(model, data.test.images, data.test.labels),
-                   "val_accuracy": result.best_value}
+    return model, result, {"test_accuracy": accuracy(model, data.test.images, data.test.labels)}
 
 
 def classifier_for(data: DataSplits, name: str, epochs: int, seed: int,
@@ -49,12 +49,15 @@ def classifier_for(data: DataSplits, name: str, epochs: int, seed: int,
     if version is None:
         with tracking.training_run("", f"classifier-{data.name}", parent_run_id=parent_run_id):
             tracking.log_params({"dataset": data.name, "epochs": epochs, "seed": seed})
+            datasets = tracking.log_dataset(data.name, data.root, data.digest, data.as_numpy())
             tracking.set_tags({"model_type": "classifier", **tags})
-            model, metrics = train_classifier(data, epochs, seed)
-            tracking.log_metrics(metrics)
-            info = log_classifier(model, data.test.images[:2, 0].numpy(), name)
-            version = tracking.registered_version(info)
-            tracking.tag_model_version(name, version, {**tags, "test_accuracy": round(metrics["test_accuracy"], 5)})
+            model, result, test = train_classifier(data, epochs, seed)
+            tracking.log_metrics({"best_epoch": result.best_epoch})
+            version = tracking.log_selected_model(
+                "classifier", classifier_model(model, data.test.images[:2, 0].numpy()), "classifier",
+                result.best_epoch, result.selected_validation_metrics(), datasets["val"], test, datasets["test"],
+                name).version
+            tracking.tag_model_version(name, version, {**tags, "test_accuracy": round(test["test_accuracy"], 5)})
     model, _ = load_torch_model(f"models:/{name}/{version}")
     facts = tracking.model_version_tags(name, version)
     return model, {"classifier_version": int(version), "classifier_test_accuracy": float(facts["test_accuracy"])}

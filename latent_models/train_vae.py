@@ -9,10 +9,10 @@ import torch
 from latent_models import distributed, figures, report, tracking
 from latent_models.config import ConfigError, VAEConfig, with_logged_params
 from latent_models.data import DataSplits, load_splits
-from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means
+from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means, mean_image_nll
 from latent_models.models import ConvVAE
 from latent_models.models.prior import fit_gaussian_mixture
-from latent_models.serving import log_vae
+from latent_models.serving import vae_model
 from latent_models.tracking import check_resumable_data, checkpointing
 from latent_models.training import EpochHook, fit, images_per_second, seed_everything
 
@@ -83,6 +83,8 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
     model = ConvVAE(latent_dim=cfg.latent_dim, width=cfg.width, likelihood=cfg.likelihood)
     val_x = binarized(data.val.images, VAL_SEED) if cfg.binarize else data.val.images
     test_x = binarized(data.test.images, TEST_SEED) if cfg.binarize else data.test.images
+    # Doing nothing: independent pixels around the training mean. The floor for champion.
+    val_floor = mean_image_nll(data.train.images, val_x, cfg.likelihood)
 
     def evaluate(m):
         return {f"val_{k}": v for k, v in evaluate_vae(m, val_x, VAL_SEED).items()}
@@ -97,48 +99,55 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         return {}
 
     tags = {"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize}
-    with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as run:
-
+    with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as (run, datasets):
+        example = data.test.images[:2, 0].numpy()
+        checkpoints = (tracking.checkpoint_models("vae", "vae", lambda: vae_model(model, cfg.width, example),
+                                                  datasets["val"]) if cfg.log_checkpoints else None)
         started = time.perf_counter()
         result = fit(model, data.train.images, **training,
-                     **checkpointing(run.info.run_id, cfg, resumed, epoch_hook))
+                     **checkpointing(run.info.run_id, cfg, resumed, checkpoints, epoch_hook))
         train_seconds = time.perf_counter() - started
         model.eval()
 
         test, iw_seconds = held_out_likelihood(model, test_x, cfg.iw_samples, cfg.iw_images)
-        test["iw_nll_seconds"] = iw_seconds
-        test.update({
+        facts = {
+            "iw_nll_seconds": iw_seconds,
             "best_epoch": result.best_epoch,
             "train_seconds": train_seconds,
             "train_images_per_second": images_per_second(cfg.epochs, len(data.train), cfg.batch_size, train_seconds),
-        })
-        tracking.log_metrics(test)
+            "val_neg_elbo_mean_image": val_floor,
+        }
+        tracking.log_metrics(facts)
         _log_figures(cfg, data, model, result.history, test_x)
 
         # The mixture over the training latents: served as sampler=fitted (see evaluate for FID).
         prior = (latent_prior(model, data.train.images, cfg.binarize, cfg.prior_components, cfg.seed)
                  if cfg.prior_components else None)
         _log_prior_samples(model, prior)
-        tracking.log_report(report.render("vae", cfg, test, result.history, tracking.logged_files("figures"),
-                                          run.info.run_name, run.info.run_id))
-        info = log_vae(model, cfg.width, data.test.images[:2, 0].numpy(),
-                       cfg.registered_model_name if cfg.register else None, prior)
-        version = tracking.registered_version(info)
+        tracking.set_description("\n\n".join(report.summary("vae", cfg, test)))
+        tracking.log_report(report.render("vae", cfg, {**test, **facts}, result.history,
+                                          tracking.logged_files("figures"), run.info.run_name, run.info.run_id))
+        ref = tracking.log_selected_model(
+            "vae", vae_model(model, cfg.width, example, prior), "vae", result.best_epoch,
+            result.selected_validation_metrics(), datasets["val"], test, datasets["test"],
+            cfg.registered_model_name if cfg.register else None)
         promotion = None
-        if version:
-            tracking.tag_model_version(cfg.registered_model_name, version, {
+        if ref.version:
+            tracking.tag_model_version(cfg.registered_model_name, ref.version, {
                 "dataset": cfg.dataset, "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood,
                 "binarize": cfg.binarize, "test_neg_elbo": round(test["test_neg_elbo"], 3),
                 "test_iw_nll": round(test["test_iw_nll"], 3), "test_kl": round(test["test_kl"], 3),
                 "run_id": run.info.run_id,
             })
-            # Champion: lower validation -ELBO on the same dataset, likelihood and binarization.
+            # Champion: lower validation -ELBO on the same dataset, likelihood and binarization,
+            # and below that of independent pixels around the training mean.
             promotion = tracking.promote_if_better(
-                cfg.registered_model_name, version, "val_neg_elbo", result.best_value, higher_is_better=False,
+                cfg.registered_model_name, ref.version, "val_neg_elbo", result.best_value, higher_is_better=False,
                 comparable={"dataset": cfg.dataset, "likelihood": cfg.likelihood, "binarize": cfg.binarize},
-                promote=cfg.promote,
+                promote=cfg.promote, baseline=("the mean-image model's val_neg_elbo", val_floor),
             )
-        return {**test, **result.selected_validation_metrics(), "run_id": run.info.run_id, "model_uri": info.model_uri, "registered_version": version,
+        return {**test, **facts, **result.selected_validation_metrics(), "run_id": run.info.run_id,
+                "model_id": ref.model_id, "model_uri": ref.model_uri, "registered_version": ref.version,
                 "promotion": str(promotion) if promotion else None}
 
 

@@ -26,7 +26,7 @@ def _artifact_json(run_id: str, path: str) -> dict:
 
 def test_denoiser_is_compared_with_every_baseline_at_every_level(tracking):
     trained = run_ae(AEConfig(**TINY, limit_test=100, noise_level=0.6, iterations=1))
-    result = run_evaluate(EvaluateConfig(**DATA, model_uri="models:/latent-denoiser@champion",
+    result = run_evaluate(EvaluateConfig(**DATA, model_uri="models:/latent-denoiser@candidate",
                                          noise="uniform,mask", images=60, tune_images=40))
     methods = {"model", "noisy_input", *(b.name for b in BASELINES)}
     rows = result["table"]
@@ -45,13 +45,20 @@ def test_denoiser_is_compared_with_every_baseline_at_every_level(tracking):
     assert abs(result["psnr_model"] - trained["test_psnr"]) < 1.0
 
     run = MlflowClient().get_run(result["run_id"])
-    assert run.data.tags["evaluated_model"] == "models:/latent-denoiser@champion"
+    assert run.data.tags["evaluated_model"] == "models:/latent-denoiser@candidate"
     assert run.data.tags["evaluated_run_id"] == trained["run_id"]
     assert run.data.tags["beats_all_baselines"] == str(result["psnr_margin_over_best_baseline"] > 0)
     assert run.data.tags["split"] == "val_size=100 seed=0"  # the trained run's split, not the defaults
     assert "test_psnr" not in run.data.metrics  # training's name for the full test set
     assert run.data.metrics["psnr/mask_0.5/median"] == pytest.approx(
         next(r["psnr"] for r in rows if (r["noise"], r["level"], r["method"]) == ("mask", 0.5, "median")))
+    # The evaluated model is the run's input, and its own metrics are linked to it on the images used.
+    assert [i.model_id for i in run.inputs.model_inputs] == [trained["model_id"]]
+    linked = {m.key: m for m in mlflow.get_logged_model(trained["model_id"]).metrics if m.run_id == run.info.run_id}
+    assert set(linked) == {"psnr_model", "ssim_model", "mse_model", "psnr_margin_over_best_baseline",
+                           *(k for k in result if k.endswith("/model"))}
+    assert all(m.dataset_name == "mnist-test[:60]" and m.value == pytest.approx(result[m.key]) for m in linked.values())
+    assert "psnr_noisy_input" in run.data.metrics and "psnr_noisy_input" not in linked  # a baseline's: the run's
     table = _artifact_json(result["run_id"], "evaluation/denoiser_comparison.json")
     assert len(table["data"]) == len(rows) and "psnr" in table["columns"]
     png = mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="figures/denoiser_vs_baselines.png")
@@ -59,10 +66,14 @@ def test_denoiser_is_compared_with_every_baseline_at_every_level(tracking):
 
 
 def test_vae_sample_quality_and_the_classifier_is_trained_once(tracking):
-    run_vae(VAEConfig(**TINY, limit_test=100, iw_samples=5, prior_components=3))
-    cfg = EvaluateConfig(**DATA, limit_test=100, model_uri="models:/latent-vae@champion", iw_samples=5,
-                         samples=300, components=3, classifier_epochs=1)
+    trained = run_vae(VAEConfig(**TINY, limit_test=100, iw_samples=5, prior_components=3))
+    cfg = EvaluateConfig(**DATA, limit_test=100, model_uri="models:/latent-vae@candidate", iw_samples=5,
+                         iw_images=40, samples=300, components=3, classifier_epochs=1)
     first = run_evaluate(cfg)
+    linked = {m.key: m.dataset_name for m in mlflow.get_logged_model(trained["model_id"]).metrics
+              if m.run_id == first["run_id"]}
+    assert linked["fid_fitted"] == linked["test_neg_elbo"] == "mnist-test" and linked["test_iw_nll"] == "mnist-test[:40]"
+    assert "fid_train_vs_test" not in linked and "classifier_test_accuracy" not in linked
     for name in ("fid_normal", "fid_fitted", "class_entropy_normal", "class_entropy_fitted",
                  "mean_confidence_normal", "mean_confidence_fitted", "test_neg_elbo", "test_iw_nll"):
         assert name in first

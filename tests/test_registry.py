@@ -53,9 +53,9 @@ def _new_version(name: str, tags: dict, run_id: str | None = None) -> str:
     return str(version.version)
 
 
-def _promote(name, value, metric="val_psnr", higher=True, tags=AE_TAGS, promote=True, run_id=None):
+def _promote(name, value, metric="val_psnr", higher=True, tags=AE_TAGS, promote=True, run_id=None, baseline=None):
     version = _new_version(name, tags, run_id)
-    return version, promote_if_better(name, version, metric, value, higher, tags, promote)
+    return version, promote_if_better(name, version, metric, value, higher, tags, promote, baseline)
 
 
 def test_first_version_is_champion_then_only_better_ones_take_it(tracking):
@@ -71,6 +71,36 @@ def test_first_version_is_champion_then_only_better_ones_take_it(tracking):
     assert better.previous_champion == v1
     tags = MlflowClient().get_model_version("m", v2).tags
     assert tags["val_psnr"] == "19.5" and tags["promotion"].startswith("kept (val_psnr 19.5000 does not beat")
+
+
+def test_a_version_worse_than_doing_nothing_is_never_champion(tracking):
+    """Not even the first one: a denoiser below the noisy input's PSNR, or a VAE above the
+    mean-image model's -ELBO, is `candidate` only, and the decision says why."""
+    v1, first = _promote("m", 10.48, baseline=("the noisy input's val_psnr", 19.49))
+    assert first.decision == "rejected" and not first.promoted
+    assert first.reason == ("val_psnr 10.4800 does not beat the noisy input's val_psnr (19.4900): worse than doing "
+                            "nothing, so never champion")
+    assert aliases("m") == {CANDIDATE: v1}
+    assert MlflowClient().get_model_version("m", v1).tags["promotion"].startswith("rejected (val_psnr 10.4800")
+    v2, second = _promote("m", 25.0, baseline=("the noisy input's val_psnr", 19.49))
+    assert second.promoted and aliases("m") == {CANDIDATE: v2, CHAMPION: v2}
+    v3, _ = _promote("m", 26.0, baseline=("the noisy input's val_psnr", 26.5))  # beats the champion, not the input
+    assert aliases("m") == {CANDIDATE: v3, CHAMPION: v2}
+    kw = dict(metric="val_neg_elbo", higher=False, tags=VAE_TAGS)
+    v4, vae = _promote("v", 230.0, baseline=("the mean-image model's val_neg_elbo", 206.0), **kw)
+    assert vae.decision == "rejected" and aliases("v") == {CANDIDATE: v4}
+
+
+def test_the_pipeline_keeps_a_denoiser_worse_than_its_input_from_champion(tracking):
+    """Tried by a user: a 1-epoch `conv` denoiser on a few hundred images scores far below
+    the noisy input. It is registered as candidate, never champion."""
+    result = run_ae(AEConfig(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_train=300, limit_test=50,
+                             batch_size=50, width=8, iterations=1, epochs=1, arch="conv", system_metrics=False,
+                             registered_model_name="bad-denoiser", experiment_name="registry"))
+    assert result["val_psnr"] < result["val_psnr_noisy"], "precondition: worse than doing nothing"
+    assert result["promotion"].startswith("rejected (val_psnr") and aliases("bad-denoiser") == {CANDIDATE: "1"}
+    run = MlflowClient().get_run(result["run_id"])
+    assert run.data.tags["promotion"] == "rejected" and "worse than doing nothing" in run.data.tags["promotion_reason"]
 
 
 def test_vae_champion_needs_a_lower_neg_elbo(tracking):
@@ -108,20 +138,24 @@ def test_champion_value_falls_back_to_its_run_history(tracking):
 
 
 def test_training_promotes_only_a_better_model(tracking):
-    """The real pipeline: a clearly worse second version stays candidate; a better third takes champion."""
-    common = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_test=50, batch_size=50, width=8,
-                  iterations=1, registered_model_name="t-denoiser", experiment_name="registry")
-    first = run_ae(AEConfig(**common, epochs=1, lr=1e-3))
-    worse = run_ae(AEConfig(**common, epochs=1, lr=1e-6))
-    better = run_ae(AEConfig(**common, epochs=3, lr=3e-3))
+    """The real pipeline: a version worse than its input is rejected, a tie stays candidate,
+    a better one takes champion."""
+    common = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_test=50, batch_size=20, lr=5e-3,
+                  width=8, iterations=1, noise="gaussian", noise_level=0.3, system_metrics=False,
+                  registered_model_name="t-denoiser", experiment_name="registry")
+    first = run_ae(AEConfig(**common, epochs=2))
+    worse = run_ae(AEConfig(**common, epochs=1))  # below the noisy input's val_psnr
+    tie = run_ae(AEConfig(**common, epochs=2))
+    better = run_ae(AEConfig(**common, epochs=4))
     assert first["promotion"].startswith("champion (first champion")
-    assert worse["promotion"].startswith("kept (val_psnr")
+    assert worse["promotion"].startswith("rejected (val_psnr") and worse["val_psnr"] < worse["val_psnr_noisy"]
+    assert tie["promotion"].startswith("kept (val_psnr") and "does not beat" in tie["promotion"]
     assert better["promotion"].startswith("champion (val_psnr")
-    assert aliases("t-denoiser") == {CANDIDATE: "3", CHAMPION: "3"}
-    run = MlflowClient().get_run(worse["run_id"])
+    assert aliases("t-denoiser") == {CANDIDATE: "4", CHAMPION: "4"}
+    run = MlflowClient().get_run(tie["run_id"])
     assert run.data.tags["promotion"] == "kept" and "does not beat" in run.data.tags["promotion_reason"]
-    assert float(MlflowClient().get_model_version("t-denoiser", "2").tags["val_psnr"]) == pytest.approx(
-        max(m.value for m in MlflowClient().get_metric_history(worse["run_id"], "val_psnr")))
+    assert float(MlflowClient().get_model_version("t-denoiser", "3").tags["val_psnr"]) == pytest.approx(
+        max(m.value for m in MlflowClient().get_metric_history(tie["run_id"], "val_psnr")))
 
 
 # --- the promote entry point -----------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from latent_models.models import ConvVAE, build_denoiser
+from latent_models.tracking import log_model
 from latent_models.serving import (
     MAX_BATCH,
     PNG,
@@ -16,8 +17,8 @@ from latent_models.serving import (
     encode_png,
     from_model_output,
     images_to_png_frame,
-    log_denoiser,
-    log_vae,
+    denoiser_model,
+    vae_model,
     png_frame_to_images,
     sample_requests,
     to_model_input,
@@ -58,17 +59,18 @@ def test_logged_denoiser_predicts_like_the_model(tracking):
     model = build_denoiser("unet", 8, 8).eval()
     x = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
     with mlflow.start_run():
-        info = log_denoiser(model, "unet", 8, 8, x[:2], registered_model_name="t-denoiser")
+        ref = log_model("denoiser", denoiser_model(model, "unet", 8, 8, x[:2]), 0, "denoiser")
+    mlflow.register_model(ref.model_uri, "t-denoiser")
+    info = mlflow.models.get_model_info(ref.model_uri)
     loaded = mlflow.pyfunc.load_model("models:/t-denoiser/1")
     with torch.inference_mode():
         expected = model(torch.from_numpy(x).unsqueeze(1))[:, 0].numpy()
     assert np.allclose(loaded.predict(x), expected, atol=1e-6)
-    # No input schema (MLflow would reject (N, 784) and PNGs before predict runs); float32 out.
-    assert info.signature.inputs is None
-    sig = info.signature.outputs.to_dict()[0]
-    assert sig["type"] == "tensor" and sig["tensor-spec"]["dtype"] == "float32"
-    assert list(sig["tensor-spec"]["shape"]) == [-1, 28, 28]
+    # No input schema (MLflow would reject (N, 784) and PNGs before predict runs), and no output
+    # schema: the answer takes the question's form, (N, 784) floats or a PNG column included.
+    assert info.signature.inputs is None and info.signature.outputs is None
     assert [p.name for p in info.signature.params.params] == ["clip"]
+    assert loaded.predict(x.reshape(4, 784)).shape == (4, 784)
     png_answer = loaded.predict(images_to_png_frame(x))
     assert list(png_answer.columns) == ["image"] and len(png_answer) == 4
     assert np.abs(png_frame_to_images(png_answer) - expected).max() < 0.01
@@ -85,7 +87,7 @@ def test_logged_vae_modes(tracking):
     model = ConvVAE(latent_dim=4, width=8).eval()
     x = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)
     with mlflow.start_run():
-        info = log_vae(model, 8, x[:2])
+        info = log_model("vae", vae_model(model, 8, x[:2]), 0, "vae")
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     assert loaded.predict(x).shape == (3, 28, 28)
     rows = pd.DataFrame([{"n": 2, "seed": 1}, {"n": 3, "seed": 5, "temperature": 0.5}])
@@ -235,8 +237,8 @@ def test_fitted_prior_is_a_served_sampler(tracking):
     prior = GaussianMixturePrior(torch.ones(1), torch.full((1, 4), 3.0), torch.eye(4)[None] * 1e-4)
     x = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
     with mlflow.start_run():
-        with_prior = mlflow.pyfunc.load_model(log_vae(model, 8, x, prior=prior).model_uri)
-        without = mlflow.pyfunc.load_model(log_vae(model, 8, x).model_uri)
+        with_prior = mlflow.pyfunc.load_model(log_model("vae", vae_model(model, 8, x, prior=prior), 0, "vae").model_uri)
+        without = mlflow.pyfunc.load_model(log_model("vae", vae_model(model, 8, x), 0, "vae").model_uri)
     fitted = with_prior.predict(x[:1], params={"mode": "sample", "n": 3, "seed": 1, "sampler": "fitted"})
     normal = with_prior.predict(x[:1], params={"mode": "sample", "n": 3, "seed": 1, "sampler": "normal"})
     with torch.inference_mode():

@@ -125,7 +125,12 @@ def trained(tmp_path_factory):
         finally:
             mlflow.set_tracking_uri(None)
             mlflow.set_registry_uri(None)
-    assert ae["promotion"].startswith("champion") and vae["promotion"].startswith("champion")
+    assert ae["promotion"].startswith("champion")
+    # Two epochs on 500 digits leave the VAE worse than the mean image, so training keeps it
+    # from champion; the promote entry point moves it there by hand, as a user may.
+    assert vae["promotion"].startswith("rejected")
+    result = CliRunner().invoke(cli.promote, ["--registered_model_name", VAE], env={"MLFLOW_TRACKING_URI": uri})
+    assert result.exit_code == 0, result.output
     return uri, tmp
 
 

@@ -4,8 +4,10 @@ this process, then
 
 - through MLflow's REST API (plain HTTP, not the MLflow client): both runs, searchable by tag,
   their params, one value per epoch for each per-epoch metric, and their figures (PNG);
-- with Debian's headless Chromium: the experiment's runs page lists both run names. Skipped,
-  saying so, where `chromium` is not installed (`.ci/run` installs it).
+- with Debian's headless Chromium: the experiment's runs page lists both run names, and its
+  Models tab lists the `denoiser` and `vae` logged models with their selected validation
+  metric (a tiny VAE is trained too). Skipped, saying so, where `chromium` is not installed
+  (`.ci/run` installs it).
 """
 
 import html
@@ -18,8 +20,9 @@ import subprocess
 import pytest
 import requests
 
-from latent_models.config import AEConfig
+from latent_models.config import AEConfig, VAEConfig
 from latent_models.train_ae import run_ae
+from latent_models.train_vae import run_vae
 from tests.conftest import TINY, mlflow_server, tracking_at
 from tests.test_serving_server import _free_port
 
@@ -30,6 +33,7 @@ RUNS = {  # run name -> what differs; both runs get the tag model_type=denoiser
     "ui-unet-uniform": dict(arch="unet", noise="uniform", noise_level=0.5),
     "ui-conv-gaussian": dict(arch="conv", noise="gaussian", noise_level=0.3),
 }
+VAE_RUN = "ui-vae"
 PER_EPOCH = ["train_loss", "val_loss", "val_psnr", "val_ssim"]
 FIGURES = {"loss_curves.png", "denoising_val.png", "denoising_test.png", "psnr_vs_noise_level.png",
            "iterative_reconstruction.png"}
@@ -51,13 +55,17 @@ def server(tmp_path_factory):
             mp.chdir(root / "client")  # no local store here: everything goes through the server
             mp.setenv("LATENT_MODELS_CHECKPOINT_DIR", str(root / "checkpoints"))
             with tracking_at(url, mp):
-                run_ids = {
+                results = {
                     name: run_ae(AEConfig(**TINY, limit_train=300, limit_test=100, iterations=1, register=False,
-                                          experiment_name=EXPERIMENT, run_name=name, **differs))["run_id"]
+                                          experiment_name=EXPERIMENT, run_name=name, **differs))
                     for name, differs in RUNS.items()
                 }
+                results[VAE_RUN] = run_vae(VAEConfig(**TINY, limit_train=300, limit_test=100, latent_dim=4,
+                                                     iw_samples=4, iw_images=20, prior_components=2, register=False,
+                                                     experiment_name=EXPERIMENT, run_name=VAE_RUN))
+                run_ids = {name: result["run_id"] for name, result in results.items() if name in RUNS}
         assert not (root / "client" / "mlflow.db").exists() and not (root / "client" / "mlruns").exists()
-        yield url, root / "server", run_ids
+        yield url, root / "server", run_ids, results
 
 
 def _api(url: str, method: str, endpoint: str, **kwargs) -> requests.Response:
@@ -81,7 +89,7 @@ def _search(url: str, experiment_id: str, filter_string: str) -> dict[str, dict]
 
 
 def test_both_runs_their_histories_params_and_figures_through_the_rest_api(server):
-    url, server_root, run_ids = server
+    url, server_root, run_ids, _ = server
     experiment_id = _experiment_id(url)
 
     runs = _search(url, experiment_id, "tags.model_type = 'denoiser'")
@@ -151,7 +159,7 @@ def test_the_experiment_page_lists_both_runs_in_headless_chromium(request, tmp_p
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Chromium not installed (apt-get install chromium); skipping the browser check of the MLflow UI")
-    url, _, _ = request.getfixturevalue("server")  # only now: no server and training for a skip
+    url, _, _, _ = request.getfixturevalue("server")  # only now: no server and training for a skip
     # MLflow 3.17's experiment page (#/experiments/<id>) opens on the GenAI overview (traces);
     # the runs table is the "Training runs" tab at #/experiments/<id>/runs.
     page = f"{url}/#/experiments/{_experiment_id(url)}/runs"
@@ -164,3 +172,42 @@ def test_the_experiment_page_lists_both_runs_in_headless_chromium(request, tmp_p
     errors = "\n".join(line for line in err.splitlines() if "dbus" not in line)[-1500:]  # no D-Bus here: noise
     assert not missing, (f"{page} does not show {missing} after {budget} ms of virtual time; "
                          f"its text: {text[:1500]!r}\nChromium's stderr ends: {errors}")
+
+
+def _models_tab_text(chromium: str, page: str, wanted: list[str], tmp_path) -> tuple[str, list[str], str, int]:
+    for attempt, budget in enumerate(BUDGETS_MS):
+        dom, err = _dump_dom(chromium, page, budget, tmp_path / f"models{attempt}")
+        text = _text(dom)
+        missing = [w for w in wanted if w not in text]
+        if not missing:
+            break
+    return text, missing, err, budget
+
+
+def test_the_models_tab_lists_both_models_with_their_validation_metric(request, tmp_path):
+    url, _, _, results = request.getfixturevalue("server")
+    experiment_id = _experiment_id(url)
+    # Through the REST API: the logged models by name, each with its selected validation metric.
+    found = _api(url, "POST", "/api/2.0/mlflow/logged-models/search",
+                 json={"experiment_ids": [experiment_id], "max_results": 50}).json()["models"]
+    by_name: dict[str, list] = {}
+    for model in found:
+        by_name.setdefault(model["info"]["name"], []).append(model)
+    assert {k: len(v) for k, v in by_name.items()} == {"denoiser": 2, "vae": 1}
+    expected = {results[VAE_RUN]["model_id"]: ("val_neg_elbo", results[VAE_RUN]["val_neg_elbo"])}
+    expected.update({results[name]["model_id"]: ("val_psnr", results[name]["val_psnr"]) for name in RUNS})
+    for model in found:
+        key, value = expected[model["info"]["model_id"]]
+        linked = {m["key"]: m for m in model["data"]["metrics"]}
+        assert linked[key]["value"] == pytest.approx(value) and linked[key]["dataset_name"] == "mnist-val"
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Chromium not installed (apt-get install chromium); skipping the browser check of the Models tab")
+    page = f"{url}/#/experiments/{experiment_id}/models"
+    shown = {key: f"{value:.4g}"[:5] for key, value in expected.values()}  # the leading digits, however rounded
+    wanted = ["denoiser", "vae", "val_psnr", "val_neg_elbo", *shown.values()]
+    text, missing, err, budget = _models_tab_text(chromium, page, wanted, tmp_path)
+    errors = "\n".join(line for line in err.splitlines() if "dbus" not in line)[-1500:]
+    assert not missing, (f"{page} does not show {missing} after {budget} ms of virtual time; "
+                         f"its text: {text[:3000]!r}\nChromium's stderr ends: {errors}")
