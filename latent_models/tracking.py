@@ -39,6 +39,16 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C: the run was ended as KILLED; the message says how to continue it."""
 
 
+class RunStopped(Exception):
+    """Raised inside a run to stop it early on purpose (a pruned search trial): the run gets
+    `tags` and ends with `status`, its checkpoint is deleted (nothing to resume), and the
+    exception goes on to the caller."""
+
+    def __init__(self, message: str, status: str = "FINISHED", tags: dict | None = None):
+        super().__init__(message)
+        self.status, self.tags = status, tags or {}
+
+
 def checkpoint_path(run_id: str, checkpoint_dir: str = "") -> Path:
     """<checkpoint_dir, else $LATENT_MODELS_CHECKPOINT_DIR, else ./checkpoints>/<run id>/last.pt"""
     root = checkpoint_dir or os.environ.get(CHECKPOINT_DIR_ENV) or "checkpoints"
@@ -104,6 +114,13 @@ def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | 
         mlflow.set_tags(provenance_tags())
         try:
             yield run
+        except RunStopped as stopped:
+            set_tags(stopped.tags)
+            mlflow.end_run(stopped.status)
+            checkpoint.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                checkpoint.parent.rmdir()
+            raise
         except RunInterrupted:  # a child run was interrupted: its message stands
             mlflow.end_run("KILLED")
             raise
