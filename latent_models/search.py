@@ -306,8 +306,10 @@ def run_search(cfg: SearchConfig) -> dict:
     study = open_study(cfg, plan, open_storage(url))
     train = trainer(cfg.model)
     loaded: dict[tuple, object] = {}  # data loaded once per distinct data setting
-    client = MlflowClient()
+    # missing data is found now, before any run starts
+    splits_for(trial_config(cfg, plan, {d.name: d.extremes()[0] for d in plan.dims}, "check"), loaded)
     tracking.ready_store()
+    client = MlflowClient()
 
     with tracking.training_run(cfg.experiment_name, cfg.run_name) as parent:
         parent_id = parent.info.run_id
@@ -414,6 +416,7 @@ def _log_study_figures(study: optuna.Study) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "too few trials: importances equal"
         tracking.log_figure(plots.plot_optimization_history(study).figure, "figures/optimization_history.png")
         try:
             axes = plots.plot_param_importances(study)

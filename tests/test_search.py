@@ -124,7 +124,7 @@ def test_two_processes_share_one_study(tmp_path):
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     env.pop("MLFLOW_RUN_ID", None)
     env.pop("MLFLOW_EXPERIMENT_ID", None)
-    args = [sys.executable, "-m", "latent_models.cli", "search", "--space", SPACE, "--params", SMALL,
+    args = [str(Path(sys.executable).parent / "latent-models"), "search", "--space", SPACE, "--params", SMALL,
             "--data_dir", str(FIXTURE_DATA), "--n_trials", "3", "--pruner", "none", "--storage", storage,
             "--study_name", "shared", "--experiment_name", "search-two"]
     procs = [subprocess.Popen(args + ["--seed", str(seed)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
