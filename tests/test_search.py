@@ -142,7 +142,7 @@ def test_two_processes_share_one_study(tmp_path):
         children = [c for p in parents for c in _children(p.info.run_id)]
     finally:
         mlflow.set_tracking_uri(None)
-    assert len(parents) == 2 and all(_children(p.info.run_id) for p in parents) is not None
+    assert len(parents) == 2  # one parent run per process; its children are the trials it ran
     assert sorted(int(c.data.tags["optuna_trial"]) for c in children) == sorted(t.number for t in counted)
 
 
