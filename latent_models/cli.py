@@ -11,7 +11,8 @@ import typing
 import click
 
 from latent_models import distributed
-from latent_models.config import AEConfig, ConfigError, EvaluateConfig, MainConfig, PromoteConfig, SweepConfig, VAEConfig
+from latent_models.config import (AEConfig, ConfigError, EvaluateConfig, MainConfig, PromoteConfig, SearchConfig,
+                                   SweepConfig, VAEConfig)
 from latent_models.data import DataError
 from latent_models.tracking import RegistryError, ResumeError
 
@@ -127,6 +128,21 @@ def _sweep(cfg: SweepConfig) -> dict:
                                             "best run_id": best["run_id"]} if best else {})}
 
 
+def _search(cfg: SearchConfig) -> dict:
+    """Optuna search over training params: every trial a child run, losing trials pruned on
+    validation, the study kept in a storage so a rerun continues it."""
+    from latent_models.search import run_search
+
+    result = run_search(cfg)
+    _print_table(result["rows"])
+    best, metric = result["best"], result["metric"]
+    summary = {"run_id": result["run_id"]}
+    if best:
+        summary.update({f"best {metric}": best[metric], "best trial": best["number"], "best run_id": best["run_id"]})
+    summary.update({k: result[k] for k in ("registered_version", "promotion") if k in result})
+    return summary
+
+
 def _print_table(rows: list[dict]) -> None:
     if not rows:
         return
@@ -153,6 +169,7 @@ main = click.command(name="main")(run_command(MainConfig, _main))
 promote = click.command(name="promote")(run_command(PromoteConfig, _promote))
 evaluate = click.command(name="evaluate")(run_command(EvaluateConfig, _evaluate))
 sweep = click.command(name="sweep")(run_command(SweepConfig, _sweep))
+search = click.command(name="search")(run_command(SearchConfig, _search))
 
 
 @click.group()
@@ -166,3 +183,4 @@ cli.add_command(main)
 cli.add_command(promote)
 cli.add_command(evaluate)
 cli.add_command(sweep)
+cli.add_command(search)

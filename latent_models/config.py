@@ -223,6 +223,59 @@ class SweepConfig:
         return self.metric or ("val_psnr" if self.model == "ae" else "val_neg_elbo")
 
 
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "none")
+
+
+@dataclass
+class SearchConfig:
+    model: str = _help("what each trial trains: ae or vae", default="ae")
+    space: str = _help("searched params, separated by spaces: `name=loguniform(low,high)`, `uniform(low,high)`, "
+                       "`int(low,high)` or `choice(a,b,...)`; or the path of a YAML file of them",
+                       default="lr=loguniform(1e-3,1e-2) width=int(8,32)")
+    params: str = _help("fixed params for every trial, `name=value` separated by spaces", default="")
+    metric: str = _help("validation metric the search optimises (empty: val_psnr for ae, val_neg_elbo for vae)",
+                        default="")
+    n_trials: int = _help("trials in the study in all (finished ones count, also those of earlier or other "
+                          "processes): only the missing ones run", default=20)
+    timeout: float = _help("start no new trial after this many seconds (0: no limit)", default=0.0)
+    sampler: str = _help("tpe (learns where to look) or random (the baseline)", default="tpe")
+    pruner: str = _help("median (stop a trial whose validation metric is below the median of earlier trials "
+                        "at the same epoch) or none", default="median")
+    pruner_startup_trials: int = _help("trials that finish before the pruner stops any", default=5)
+    pruner_warmup_epochs: int = _help("epochs of each trial before it can be pruned", default=1)
+    seed: int = _help("sampler seed (-1: unseeded; give different seeds to processes sharing a study)", default=-1)
+    storage: str = _help("Optuna storage URL, e.g. postgresql+psycopg://user@host/db (empty: optuna.db beside "
+                         "a sqlite tracking store, else ./optuna.db)", default="")
+    study_name: str = _help("Optuna study; rerunning with the same name continues it (empty: "
+                            "<experiment_name>-<model>)", default="")
+    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)",
+                                 default="latent-models-search")
+    run_name: str = _help("name of the parent run (empty: generated)", default="")
+    data_dir: str = _help("dataset root for every trial (empty: $LATENT_MODELS_DATA_DIR, else ./data)", default="")
+    register: bool = _help("register the best trial's model as `candidate`; it becomes `champion` when it "
+                           "beats the current one on validation", default=False)
+
+    def validate(self) -> None:
+        _choice("model", self.model, ("ae", "vae"))
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("pruner", self.pruner, PRUNERS)
+        _positive("n_trials", self.n_trials)
+        if self.timeout < 0:
+            raise ConfigError(f"timeout must be >= 0 (0: no limit), got {self.timeout}")
+        if self.pruner_startup_trials < 0 or self.pruner_warmup_epochs < 0:
+            raise ConfigError("pruner_startup_trials and pruner_warmup_epochs must be >= 0")
+
+    def child_config_class(self):
+        return AEConfig if self.model == "ae" else VAEConfig
+
+    def default_metric(self) -> str:
+        return self.metric or ("val_psnr" if self.model == "ae" else "val_neg_elbo")
+
+    def default_study_name(self) -> str:
+        return self.study_name or f"{self.experiment_name}-{self.model}"
+
+
 @dataclass
 class PromoteConfig:
     registered_model_name: str = _help("registered model whose alias moves", default="latent-denoiser")

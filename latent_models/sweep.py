@@ -5,66 +5,18 @@ and the chosen metric against each swept param."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import shlex
-import typing
 
 from latent_models import figures, tracking
-from latent_models.config import DataOptions, RESUME_KEEPS, ConfigError, SweepConfig, as_params
-from latent_models.data import load_splits
-
-# The validation metrics that may rank children (of the epoch each child selected), and
-# whether higher is better. Test metrics are reported beside them, never chosen on.
-VALIDATION_METRICS = {
-    "ae": {"val_psnr": True, "val_ssim": True, "val_loss": False},
-    "vae": {"val_neg_elbo": False, "val_recon": False},
-}
-# Reported for every child beside the ranking metric.
-TEST_METRICS = {"ae": "test_psnr", "vae": "test_neg_elbo"}
-# Set by the sweep itself, or meaningless per child.
-NOT_SWEEPABLE = (set(RESUME_KEEPS) | {"register", "registered_model_name", "promote"}) - {"download"}
-DATA_FIELDS = [f.name for f in dataclasses.fields(DataOptions)]
-
-
-def parse_assignments(text: str, what: str, config_cls) -> dict[str, list]:
-    """`a=1,2 b=x` -> {"a": [1, 2], "b": ["x"]}, values typed like the config's fields."""
-    hints = typing.get_type_hints(config_cls)
-    allowed = sorted(set(hints) - NOT_SWEEPABLE)
-    parsed: dict[str, list] = {}
-    try:
-        items = shlex.split(text.replace(";", " "))
-    except ValueError as exc:
-        raise ConfigError(f"{what}: {exc} in {text!r}") from None
-    for item in items:
-        name, sep, values = item.partition("=")
-        if not sep or not name or not values:
-            raise ConfigError(f"{what}: {item!r} is not name=value[,value...]")
-        if name not in allowed:
-            raise ConfigError(f"{what}: {name!r} is not a param a sweep can set for its children; "
-                              f"choose from {', '.join(allowed)}")
-        if name in parsed:
-            raise ConfigError(f"{what}: {name} is given twice")
-        parsed[name] = [_typed(v, hints[name], name, what) for v in values.split(",") if v != ""]
-        if not parsed[name]:
-            raise ConfigError(f"{what}: {name} has no values")
-    return parsed
-
-
-def _typed(value: str, kind, name: str, what: str):
-    try:
-        if kind is bool:
-            if value.lower() not in ("true", "false"):
-                raise ValueError
-            return value.lower() == "true"
-        number = float(value) if kind in (int, float) else None
-        if kind is int:
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        return number if kind is float else value
-    except ValueError:
-        raise ConfigError(f"{what}: {name}={value!r} is not a valid {kind.__name__}") from None
+from latent_models.child_runs import (
+    TEST_METRICS,
+    VALIDATION_METRICS,
+    check_validation_metric,
+    parse_assignments,
+    splits_for,
+    trainer,
+)
+from latent_models.config import ConfigError, SweepConfig, as_params
 
 
 def child_configs(cfg: SweepConfig) -> list:
@@ -95,12 +47,6 @@ def child_configs(cfg: SweepConfig) -> list:
     return children
 
 
-def check_validation_metric(model: str, metric: str) -> None:
-    if metric not in VALIDATION_METRICS[model]:
-        raise ConfigError(f"metric {metric!r} is not a validation metric of {model} runs; choose from "
-                          f"{', '.join(VALIDATION_METRICS[model])} (test metrics are reported, never chosen on)")
-
-
 def best_row(rows: list[dict], model: str, metric: str) -> dict | None:
     """The finished row with the best validation `metric`, or None."""
     finished = [r for r in rows if r.get(metric) is not None]
@@ -114,7 +60,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
     children = child_configs(cfg)
     swept_names = list(children[0][0])
     metric = cfg.default_metric()
-    train = _trainer(cfg.model)
+    train = trainer(cfg.model)
     loaded: dict[tuple, object] = {}  # data loaded once per distinct data setting
     with tracking.training_run(cfg.experiment_name, cfg.run_name) as parent:
         tracking.log_params({**as_params(cfg), "children": len(children)})
@@ -122,14 +68,10 @@ def run_sweep(cfg: SweepConfig) -> dict:
         rows = []
         for i, (swept, child) in enumerate(children, 1):
             print(f"sweep child {i}/{len(children)}: {child.run_name}", flush=True)
-            key = tuple(getattr(child, f) for f in DATA_FIELDS) + (child.seed,)
-            if key not in loaded:
-                loaded[key] = load_splits(child.dataset, child.data_dir, child.val_size, child.seed,
-                                          child.download, child.limit_train, child.limit_test)
             test_metric = TEST_METRICS[cfg.model]
             row = {**swept, "run_id": None, "status": "FINISHED", metric: None, test_metric: None}
             try:
-                result = train(child, parent_run_id=parent.info.run_id, data=loaded[key])
+                result = train(child, parent_run_id=parent.info.run_id, data=splits_for(child, loaded))
             except FloatingPointError as exc:  # diverged: keep sweeping, say so in the table
                 row.update(status="FAILED", error=str(exc))
             else:
@@ -151,13 +93,3 @@ def _summarise(rows: list[dict], swept_names: list[str], metric: str) -> None:
         others = [o for o in swept_names if o != name]
         tracking.log_figure(figures.metric_versus_param(rows, name, metric, others),
                             f"figures/{metric}_vs_{name}.png")
-
-
-def _trainer(model: str):
-    if model == "ae":
-        from latent_models.train_ae import run_ae
-
-        return run_ae
-    from latent_models.train_vae import run_vae
-
-    return run_vae

@@ -43,6 +43,16 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C: the run was ended as KILLED; the message says how to continue it."""
 
 
+class RunStopped(Exception):
+    """Raised inside a run to stop it early on purpose (a pruned search trial): the run gets
+    `tags` and ends with `status`, its checkpoint is deleted (nothing to resume), and the
+    exception goes on to the caller."""
+
+    def __init__(self, message: str, status: str = "FINISHED", tags: dict | None = None):
+        super().__init__(message)
+        self.status, self.tags = status, tags or {}
+
+
 def checkpoint_path(run_id: str, checkpoint_dir: str = "") -> Path:
     """<checkpoint_dir, else $LATENT_MODELS_CHECKPOINT_DIR, else ./checkpoints>/<run id>/last.pt"""
     root = checkpoint_dir or os.environ.get(CHECKPOINT_DIR_ENV) or "checkpoints"
@@ -110,6 +120,13 @@ def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | 
         mlflow.set_tags(provenance_tags())
         try:
             yield run
+        except RunStopped as stopped:
+            set_tags(stopped.tags)
+            mlflow.end_run(stopped.status)
+            checkpoint.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                checkpoint.parent.rmdir()
+            raise
         except RunInterrupted:  # a child run was interrupted: its message stands
             mlflow.end_run("KILLED")
             raise
@@ -516,6 +533,26 @@ def promote_if_better(name: str, version: str, metric: str, value: float, higher
     if mlflow.active_run():
         mlflow.set_tags({"promotion": decision.decision, "promotion_reason": decision.reason})
     return decision
+
+
+@dataclasses.dataclass(frozen=True)
+class ChampionRule:
+    """How a registered model's versions compete: a validation `metric` (higher or lower is
+    better), compared only between versions with the same `comparable` config values, and
+    never champion unless it beats doing nothing (`baseline`, a key of the same result,
+    described as `baseline_label`)."""
+
+    metric: str
+    higher_is_better: bool
+    comparable: tuple[str, ...]
+    baseline: str
+    baseline_label: str
+
+    def promote(self, name: str, version: str, cfg, result: dict, promote: bool = True) -> Promotion:
+        """`result`: the training pipeline's, holding the metric and the baseline."""
+        return promote_if_better(name, version, self.metric, result[self.metric], self.higher_is_better,
+                                 {k: getattr(cfg, k) for k in self.comparable}, promote,
+                                 (self.baseline_label, result[self.baseline]))
 
 
 def _compare(champion, metric: str, value: float, higher_is_better: bool, comparable: dict[str, str]) -> Promotion:

@@ -25,6 +25,10 @@ from latent_models.tracking import check_resumable_data, checkpointing
 
 # Fixed-noise seeds: validation and test corruption depend only on these and the config.
 VAL_NOISE_SEED, TEST_NOISE_SEED = 1_000_001, 2_000_002
+# Champion: higher validation PSNR at the same dataset, noise model and level, and above the
+# noisy input's own (a denoiser below it is worse than no denoiser).
+CHAMPION = tracking.ChampionRule("val_psnr", True, ("dataset", "noise", "noise_level"), "val_psnr_noisy",
+                                 "the noisy input's val_psnr")
 N_FIGURE_IMAGES = 10
 SWEEP_IMAGES = 2000
 
@@ -110,23 +114,19 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
             "denoiser", packed(), "denoiser", result.best_epoch, result.selected_validation_metrics(), datasets["val"],
             {k: v for k, v in test_metrics.items() if not k.endswith("_noisy")}, datasets["test"],
             cfg.registered_model_name if cfg.register else None)
-        promotion = None
         if ref.version:
             tracking.tag_model_version(cfg.registered_model_name, ref.version, {
                 "dataset": cfg.dataset, "noise": cfg.noise, "noise_level": cfg.noise_level, "arch": cfg.arch,
                 "test_psnr": round(test["psnr"], 3), "test_psnr_noisy": round(test["psnr_noisy"], 3),
                 "test_ssim": round(test["ssim"], 4), "run_id": run.info.run_id,
             })
-            # Champion: higher validation PSNR at the same dataset, noise model and level, and
-            # above the noisy input's own (a denoiser below it is worse than no denoiser).
-            promotion = tracking.promote_if_better(
-                cfg.registered_model_name, ref.version, "val_psnr", result.best_value, higher_is_better=True,
-                comparable={"dataset": cfg.dataset, "noise": cfg.noise, "noise_level": cfg.noise_level},
-                promote=cfg.promote, baseline=("the noisy input's val_psnr", val_psnr_noisy),
-            )
-        return {**test_metrics, **facts, **result.selected_validation_metrics(), "val_psnr_noisy": val_psnr_noisy,
-                "run_id": run.info.run_id, "model_id": ref.model_id, "model_uri": ref.model_uri,
-                "registered_version": ref.version, "promotion": str(promotion) if promotion else None}
+        outcome = {**test_metrics, **facts, **result.selected_validation_metrics(), "val_psnr_noisy": val_psnr_noisy,
+                   "run_id": run.info.run_id, "model_id": ref.model_id, "model_uri": ref.model_uri,
+                   "registered_version": ref.version, "promotion": None}
+        if ref.version:
+            outcome["promotion"] = str(CHAMPION.promote(cfg.registered_model_name, ref.version, cfg, outcome,
+                                                        cfg.promote))
+        return outcome
 
 
 def _log_figures(cfg: AEConfig, data: DataSplits, model, history, val_noisy, test_noisy) -> None:

@@ -17,6 +17,10 @@ from latent_models.tracking import check_resumable_data, checkpointing
 from latent_models.training import EpochHook, fit, images_per_second, seed_everything
 
 VAL_SEED, TEST_SEED, FIGURE_SEED = 1_000_001, 2_000_002, 3_000_003
+# Champion: lower validation -ELBO on the same dataset, likelihood and binarization, and below
+# that of independent pixels around the training mean.
+CHAMPION = tracking.ChampionRule("val_neg_elbo", False, ("dataset", "likelihood", "binarize"),
+                                 "val_neg_elbo_mean_image", "the mean-image model's val_neg_elbo")
 
 
 def binarized(images: torch.Tensor, seed: int) -> torch.Tensor:
@@ -131,7 +135,6 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
             "vae", vae_model(model, cfg.width, example, prior), "vae", result.best_epoch,
             result.selected_validation_metrics(), datasets["val"], test, datasets["test"],
             cfg.registered_model_name if cfg.register else None)
-        promotion = None
         if ref.version:
             tracking.tag_model_version(cfg.registered_model_name, ref.version, {
                 "dataset": cfg.dataset, "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood,
@@ -139,16 +142,12 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
                 "test_iw_nll": round(test["test_iw_nll"], 3), "test_kl": round(test["test_kl"], 3),
                 "run_id": run.info.run_id,
             })
-            # Champion: lower validation -ELBO on the same dataset, likelihood and binarization,
-            # and below that of independent pixels around the training mean.
-            promotion = tracking.promote_if_better(
-                cfg.registered_model_name, ref.version, "val_neg_elbo", result.best_value, higher_is_better=False,
-                comparable={"dataset": cfg.dataset, "likelihood": cfg.likelihood, "binarize": cfg.binarize},
-                promote=cfg.promote, baseline=("the mean-image model's val_neg_elbo", val_floor),
-            )
-        return {**test, **facts, **result.selected_validation_metrics(), "run_id": run.info.run_id,
-                "model_id": ref.model_id, "model_uri": ref.model_uri, "registered_version": ref.version,
-                "promotion": str(promotion) if promotion else None}
+        outcome = {**test, **facts, **result.selected_validation_metrics(), "run_id": run.info.run_id,
+                   "model_id": ref.model_id, "model_uri": ref.model_uri, "registered_version": ref.version, "promotion": None}
+        if ref.version:
+            outcome["promotion"] = str(CHAMPION.promote(cfg.registered_model_name, ref.version, cfg, outcome,
+                                                        cfg.promote))
+        return outcome
 
 
 def _log_figures(cfg: VAEConfig, data: DataSplits, model: ConvVAE, history, test_x) -> None:
