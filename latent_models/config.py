@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 
 from latent_models.data import DATASETS
+from latent_models.device import DEVICE_CHOICES, check as check_device
 from latent_models.models.vae import LIKELIHOODS
 from latent_models.noise import NOISE_MODELS
 
@@ -70,12 +71,23 @@ class RunOptions:
                                 default=1)
 
 
+@dataclass
+class DeviceOptions:
+    device: str = _help(f"where to train and evaluate: {DEVICE_CHOICES}; auto: CUDA, else MPS, else CPU",
+                        default="auto")
+    precision: str = _help("auto (bf16 on a GPU that has it, else fp32), fp32, bf16 (autocast) or fp16 "
+                           "(autocast + gradient scaling, GPU only); losses and metrics stay fp32", default="auto")
+    compile: bool = _help("torch.compile the training step", default=False)
+
+
 # Kept from the command line when resuming; every other field comes from the resumed run.
-RESUME_KEEPS = ("resume", "checkpoint_dir", "nproc_per_node", "data_dir", "download", "experiment_name", "run_name")
+# device, precision and compile say how to run, not what to train: a run resumes on any device.
+RESUME_KEEPS = ("resume", "checkpoint_dir", "nproc_per_node", "data_dir", "download", "experiment_name", "run_name",
+                "device", "precision", "compile")
 
 
 @dataclass
-class AEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
+class AEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions):
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-ae")
     registered_model_name: str = _help("registered model name", default="latent-denoiser")
     arch: str = _help("unet (skip connections, best denoiser) or conv (true bottleneck)", default="unet")
@@ -98,7 +110,7 @@ class AEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
 
 
 @dataclass
-class VAEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
+class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions):
     epochs: int = _help("training epochs", default=12)
     lr: float = _help("peak learning rate (AdamW); the VAE takes a higher one than the denoiser", default=5e-3)
     adam_beta2: float = _help("AdamW's second-moment decay (beta2): 0.95 gains ~0.2 nats over 0.999 in 12 epochs",
@@ -134,7 +146,7 @@ class VAEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
 
 
 @dataclass
-class MainConfig(TrackingOptions, DataOptions):
+class MainConfig(DeviceOptions, TrackingOptions, DataOptions):
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models")
     ae_epochs: int = _help("epochs for the denoising autoencoder", default=5)
     vae_epochs: int = _help("epochs for the VAE", default=12)
@@ -143,6 +155,7 @@ class MainConfig(TrackingOptions, DataOptions):
 
     def validate(self) -> None:
         _validate_data(self)
+        check_device(self.device, self.precision)
         _positive("ae_epochs", self.ae_epochs)
         _positive("vae_epochs", self.vae_epochs)
         if self.registered_model_name:
@@ -176,8 +189,11 @@ class EvaluateConfig(DataOptions):
     classifier_name: str = _help("registered classifier for FID (empty: latent-<dataset>-classifier); "
                                  "trained and registered on first use", default="")
     classifier_epochs: int = _help("epochs when the classifier has to be trained", default=3)
+    device: str = _help(f"where the model and the classifier run: {DEVICE_CHOICES} (the classical baselines "
+                        "run on the cpu)", default="auto")
 
     def validate(self) -> None:
+        check_device(self.device)
         if not self.model_uri:
             raise ConfigError("model_uri must not be empty (e.g. models:/latent-denoiser@champion)")
         if self.dataset:
@@ -208,9 +224,13 @@ class SweepConfig:
     run_name: str = _help("name of the parent run (empty: generated)", default="")
     data_dir: str = _help("dataset root for every child (empty: $LATENT_MODELS_DATA_DIR, else ./data)", default="")
     register: bool = _help("register every child's model", default=False)
+    device: str = _help(f"where every child trains: {DEVICE_CHOICES}", default="auto")
+    precision: str = _help("every child's precision: auto, fp32, bf16 or fp16", default="auto")
+    compile: bool = _help("torch.compile every child's training step", default=False)
 
     def validate(self) -> None:
         _choice("model", self.model, ("ae", "vae"))
+        check_device(self.device, self.precision)
 
     def child_config_class(self):
         return AEConfig if self.model == "ae" else VAEConfig
@@ -235,7 +255,8 @@ class PromoteConfig:
 
 
 def _shared(cfg, target) -> dict:
-    keep = {f.name for f in dataclasses.fields(DataOptions)} | {"seed", "register", "promote", "experiment_name"}
+    keep = ({f.name for f in dataclasses.fields(DataOptions)} | {f.name for f in dataclasses.fields(DeviceOptions)}
+            | {"seed", "register", "promote", "experiment_name"})
     names = {f.name for f in dataclasses.fields(target)}
     return {k: getattr(cfg, k) for k in keep & names}
 
@@ -260,6 +281,7 @@ def _validate_data(cfg: DataOptions) -> None:
 def _validate_common(cfg) -> None:
     _validate_data(cfg)
     _positive("nproc_per_node", cfg.nproc_per_node)
+    check_device(cfg.device, cfg.precision, cfg.nproc_per_node)
     if cfg.batch_size % cfg.nproc_per_node:
         raise ConfigError(f"batch_size ({cfg.batch_size}) must be divisible by nproc_per_node ({cfg.nproc_per_node})")
     if cfg.resume and cfg.nproc_per_node > 1:
