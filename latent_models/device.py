@@ -159,10 +159,11 @@ def module_device(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def device_tags(device: torch.device) -> dict[str, str]:
-    """Run tags: where it ran and with which torch / CUDA."""
-    return {"device_name": gpu_name(device), "torch_version": torch.__version__,
+def device_tags(device: torch.device, precision: str | None = None) -> dict[str, str]:
+    """Run tags: where it ran (what `auto` became), in which precision, with which torch / CUDA."""
+    tags = {"device_resolved": str(device), "device_name": gpu_name(device), "torch_version": torch.__version__,
             "cuda_version": torch.version.cuda or "none"}
+    return {**tags, "precision_resolved": precision} if precision else tags
 
 
 def serving_device() -> torch.device:

@@ -80,7 +80,7 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
         fit(model, data.train.images, **training)
         return {}
 
-    tags = {"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level, **device_tags(device)}
+    tags = {"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level, **device_tags(device, precision)}
     with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as run:
 
         started = time.perf_counter()

@@ -98,7 +98,7 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         fit(model, data.train.images, **training)
         return {}
 
-    tags = {"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize, **device_tags(device)}
+    tags = {"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize, **device_tags(device, precision)}
     with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as run:
 
         started = time.perf_counter()

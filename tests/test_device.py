@@ -213,6 +213,8 @@ def test_tiny_bf16_ae_run_logs_device_params_and_tags(tracking):
     assert run.data.params["compile"] == "false"
     assert run.data.tags["device_name"] == ("cpu" if not torch.cuda.is_available() else
                                             torch.cuda.get_device_name(0))
+    assert run.data.tags["precision_resolved"] == "bf16"
+    assert run.data.tags["device_resolved"] == ("cpu" if not torch.cuda.is_available() else "cuda:0")
     assert run.data.tags["torch_version"] == torch.__version__
     assert run.data.tags["cuda_version"] == (torch.version.cuda or "none")
     assert 5 < result["test_psnr"] < 60
