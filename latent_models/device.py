@@ -9,6 +9,7 @@ device_count, get_device_capability; torch.backends.mps.is_available), so tests 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 
@@ -156,7 +157,10 @@ def grad_scaler(device: torch.device, precision: str):
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
+    """Where a module's parameters (else buffers) are; the CPU for a module with neither."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def device_tags(device: torch.device, precision: str | None = None) -> dict[str, str]:
