@@ -14,9 +14,10 @@ from latent_models import distributed
 from latent_models.config import (AEConfig, ConfigError, EvaluateConfig, MainConfig, PromoteConfig, SearchConfig,
                                    SweepConfig, VAEConfig)
 from latent_models.data import DataError
+from latent_models.device import DeviceError
 from latent_models.tracking import RegistryError, ResumeError
 
-USER_ERRORS = (ConfigError, DataError, FloatingPointError, RegistryError, ResumeError)
+USER_ERRORS = (ConfigError, DataError, DeviceError, FloatingPointError, RegistryError, ResumeError)
 
 
 class WholeNumber(click.ParamType):

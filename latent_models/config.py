@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 
 from latent_models.data import DATASETS
+from latent_models.device import DEVICE_CHOICES, check as check_device
 from latent_models.models.vae import LIKELIHOODS
 from latent_models.noise import NOISE_MODELS
 
@@ -73,12 +74,23 @@ class RunOptions:
                                   "epoch's validation metrics), to compare and register checkpoints", default=False)
 
 
+@dataclass
+class DeviceOptions:
+    device: str = _help(f"where to train and evaluate: {DEVICE_CHOICES}; auto: CUDA, else MPS, else CPU",
+                        default="auto")
+    precision: str = _help("auto (bf16 on a GPU that has it, else fp32), fp32, bf16 (autocast) or fp16 "
+                           "(autocast + gradient scaling, GPU only); losses and metrics stay fp32", default="auto")
+    compile: bool = _help("torch.compile the training step", default=False)
+
+
 # Kept from the command line when resuming; every other field comes from the resumed run.
-RESUME_KEEPS = ("resume", "checkpoint_dir", "nproc_per_node", "data_dir", "download", "experiment_name", "run_name")
+# device, precision and compile say how to run, not what to train: a run resumes on any device.
+RESUME_KEEPS = ("resume", "checkpoint_dir", "nproc_per_node", "data_dir", "download", "experiment_name", "run_name",
+                "device", "precision", "compile")
 
 
 @dataclass
-class AEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
+class AEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions):
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-ae")
     registered_model_name: str = _help("registered model name", default="latent-denoiser")
     arch: str = _help("unet (skip connections, best denoiser) or conv (true bottleneck)", default="unet")
@@ -101,7 +113,7 @@ class AEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
 
 
 @dataclass
-class VAEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
+class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions):
     epochs: int = _help("training epochs", default=12)
     lr: float = _help("peak learning rate (AdamW); the VAE takes a higher one than the denoiser", default=5e-3)
     adam_beta2: float = _help("AdamW's second-moment decay (beta2): 0.95 gains ~0.2 nats over 0.999 in 12 epochs",
@@ -137,7 +149,7 @@ class VAEConfig(RunOptions, TrackingOptions, TrainOptions, DataOptions):
 
 
 @dataclass
-class MainConfig(TrackingOptions, DataOptions):
+class MainConfig(DeviceOptions, TrackingOptions, DataOptions):
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models")
     ae_epochs: int = _help("epochs for the denoising autoencoder", default=5)
     vae_epochs: int = _help("epochs for the VAE", default=12)
@@ -146,6 +158,7 @@ class MainConfig(TrackingOptions, DataOptions):
 
     def validate(self) -> None:
         _validate_data(self)
+        check_device(self.device, self.precision)
         _positive("ae_epochs", self.ae_epochs)
         _positive("vae_epochs", self.vae_epochs)
 
@@ -179,8 +192,11 @@ class EvaluateConfig(DataOptions):
     classifier_epochs: int = _help("epochs when the classifier has to be trained", default=3)
     system_metrics: bool = _help("log MLflow's system metrics (CPU, memory; GPU where present) into the run",
                                  default=True)
+    device: str = _help(f"where the model and the classifier run: {DEVICE_CHOICES} (the classical baselines "
+                        "run on the cpu)", default="auto")
 
     def validate(self) -> None:
+        check_device(self.device)
         if not self.model_uri:
             raise ConfigError("model_uri must not be empty (e.g. models:/latent-denoiser@champion)")
         if self.dataset:
@@ -201,7 +217,7 @@ class EvaluateConfig(DataOptions):
 
 
 @dataclass
-class SweepConfig:
+class SweepConfig(DeviceOptions):
     model: str = _help("what each child run trains: ae or vae", default="ae")
     grid: str = _help("swept params: `name=v1,v2,...` per param, params separated by spaces "
                       "(every combination runs)", default="noise_level=0.1,0.3,0.5 arch=conv,unet")
@@ -215,6 +231,7 @@ class SweepConfig:
 
     def validate(self) -> None:
         _choice("model", self.model, ("ae", "vae"))
+        check_device(self.device, self.precision)
 
     def child_config_class(self):
         return AEConfig if self.model == "ae" else VAEConfig
@@ -228,7 +245,7 @@ PRUNERS = ("median", "none")
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(DeviceOptions):
     model: str = _help("what each trial trains: ae or vae", default="ae")
     space: str = _help("searched params, separated by spaces: `name=loguniform(low,high)`, `uniform(low,high)`, "
                        "`int(low,high)` or `choice(a,b,...)`; or the path of a YAML file of them",
@@ -260,6 +277,7 @@ class SearchConfig:
         _choice("model", self.model, ("ae", "vae"))
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("pruner", self.pruner, PRUNERS)
+        check_device(self.device, self.precision)
         _positive("n_trials", self.n_trials)
         if self.timeout < 0:
             raise ConfigError(f"timeout must be >= 0 (0: no limit), got {self.timeout}")
@@ -292,8 +310,8 @@ class PromoteConfig:
 
 
 def _shared(cfg, target) -> dict:
-    keep = {f.name for f in dataclasses.fields(DataOptions)} | {"seed", "register", "promote", "experiment_name",
-                                                                 "system_metrics"}
+    keep = ({f.name for f in dataclasses.fields(DataOptions)} | {f.name for f in dataclasses.fields(DeviceOptions)}
+            | {"seed", "register", "promote", "experiment_name", "system_metrics"})
     names = {f.name for f in dataclasses.fields(target)}
     return {k: getattr(cfg, k) for k in keep & names}
 
@@ -318,6 +336,7 @@ def _validate_data(cfg: DataOptions) -> None:
 def _validate_common(cfg) -> None:
     _validate_data(cfg)
     _positive("nproc_per_node", cfg.nproc_per_node)
+    check_device(cfg.device, cfg.precision, cfg.nproc_per_node)
     if cfg.batch_size % cfg.nproc_per_node:
         raise ConfigError(f"batch_size ({cfg.batch_size}) must be divisible by nproc_per_node ({cfg.nproc_per_node})")
     if cfg.resume and cfg.nproc_per_node > 1:

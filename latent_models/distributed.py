@@ -4,7 +4,8 @@ the process group torchrun describes in its environment (RANK, WORLD_SIZE, MASTE
 
 Started by torchrun directly (e.g. on several hosts with its rendezvous flags), the entry
 point sees WORLD_SIZE and does not relaunch. The training loop (training.fit) does the rest
-with DDP; only rank 0 talks to MLflow.
+with DDP; only rank 0 talks to MLflow. On CUDA each process takes its own GPU,
+cuda:LOCAL_RANK (latent_models.device), and the group uses nccl; on the CPU, gloo.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ def launch(nproc_per_node: int, argv: list[str] | None = None) -> int:
     return subprocess.run(cmd, env=env).returncode
 
 
-def setup() -> int:
-    """Join torchrun's process group (gloo on CPU, nccl on GPU) if there is one; this rank."""
+def setup(device: torch.device | None = None) -> int:
+    """Join torchrun's process group (gloo on CPU, nccl on GPU) if there is one; this rank.
+    `device`: this process's device; a CUDA one becomes the current GPU first (nccl needs it)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0
+    if device is not None and device.type == "cuda":
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
         # CPU tensors over gloo; CUDA tensors (where there is a GPU) over nccl.
         dist.init_process_group(backend="cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from latent_models import figures, tracking
 from latent_models.config import ConfigError, EvaluateConfig, as_params
 from latent_models.data import load_splits
+from latent_models.device import device_tags, module_device, resolve_device
 from latent_models.evaluation import (
     EVALUATION_LEVELS,
     batched,
@@ -43,7 +44,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     source, model_id = tracking.logged_model_run(cfg.model_uri)
     trained = source.data.params if source else {}
     try:
-        model, wrapper = load_torch_model(cfg.model_uri)
+        model, wrapper = load_torch_model(cfg.model_uri, resolve_device(cfg.device))
     except (MlflowException, AttributeError, ImportError) as exc:
         raise ConfigError(f"{cfg.model_uri} is not a latent-models denoiser or VAE ({exc})") from None
     if not isinstance(wrapper, (DenoiserPyfunc, VAEPyfunc)):
@@ -64,7 +65,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         tracking.set_tags({"model_type": kind, "evaluation": "true", "evaluated_model": cfg.model_uri,
                            "evaluated_run_id": source.info.run_id if source else "",
                            # under `mlflow run` the params above are the launcher's (e.g. dataset "")
-                           "evaluated_dataset": cfg.dataset, "split": f"val_size={cfg.val_size} seed={cfg.seed}"})
+                           "evaluated_dataset": cfg.dataset, "split": f"val_size={cfg.val_size} seed={cfg.seed}",
+                           **device_tags(module_device(model))})
         if model_id:
             tracking.log_model_input(model_id)
         if kind == "denoiser":
@@ -147,7 +149,7 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
     tracking.set_tags({"binarized_test_set": is_binarized})
 
     classifier_name = cfg.classifier_name or f"latent-{data.name}-classifier"
-    classifier, facts = classifier_for(data, classifier_name, cfg.classifier_epochs, cfg.seed, run_id)
+    classifier, facts = classifier_for(data, classifier_name, cfg.classifier_epochs, cfg.seed, run_id, cfg.device)
     result.update({k: float(v) for k, v in facts.items()})
     if facts["classifier_test_accuracy"] < CLASSIFIER_TARGET:
         tqdm.write(f"warning: {classifier_name} version {facts['classifier_version']} has test accuracy "
@@ -174,7 +176,7 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
     for name, images in samples.items():
         features = batched(classifier.features, images)
         with torch.inference_mode():
-            probs = classifier.head(features).softmax(dim=1)
+            probs = classifier.head(features.to(module_device(classifier))).softmax(dim=1).cpu()
         predicted = probs.argmax(dim=1)
         counts[name] = torch.bincount(predicted, minlength=probs.shape[1])
         row = {"sampler": name, "fid": frechet_distance(features, reference),

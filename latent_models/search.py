@@ -207,6 +207,7 @@ def trial_config(cfg: SearchConfig, plan: Plan, sampled: dict, number):
     """A trial's config: fixed params, sampled params; never registered by itself."""
     shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled.items())
     return plan.config_cls(**plan.fixed, **sampled, data_dir=cfg.data_dir, register=False, promote=False,
+                           device=cfg.device, precision=cfg.precision, compile=cfg.compile,
                            run_name=f"trial {number}: {shown}")
 
 

@@ -42,6 +42,7 @@ from mlflow.models import Model, ModelSignature
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 
+from latent_models.device import module_device, serving_device
 from latent_models.models import ConvVAE, build_denoiser
 from latent_models.models.classifier import DigitClassifier
 from latent_models.models.prior import GaussianMixturePrior
@@ -362,9 +363,11 @@ def to_latents(model_input, latent_dim: int) -> torch.Tensor:
 
 
 def _load_weights(context, model: torch.nn.Module) -> torch.nn.Module:
-    state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
+    """The weights on $LATENT_MODELS_DEVICE (default auto), wherever they were logged."""
+    device = serving_device()
+    state = torch.load(context.artifacts["weights"], map_location=device, weights_only=True)
     model.load_state_dict(state)
-    return model.eval()
+    return model.to(device).eval()
 
 
 def _read_config(context) -> dict:
@@ -384,6 +387,7 @@ class DenoiserPyfunc(mlflow.pyfunc.PythonModel):
         params = {**denoiser_default_params(), **(params or {})}
         x, layout = to_model_input(model_input, clip=bool(params["clip"]))
         with torch.inference_mode():
+            x = x.to(module_device(self.model))
             return from_model_output(self.model(x.contiguous(memory_format=torch.channels_last)), layout)
 
 
@@ -408,11 +412,11 @@ class VAEPyfunc(mlflow.pyfunc.PythonModel):
         with torch.inference_mode():
             if mode == "reconstruct":
                 x, layout = to_model_input(model_input, clip=bool(params["clip"]))
-                mu, _ = self.model.encode(x)
+                mu, _ = self.model.encode(x.to(module_device(self.model)))
                 return from_model_output(self.model.decode(mu), layout)
             if mode == "decode":
                 z = to_latents(model_input, self.model.latent_dim)
-                return from_model_output(self.model.decode(z), (0, *IMAGE_SHAPE))
+                return from_model_output(self.model.decode(z.to(module_device(self.model))), (0, *IMAGE_SHAPE))
             sampler = params["sampler"]
             if sampler not in SAMPLERS:
                 raise InvalidInput(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
@@ -423,7 +427,8 @@ class VAEPyfunc(mlflow.pyfunc.PythonModel):
             for n, seed, temperature in sample_requests(model_input, params):
                 generator = None if seed is None else torch.Generator().manual_seed(seed)
                 if sampler == "fitted":
-                    images.append(self.model.decode(self.prior.sample(n, temperature, generator)))
+                    images.append(self.model.decode(self.prior.sample(n, temperature, generator)
+                                                    .to(module_device(self.model))))
                 else:
                     images.append(self.model.sample(n, temperature, generator))
             return from_model_output(torch.cat(images), (0, *IMAGE_SHAPE))
@@ -440,7 +445,7 @@ class ClassifierPyfunc(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         x, _ = to_model_input(model_input)
         with torch.inference_mode():
-            return self.model(x).softmax(dim=1).numpy()
+            return self.model(x.to(module_device(self.model))).softmax(dim=1).cpu().numpy()
 
 
 def denoiser_default_params() -> dict:
@@ -487,7 +492,7 @@ SaveModel = Callable[[str, Model], None]
 def _saver(kind: str, state_dict: dict, config: dict, signature, input_example, metadata,
            tensors: dict[str, dict] | None = None) -> SaveModel:
     """`tensors`: more state dicts to ship beside the weights (artifact name -> tensors)."""
-    state_dict = {k: v.detach().clone() for k, v in state_dict.items()}  # these weights, not later ones
+    state_dict = {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}  # these weights, not later ones
 
     def save(path: str, mlflow_model: Model) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -555,7 +560,10 @@ def classifier_model(model: DigitClassifier, example: np.ndarray) -> SaveModel:
                   {"inputs": INPUT_FORMS, "outputs": f"class probabilities (N, {classes})"})
 
 
-def load_torch_model(model_uri: str):
-    """(the torch module, its pyfunc wrapper) behind a logged model: for evaluation."""
+def load_torch_model(model_uri: str, device: torch.device | None = None):
+    """(the torch module, its pyfunc wrapper) behind a logged model: for evaluation, on
+    `device` (default: the serving device)."""
     wrapper = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+    if device is not None:
+        wrapper.model.to(device)
     return wrapper.model, wrapper

@@ -38,6 +38,7 @@ def child_configs(cfg: SweepConfig) -> list:
     for combination in itertools.product(*grid.values()):
         swept = dict(zip(grid, combination))
         child = config_cls(**base, **swept, data_dir=cfg.data_dir, register=cfg.register, promote=cfg.register,
+                           device=cfg.device, precision=cfg.precision, compile=cfg.compile,
                            run_name=" ".join(f"{k}={v}" for k, v in swept.items()))
         try:
             child.validate()

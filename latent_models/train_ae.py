@@ -8,6 +8,7 @@ from torch.nn import functional as F
 
 from latent_models import distributed, figures, report, tracking
 from latent_models.config import AEConfig, with_logged_params
+from latent_models.device import check as check_device, device_tags
 from latent_models.data import DataSplits, load_splits
 from latent_models.evaluation import (
     batched,
@@ -39,7 +40,7 @@ def denoising_loss(noise: str, level: float):
 
     def loss_fn(model, clean, generator, progress, rows=slice(None)):
         noisy = add_noise(clean, noise, level, generator)[rows]
-        loss = F.binary_cross_entropy_with_logits(model.logits(noisy), clean[rows])
+        loss = F.binary_cross_entropy_with_logits(model.logits(noisy).float(), clean[rows])  # fp32 under autocast
         return loss, {}
 
     return loss_fn
@@ -51,7 +52,8 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
     torchrun ranks other than 0, which only train). The selected epoch's validation metrics come
     back too; `epoch_hook(epoch, metrics)` sees each finished epoch and may raise to stop."""
     cfg.validate()
-    rank = distributed.setup()
+    device, precision = check_device(cfg.device, cfg.precision)
+    rank = distributed.setup(device)
     resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, "denoiser") if cfg.resume else None
     if resumed:  # the run's own settings, not the command line's defaults
         cfg = with_logged_params(cfg, resumed.data.params)
@@ -59,8 +61,8 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
                                cfg.limit_train, cfg.limit_test)
     if resumed:
         check_resumable_data(resumed, data.digest)
-    generator = seed_everything(cfg.seed)
-    model = build_denoiser(cfg.arch, cfg.latent_dim, cfg.width)
+    generator = seed_everything(cfg.seed, device)
+    model = build_denoiser(cfg.arch, cfg.latent_dim, cfg.width).to(device)
     val_noisy = fixed_noise(data.val.images, cfg.noise, cfg.noise_level, VAL_NOISE_SEED)
     test_noisy = fixed_noise(data.test.images, cfg.noise, cfg.noise_level, TEST_NOISE_SEED)
     val_psnr_noisy = psnr(val_noisy, data.val.images).mean().item()  # doing nothing: the floor for champion
@@ -69,7 +71,7 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
         metrics = evaluate_denoiser(m, data.val.images, val_noisy)
         metrics["loss"] = batched(
             lambda x, y: F.binary_cross_entropy_with_logits(m.logits(x), y, reduction="none").flatten(1).mean(1),
-            val_noisy, data.val.images,
+            val_noisy, data.val.images, device=device,
         ).mean().item()
         return {f"val_{k}": metrics[k] for k in ("loss", "psnr", "ssim")}
 
@@ -77,13 +79,13 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
         loss_fn=denoising_loss(cfg.noise, cfg.noise_level),
         evaluate_fn=evaluate, monitor="val_psnr", mode="max",
         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, adam_beta2=cfg.adam_beta2,
-        schedule=cfg.schedule, generator=generator,
+        schedule=cfg.schedule, generator=generator, precision=precision, compile=cfg.compile,
     )
     if rank != 0:  # a DDP worker: trains in step with rank 0, which logs, evaluates and registers
         fit(model, data.train.images, **training)
         return {}
 
-    tags = {"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level}
+    tags = {"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level, **device_tags(device, precision)}
     with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as (run, datasets):
         packed = lambda: denoiser_model(model, cfg.arch, cfg.latent_dim, cfg.width, test_noisy[:2, 0].numpy())  # noqa: E731
         checkpoints = (tracking.checkpoint_models("denoiser", "denoiser", packed, datasets["val"])

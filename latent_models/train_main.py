@@ -5,6 +5,7 @@ from __future__ import annotations
 from latent_models import tracking
 from latent_models.config import MainConfig, as_params
 from latent_models.data import load_splits
+from latent_models.device import check as check_device, device_tags
 from latent_models.train_ae import run_ae
 from latent_models.train_vae import run_vae
 
@@ -18,6 +19,7 @@ def run_main(cfg: MainConfig) -> dict:
                        cfg.limit_train, cfg.limit_test)
     with tracking.training_run(cfg.experiment_name, cfg.run_name) as parent:
         tracking.log_params(as_params(cfg))
+        tracking.set_tags(device_tags(*check_device(cfg.device, cfg.precision)))
         ae_cfg.run_name, vae_cfg.run_name = "ae", "vae"
         ae = run_ae(ae_cfg, parent_run_id=parent.info.run_id, data=data)
         vae = run_vae(vae_cfg, parent_run_id=parent.info.run_id, data=data)

@@ -9,6 +9,7 @@ import torch
 from latent_models import distributed, figures, report, tracking
 from latent_models.config import ConfigError, VAEConfig, with_logged_params
 from latent_models.data import DataSplits, load_splits
+from latent_models.device import check as check_device, device_tags, module_device
 from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means, mean_image_nll
 from latent_models.models import ConvVAE
 from latent_models.models.prior import fit_gaussian_mixture
@@ -57,7 +58,7 @@ def elbo_loss(cfg: VAEConfig):
         # Random draws for the whole batch, in a fixed order; the loss on `rows` of it.
         if cfg.binarize:
             x = torch.bernoulli(x, generator=generator)
-        eps = torch.randn((x.shape[0], model.latent_dim), generator=generator, dtype=x.dtype)
+        eps = torch.randn((x.shape[0], model.latent_dim), generator=generator, dtype=x.dtype, device=x.device)
         ll, kl, _, _ = model(x[rows], eps=eps[rows])
         weight = kl_weight(cfg.beta, cfg.kl_warmup_epochs, progress)
         loss = (-ll + weight * kl).mean()
@@ -72,7 +73,8 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
     torchrun ranks other than 0, which only train). The selected epoch's validation metrics come
     back too; `epoch_hook(epoch, metrics)` sees each finished epoch and may raise to stop."""
     cfg.validate()
-    rank = distributed.setup()
+    device, precision = check_device(cfg.device, cfg.precision)
+    rank = distributed.setup(device)
     resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, "vae") if cfg.resume else None
     if resumed:  # the run's own settings, not the command line's defaults
         cfg = with_logged_params(cfg, resumed.data.params)
@@ -83,8 +85,8 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
     if cfg.prior_components > len(data.train):  # found now, not after training
         raise ConfigError(f"prior_components ({cfg.prior_components}) must not exceed the training images "
                           f"({len(data.train)})")
-    generator = seed_everything(cfg.seed)
-    model = ConvVAE(latent_dim=cfg.latent_dim, width=cfg.width, likelihood=cfg.likelihood)
+    generator = seed_everything(cfg.seed, device)
+    model = ConvVAE(latent_dim=cfg.latent_dim, width=cfg.width, likelihood=cfg.likelihood).to(device)
     val_x = binarized(data.val.images, VAL_SEED) if cfg.binarize else data.val.images
     test_x = binarized(data.test.images, TEST_SEED) if cfg.binarize else data.test.images
     # Doing nothing: independent pixels around the training mean. The floor for champion.
@@ -96,13 +98,13 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
     training = dict(
         loss_fn=elbo_loss(cfg), evaluate_fn=evaluate, monitor="val_neg_elbo", mode="min",
         epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, adam_beta2=cfg.adam_beta2,
-        schedule=cfg.schedule, generator=generator,
+        schedule=cfg.schedule, generator=generator, precision=precision, compile=cfg.compile,
     )
     if rank != 0:  # a DDP worker: trains in step with rank 0, which logs, evaluates and registers
         fit(model, data.train.images, **training)
         return {}
 
-    tags = {"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize}
+    tags = {"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize, **device_tags(device, precision)}
     with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as (run, datasets):
         example = data.test.images[:2, 0].numpy()
         checkpoints = (tracking.checkpoint_models("vae", "vae", lambda: vae_model(model, cfg.width, example),
@@ -161,8 +163,9 @@ def _log_figures(cfg: VAEConfig, data: DataSplits, model: ConvVAE, history, test
         }, f"VAE (latent {cfg.latent_dim}, {cfg.likelihood}) on {cfg.dataset}"),
         "figures/loss_curves.png",
     )
+    device = module_device(model)
     with torch.inference_mode():
-        x = test_x[:10]
+        x = test_x[:10].to(device)
         recon = model.decode(model.encode(x)[0])
         tracking.log_figure(figures.image_rows({"test": x, "reconstruction": recon}, "VAE reconstructions (posterior mean)"),
                             "figures/reconstructions.png")
@@ -172,8 +175,8 @@ def _log_figures(cfg: VAEConfig, data: DataSplits, model: ConvVAE, history, test
         labels = data.test.labels
         a = 0
         b = int((labels != labels[a]).nonzero()[0])
-        mu = model.encode(test_x[[a, b]])[0]
-        t = torch.linspace(0, 1, 10)[:, None]
+        mu = model.encode(test_x[[a, b]].to(device))[0]
+        t = torch.linspace(0, 1, 10, device=device)[:, None]
         path = model.decode((1 - t) * mu[0] + t * mu[1])
         tracking.log_figure(
             figures.image_rows({"": path}, f"Latent interpolation: a {int(labels[a])} to a {int(labels[b])}"),
@@ -194,7 +197,8 @@ def _log_prior_samples(model: ConvVAE, prior) -> None:
     if prior is None:
         return
     with torch.inference_mode():
-        images = model.decode(prior.sample(100, generator=torch.Generator().manual_seed(FIGURE_SEED)))
+        images = model.decode(prior.sample(100, generator=torch.Generator().manual_seed(FIGURE_SEED))
+                              .to(module_device(model)))
     tracking.log_figure(figures.image_grid(images, f"100 samples, z ~ the {prior.components}-component mixture "
                                                    "fitted to the training latents"),
                         "figures/samples_fitted_prior.png")

@@ -9,6 +9,11 @@ Under torch.distributed (torchrun) the loop runs DDP: every process draws the sa
 batch indices and the global batch's noise from the shared generator, computes the loss on
 its own slice of rows, and DDP averages the gradients, so each step equals the
 single-process step on the whole batch.
+
+On a GPU the images move to the device once and batches are indexed there; the generator
+lives on the device too (`seed_everything(seed, device)`), so noise is drawn there. bf16/fp16
+autocast wraps the loss step's forward only; fp16 adds gradient scaling. On the CPU at fp32
+without compile the ops and the random stream are exactly those of the CPU-only loop.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from torch import distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from latent_models.device import autocast, grad_scaler, module_device
+
 # loss_fn(model, batch, generator, progress, rows) -> (loss, floats to report); progress in
 # [0, epochs). `batch` is the whole (global) batch: draw its noise from `generator` for all
 # of it, then compute the loss on `batch[rows]` only (all rows in a single process).
@@ -34,11 +41,12 @@ EvaluateFn = Callable[[nn.Module], dict]
 EpochHook = Callable[[int, dict], None]
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch and Python; return the generator that drives batches and noise."""
+def seed_everything(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """Seed torch and Python; return the generator that drives batches and noise (on
+    `device`, where the batches and noise are drawn; a CUDA stream differs from the CPU's)."""
     random.seed(seed)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float, schedule: str, total_steps: int,
@@ -57,7 +65,7 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float, schedule: s
 
 def minibatch_indices(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Shuffled index batches; the last partial batch is dropped so every step is full size."""
-    perm = torch.randperm(n, generator=generator)
+    perm = torch.randperm(n, generator=generator, device=generator.device)
     for start in range(0, n - batch_size + 1, batch_size):
         yield perm[start : start + batch_size]
 
@@ -140,6 +148,8 @@ def fit(
     on_checkpoint: Callable[[Path], None] = lambda path: None,
     resume: bool = False,
     adam_beta2: float = 0.999,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> FitResult:
     """Train, evaluate after every epoch, and leave the best weights (by `monitor`) loaded.
 
@@ -149,7 +159,11 @@ def fit(
     `on_epoch` again first, so a callback that skips what it already has can fill gaps.
 
     Image batches go channels_last: oneDNN's CPU convolutions run about twice as fast so.
+    Runs on the model's device (`images` move there once); `precision` is fp32, bf16 or fp16
+    (see latent_models.device); `compile` wraps the loss step in torch.compile.
     """
+    device = module_device(model)
+    images = images.to(device)
     channels_last = images.dim() == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -170,7 +184,16 @@ def fit(
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        generator.set_state(saved["generator"])
+        saved_device = saved.get("device", "cpu")
+        if torch.device(saved_device).type == generator.device.type:
+            generator.set_state(saved["generator"])
+            if saved_device != str(device):
+                tqdm.write(f"note: checkpoint written on {saved_device}, resuming on {device}")
+        else:  # a CPU and a CUDA generator keep different states: start a fresh, seeded stream
+            generator.manual_seed(generator.initial_seed() + saved["epoch"] + 1)
+            tqdm.write(f"note: checkpoint written on {saved_device}, resuming on {device}: weights, optimizer and "
+                       "schedule carry over; batches and noise come from a new seeded stream (the exact random "
+                       "stream cannot carry over between device types)")
         torch.set_rng_state(saved["torch_rng"])
         random.setstate(saved["python_rng"])
         result = FitResult(saved["best_epoch"], saved["best_value"], saved["history"], saved["best_state"])
@@ -180,7 +203,13 @@ def fit(
         tqdm.write(f"resumed after epoch {start}/{epochs} from {checkpoint_path}")
     step_fn: nn.Module = _LossStep(model, loss_fn)
     if world_size > 1:
-        step_fn = nn.parallel.DistributedDataParallel(step_fn)
+        step_fn = nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda"
+                                                      else None)
+    if compile:
+        step_fn = torch.compile(step_fn)
+    scaler = grad_scaler(device, precision)
+    if scaler is not None and resume and start and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
     for epoch in range(start, epochs):
         model.train()
         totals: dict[str, float] = {}
@@ -197,10 +226,16 @@ def fit(
             batch = images[idx]
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            loss, parts = step_fn(batch, generator, epoch + step / steps_per_epoch, rows)
+            with autocast(device, precision):
+                loss, parts = step_fn(batch, generator, epoch + step / steps_per_epoch, rows)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             scheduler.step()
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower lr")
@@ -229,7 +264,8 @@ def fit(
             saved = save_checkpoint({
                 "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "device": str(device),
+                "scaler": scaler.state_dict() if scaler is not None else {},
                 "best_epoch": result.best_epoch, "best_value": result.best_value, "best_score": best_score,
                 "best_state": result.best_state, "history": result.history,
             }, checkpoint_path)

@@ -108,3 +108,15 @@ def mlflow_server(backend_store_uri: str, root: Path, port: int):
 
 def pytest_configure(config):
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+def pytest_collection_modifyitems(config, items):
+    """`cuda`-marked tests skip cleanly on a machine without a CUDA GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

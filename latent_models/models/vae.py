@@ -92,9 +92,12 @@ class ConvVAE(nn.Module):
         mu, logvar = self.encode(x)
         z = mu + eps * torch.exp(0.5 * logvar) if eps is not None else self.reparameterize(mu, logvar, generator)
         logits = self.decode_logits(z)
-        return self.log_likelihood(logits, x), gaussian_kl(mu, logvar), mu, logvar
+        # In fp32 under autocast too (a no-op at fp32): the loss terms are sums over 784 pixels.
+        return self.log_likelihood(logits.float(), x), gaussian_kl(mu.float(), logvar.float()), mu, logvar
 
     def sample(self, n: int, temperature: float = 1.0, generator=None) -> torch.Tensor:
         device = self.log_scale.device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device) * temperature
-        return self.decode(z)
+        # Drawn where the generator lives (a seeded CPU generator gives the same images on any device).
+        z = torch.randn(n, self.latent_dim, generator=generator,
+                        device=generator.device if generator is not None else device) * temperature
+        return self.decode(z.to(device))
