@@ -65,9 +65,12 @@ def _sweep_row(grid: str, params: str, data_dir: str, budget_s: float) -> dict:
 @click.option("--budget_s", type=float, default=1800.0, help="wall-clock seconds per method")
 @click.option("--epochs", type=int, default=3, help="epochs of every trial / cell")
 @click.option("--limit_train", type=int, default=0, help="first N training images (0: all); for a quick check")
+@click.option("--pruner_startup_trials", type=int, default=2,
+              help="trials that finish before the median pruner stops any (a short budget fits few trials)")
 @click.option("--extra_params", default="", help="more fixed params for every run (e.g. `val_size=100 download=false`)")
 @click.option("--tracking_uri", default="", help="MLflow store (default: a temporary SQLite file)")
-def main(data_dir: str, budget_s: float, epochs: int, limit_train: int, extra_params: str, tracking_uri: str) -> None:
+def main(data_dir: str, budget_s: float, epochs: int, limit_train: int, pruner_startup_trials: int,
+         extra_params: str, tracking_uri: str) -> None:
     import mlflow
 
     from latent_models.config import SearchConfig
@@ -81,7 +84,8 @@ def main(data_dir: str, budget_s: float, epochs: int, limit_train: int, extra_pa
                   seed=0, storage=f"sqlite:///{tmp}/optuna.db")
     rows = [
         _search_row("search: TPE + median pruning", SearchConfig(
-            **common, sampler="tpe", pruner="median", study_name="tpe-median", experiment_name="bench-search"),
+            **common, sampler="tpe", pruner="median", pruner_startup_trials=pruner_startup_trials,
+            study_name="tpe-median", experiment_name="bench-search"),
             budget_s),
         _search_row("search: random, no pruning", SearchConfig(
             **common, sampler="random", pruner="none", study_name="random", experiment_name="bench-search"),
@@ -89,7 +93,8 @@ def main(data_dir: str, budget_s: float, epochs: int, limit_train: int, extra_pa
         _sweep_row(GRID, params, data_dir, budget_s),
     ]
     print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
-          f"budget {budget_s:g} s per method, {epochs} epochs per run, space `{SPACE}`, grid `{GRID}`\n")
+          f"budget {budget_s:g} s per method, {epochs} epochs per run, median pruner after {pruner_startup_trials} "
+          f"trials, space `{SPACE}`, grid `{GRID}`\n")
     print("| method | runs finished | pruned | best val_psnr (dB) | its test_psnr (dB) | its params | wall (s) |")
     print("|---|---|---|---|---|---|---|")
     cell = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731

@@ -161,15 +161,19 @@ def test_compile_trains_to_the_same_result():
     assert "_orig_mod" not in "".join(compiled_model.state_dict())  # the model itself is not wrapped
 
 
-def test_resume_from_a_checkpoint_of_another_device_notes_it_and_finishes(tmp_path, capsys):
-    path = tmp_path / "last.pt"
-
-    def crash_after_one(epoch, metrics):
+def _crash_after_the_first_epoch(path):
+    """A 3-epoch fit killed after its first epoch, its checkpoint at `path`."""
+    def crash(epoch, metrics):
         if epoch == 0:
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        _fit(epochs=3, checkpoint_path=path, on_epoch=crash_after_one)
+        _fit(epochs=3, checkpoint_path=path, on_epoch=crash)
+
+
+def test_resume_from_a_checkpoint_of_another_device_notes_it_and_finishes(tmp_path, capsys):
+    path = tmp_path / "last.pt"
+    _crash_after_the_first_epoch(path)
     saved = load_checkpoint(path)
     assert saved["device"] == "cpu"
     # As written on a GPU: another device, and a CUDA generator's (16-byte) state.
@@ -187,13 +191,7 @@ def test_resume_from_a_checkpoint_of_another_device_notes_it_and_finishes(tmp_pa
 
 def test_resume_on_the_same_device_prints_no_note(tmp_path, capsys):
     path = tmp_path / "last.pt"
-
-    def crash_after_one(epoch, metrics):
-        if epoch == 0:
-            raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError):
-        _fit(epochs=3, checkpoint_path=path, on_epoch=crash_after_one)
+    _crash_after_the_first_epoch(path)
     capsys.readouterr()
     _, resumed = _fit(epochs=3, checkpoint_path=path, resume=True)
     out = capsys.readouterr()

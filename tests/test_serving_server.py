@@ -1,7 +1,8 @@
 """The real `mlflow models serve -m models:/<name>@champion` against tiny trained models.
 
-One module-scoped store holds a denoiser and a VAE, each trained on the fixture and
-promoted to `champion` by the training pipeline itself; one server per model is started
+One module-scoped store holds a denoiser and a VAE, each trained on the fixture: the denoiser
+made `champion` by the training pipeline itself, the (too briefly trained) VAE by hand; one
+server per model is started
 on a free loopback port, waited on via /ping, and stopped by its process id.
 """
 
@@ -26,6 +27,7 @@ from latent_models.noise import fixed_noise
 from latent_models.serving import MAX_BATCH, encode_png, images_to_png_frame, png_frame_to_images
 from latent_models.train_ae import run_ae
 from latent_models.train_vae import run_vae
+from latent_models.tracking import CHAMPION, move_alias
 from tests.conftest import FIXTURE_DATA
 
 pytestmark = pytest.mark.e2e
@@ -122,15 +124,14 @@ def trained(tmp_path_factory):
                                  iterations=1, registered_model_name=DENOISER))
             vae = run_vae(VAEConfig(**common, epochs=2, batch_size=50, latent_dim=LATENT_DIM, iw_samples=10,
                                     registered_model_name=VAE))
+            # Two epochs on 500 digits leave the VAE worse than the mean image, so training keeps
+            # it from champion; moved there by hand, as the promote entry point does.
+            assert vae["promotion"].startswith("rejected")
+            move_alias(VAE, vae["registered_version"], CHAMPION)
         finally:
             mlflow.set_tracking_uri(None)
             mlflow.set_registry_uri(None)
     assert ae["promotion"].startswith("champion")
-    # Two epochs on 500 digits leave the VAE worse than the mean image, so training keeps it
-    # from champion; the promote entry point moves it there by hand, as a user may.
-    assert vae["promotion"].startswith("rejected")
-    result = CliRunner().invoke(cli.promote, ["--registered_model_name", VAE], env={"MLFLOW_TRACKING_URI": uri})
-    assert result.exit_code == 0, result.output
     return uri, tmp
 
 
