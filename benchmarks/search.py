@@ -20,8 +20,8 @@ import time
 import click
 import torch
 
-SPACE = "lr=loguniform(1e-3,1e-2) width=int(8,32) arch=choice(unet,conv) weight_decay=loguniform(1e-6,1e-3)"
-GRID = "lr=0.001,0.003,0.01 width=8,16,32 arch=unet,conv weight_decay=0.0001"
+SPACE = "lr=loguniform(1e-3,1e-2) width=int(8,24) arch=choice(unet,conv) weight_decay=loguniform(1e-6,1e-3)"
+GRID = "lr=0.001,0.003,0.01 width=8,16,24 arch=unet,conv weight_decay=0.0001"
 
 
 def _search_row(name: str, cfg, budget_s: float) -> dict:
