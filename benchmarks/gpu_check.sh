@@ -62,7 +62,7 @@ step "2. default main on the GPU, bf16"
 LATENT_MODELS_DATA_DIR=$DATA_DIR timeout 240 "$VPY" - <<'EOF' || fail "default main on the GPU"
 import os, time
 from latent_models.config import MainConfig
-from latent_models.train_main import run_main
+from latent_models.training.main import run_main
 
 started = time.perf_counter()
 result = run_main(MainConfig(data_dir=os.environ["LATENT_MODELS_DATA_DIR"], download=False, device="cuda",

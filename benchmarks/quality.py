@@ -55,9 +55,9 @@ def main(data_dir: str, tracking_uri: str, ae_model_uri: str, vae_model_uri: str
     import mlflow
 
     from latent_models.config import AEConfig, EvaluateConfig, VAEConfig
-    from latent_models.evaluate_model import run_evaluate
-    from latent_models.train_ae import run_ae
-    from latent_models.train_vae import run_vae
+    from latent_models.evaluation.evaluate import run_evaluate
+    from latent_models.training.denoiser import run_ae
+    from latent_models.training.vae import run_vae
 
     figures_dir = str(Path(figures_dir).resolve()) if figures_dir else ""
     data_dir = str(Path(data_dir).resolve()) if data_dir else ""

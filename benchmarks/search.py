@@ -25,7 +25,7 @@ GRID = "lr=0.001,0.003,0.01 width=8,16,24 arch=unet,conv weight_decay=0.0001"
 
 
 def _search_row(name: str, cfg, budget_s: float) -> dict:
-    from latent_models.search import run_search
+    from latent_models.tuning.search import run_search
 
     started = time.perf_counter()
     result = run_search(cfg)
@@ -40,10 +40,10 @@ def _search_row(name: str, cfg, budget_s: float) -> dict:
 def _sweep_row(grid: str, params: str, data_dir: str, budget_s: float) -> dict:
     """The sweep's own cells (child_configs) and trainer, in grid order, until the budget ends."""
     from latent_models import tracking
-    from latent_models.child_runs import splits_for, trainer
+    from latent_models.tuning.child_runs import splits_for, trainer
     from latent_models.config import SweepConfig
 
-    from latent_models.sweep import child_configs
+    from latent_models.tuning.sweep import child_configs
 
     cfg = SweepConfig(model="ae", grid=grid, params=params, data_dir=data_dir, experiment_name="bench-sweep")
     cells, train, loaded, rows = child_configs(cfg), trainer("ae"), {}, []

@@ -48,19 +48,19 @@ def _bench_model(store: Path) -> tuple[str, str]:
     import torch
 
     from latent_models.config import AEConfig
-    from latent_models.models import build_denoiser
-    from latent_models.serving import denoiser_model
+    from latent_models.models import build_model
+    from latent_models.models.config import MNIST_SHAPE
+    from latent_models.serving.logged_model import model_saver
     from latent_models.tracking import CHAMPION, log_model, move_alias
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     cfg = AEConfig()
     torch.manual_seed(0)
-    model = build_denoiser(cfg.arch, cfg.latent_dim, cfg.width).eval()
+    model = build_model(cfg.model_config(MNIST_SHAPE)).eval()
     mlflow.set_experiment("bench-serving")
     with mlflow.start_run():
-        ref = log_model("denoiser", denoiser_model(model, cfg.arch, cfg.latent_dim, cfg.width,
-                                                   np.zeros((1, 28, 28), np.float32)), 0, "denoiser")
+        ref = log_model("denoiser", model_saver(model, np.zeros((1, *MNIST_SHAPE), np.float32)), 0, "denoiser")
     mlflow.register_model(ref.model_uri, "bench-denoiser")
     move_alias("bench-denoiser", 1, CHAMPION)
     return uri, "models:/bench-denoiser@champion"
@@ -80,7 +80,7 @@ def _inputs(n: int) -> np.ndarray:
 
 
 def _bodies(x: np.ndarray) -> dict[str, bytes]:
-    from latent_models.serving import images_to_png_frame
+    from latent_models.serving.png import images_to_png_frame
 
     return {
         "JSON floats": json.dumps({"inputs": x.tolist()}).encode(),
@@ -157,7 +157,7 @@ def main(model_uri: str, repeat: float) -> None:
     import mlflow
     import torch
 
-    from latent_models.serving import images_to_png_frame
+    from latent_models.serving.png import images_to_png_frame
 
     tmp = Path(tempfile.mkdtemp(prefix="latent-models-serving-bench-"))
     if model_uri:

@@ -36,8 +36,8 @@ def main(data_dir: str, tracking_uri: str, only: str) -> None:
     import mlflow
 
     from latent_models.config import AEConfig, VAEConfig
-    from latent_models.train_ae import run_ae
-    from latent_models.train_vae import run_vae
+    from latent_models.training.denoiser import run_ae
+    from latent_models.training.vae import run_vae
 
     data_dir = os.path.abspath(data_dir) if data_dir else ""  # before leaving the working directory
     tmp = tempfile.mkdtemp(prefix="latent-models-bench-")

@@ -10,7 +10,7 @@ import typing
 
 import click
 
-from latent_models import distributed
+from latent_models.training import distributed
 from latent_models.config import (AEConfig, ConfigError, EvaluateConfig, MainConfig, PromoteConfig, SearchConfig,
                                    SweepConfig, VAEConfig)
 from latent_models.data import DataError
@@ -88,21 +88,21 @@ def _print_summary(result: dict) -> None:
 
 def _ae(cfg: AEConfig) -> dict:
     """Train the denoising autoencoder, log it to MLflow and register it."""
-    from latent_models.train_ae import run_ae
+    from latent_models.training.denoiser import run_ae
 
     return run_ae(cfg)
 
 
 def _vae(cfg: VAEConfig) -> dict:
     """Train the VAE, log it to MLflow and register it."""
-    from latent_models.train_vae import run_vae
+    from latent_models.training.vae import run_vae
 
     return run_vae(cfg)
 
 
 def _main(cfg: MainConfig) -> dict:
     """Train both models: one parent run with an `ae` and a `vae` child run."""
-    from latent_models.train_main import run_main
+    from latent_models.training.main import run_main
 
     return run_main(cfg)
 
@@ -111,7 +111,7 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
     """Evaluate a logged model in a new run: the denoiser against classical baselines at every
     noise model and level; the VAE's likelihood and sample quality (FID, class entropy) for
     N(0, I) and a fitted prior."""
-    from latent_models.evaluate_model import run_evaluate
+    from latent_models.evaluation.evaluate import run_evaluate
 
     result = run_evaluate(cfg)
     _print_table(result.pop("table"))
@@ -120,7 +120,7 @@ def _evaluate(cfg: EvaluateConfig) -> dict:
 
 def _sweep(cfg: SweepConfig) -> dict:
     """Train every combination of a grid of params as child runs of one parent run."""
-    from latent_models.sweep import run_sweep
+    from latent_models.tuning.sweep import run_sweep
 
     result = run_sweep(cfg)
     _print_table(result["rows"])
@@ -132,7 +132,7 @@ def _sweep(cfg: SweepConfig) -> dict:
 def _search(cfg: SearchConfig) -> dict:
     """Optuna search over training params: every trial a child run, losing trials pruned on
     validation, the study kept in a storage so a rerun continues it."""
-    from latent_models.search import run_search
+    from latent_models.tuning.search import run_search
 
     result = run_search(cfg)
     _print_table(result["rows"])

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from latent_models.data import DATASETS
 from latent_models.device import DEVICE_CHOICES, check as check_device
-from latent_models.models.vae import LIKELIHOODS
+from latent_models.models.denoiser import DenoiserConfig
+from latent_models.models.vae import LIKELIHOODS, VAEModelConfig
 from latent_models.noise import NOISE_MODELS
 
 ARCHS = ("unet", "conv")
@@ -111,6 +112,9 @@ class AEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOpt
             raise ConfigError(f"noise_level for {self.noise} is a probability (0..1), got {self.noise_level}")
         _positive("iterations", self.iterations)
 
+    def model_config(self, image_shape: tuple[int, int, int]) -> DenoiserConfig:
+        return DenoiserConfig(image_shape=image_shape, arch=self.arch, width=self.width, latent_dim=self.latent_dim)
+
 
 @dataclass
 class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions):
@@ -146,6 +150,10 @@ class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOp
         _positive("iw_samples", self.iw_samples)
         if self.iw_images < 0:
             raise ConfigError(f"iw_images must be >= 0, got {self.iw_images}")
+
+    def model_config(self, image_shape: tuple[int, int, int]) -> VAEModelConfig:
+        return VAEModelConfig(image_shape=image_shape, latent_dim=self.latent_dim, width=self.width,
+                              likelihood=self.likelihood)
 
 
 @dataclass

@@ -40,7 +40,7 @@ class DataError(Exception):
 
 @dataclass
 class Split:
-    images: torch.Tensor  # float32, (N, 1, 28, 28), values in [0, 1]
+    images: torch.Tensor  # float32, (N, C, H, W) (MNIST: (N, 1, 28, 28)), values in [0, 1]
     labels: torch.Tensor  # int64, (N,)
 
     def __len__(self) -> int:
@@ -60,6 +60,11 @@ class DataSplits:
         """{split: (images, labels)} as numpy arrays, for logging the splits as run inputs."""
         return {name: (split.images.numpy(), split.labels.numpy())
                 for name, split in (("train", self.train), ("val", self.val), ("test", self.test))}
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width): what the models are built for."""
+        return tuple(self.train.images.shape[1:])
 
     @property
     def sizes(self) -> dict[str, int]:

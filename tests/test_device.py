@@ -13,7 +13,7 @@ from torch import nn
 from latent_models import cli, device
 from latent_models.config import AEConfig, with_logged_params
 from latent_models.device import DeviceError, check, resolve_device, resolve_precision
-from latent_models.training import fit, load_checkpoint, save_checkpoint, seed_everything
+from latent_models.training.loop import fit, load_checkpoint, save_checkpoint, seed_everything
 from tests.conftest import TINY
 
 
@@ -203,7 +203,7 @@ def test_resume_on_the_same_device_prints_no_note(tmp_path, capsys):
 
 
 def test_tiny_bf16_ae_run_logs_device_params_and_tags(tracking):
-    from latent_models.train_ae import run_ae
+    from latent_models.training.denoiser import run_ae
 
     result = run_ae(AEConfig(**TINY, register=False, precision="bf16"))
     run = mlflow.get_run(result["run_id"])
@@ -229,7 +229,7 @@ def test_serving_device_comes_from_the_environment(cpu_only, monkeypatch):
 
 
 def test_batched_moves_slices_to_the_modules_device_and_returns_cpu():
-    from latent_models.evaluation import _device_of, batched
+    from latent_models.evaluation.scores import _device_of, batched
 
     model = Conv()
     assert _device_of(model) == torch.device("cpu") and _device_of(model.forward) == torch.device("cpu")
@@ -284,9 +284,9 @@ def test_cuda_bf16_and_fp16_fit_and_resume_on_the_cpu(tmp_path):
 @pytest.mark.cuda
 def test_cuda_tiny_ae_and_vae_runs_on_the_gpu(tracking, monkeypatch):
     from latent_models.config import VAEConfig
-    from latent_models.serving import load_torch_model
-    from latent_models.train_ae import run_ae
-    from latent_models.train_vae import run_vae
+    from latent_models.serving.pyfunc import load_torch_model
+    from latent_models.training.denoiser import run_ae
+    from latent_models.training.vae import run_vae
 
     ae = run_ae(AEConfig(**TINY, register=False, device="cuda", precision="auto"))
     vae = run_vae(VAEConfig(**TINY, register=False, device="cuda", iw_samples=10, iw_images=50, prior_components=2))

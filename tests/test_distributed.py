@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from latent_models.config import AEConfig
-from latent_models.train_ae import run_ae
+from latent_models.training.denoiser import run_ae
 from tests.conftest import FIXTURE_DATA, REPO
 
 TINY = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_train=300, limit_test=100, epochs=2, batch_size=50,

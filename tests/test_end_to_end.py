@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from latent_models.report import METRIC_MEANINGS
+from latent_models.evaluation.report import METRIC_MEANINGS
 from tests.conftest import FIXTURE_DATA, REPO
 
 EPOCHS = 2

@@ -9,12 +9,12 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from latent_models import cli
-from latent_models.baselines import BASELINES
+from latent_models.evaluation.baselines import BASELINES
 from latent_models.config import AEConfig, ConfigError, EvaluateConfig, VAEConfig
-from latent_models.evaluate_model import run_evaluate
-from latent_models.evaluation import EVALUATION_LEVELS
-from latent_models.train_ae import run_ae
-from latent_models.train_vae import run_vae
+from latent_models.evaluation.evaluate import run_evaluate
+from latent_models.evaluation.scores import EVALUATION_LEVELS
+from latent_models.training.denoiser import run_ae
+from latent_models.training.vae import run_vae
 from tests.conftest import FIXTURE_DATA, TINY
 
 DATA = dict(data_dir=str(FIXTURE_DATA), download=False)  # val_size and seed: the trained model's

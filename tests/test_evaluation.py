@@ -1,13 +1,13 @@
 import torch
 
-from latent_models.evaluation import (
+from latent_models.evaluation.scores import (
     evaluate_denoiser,
     evaluate_vae,
     importance_weighted_nll,
     iterate_denoiser,
     psnr_versus_level,
 )
-from latent_models.models import ConvVAE
+from latent_models.models import ConvVAE, VAEModelConfig
 from latent_models.noise import fixed_noise
 
 
@@ -52,7 +52,7 @@ def test_iterate_denoiser_returns_each_pass():
 
 def test_importance_weighted_bound_is_tighter_than_elbo():
     torch.manual_seed(0)
-    model = ConvVAE(latent_dim=4, width=8).eval()
+    model = ConvVAE(VAEModelConfig(latent_dim=4, width=8)).eval()
     x = torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(1))
     elbo = evaluate_vae(model, x, seed=0)
     iw1, _ = importance_weighted_nll(model, x, k=1, seed=0)
@@ -66,7 +66,7 @@ def test_importance_weighted_bound_is_tighter_than_elbo():
 
 
 def test_vae_metrics_add_up():
-    model = ConvVAE(latent_dim=4, width=8).eval()
+    model = ConvVAE(VAEModelConfig(latent_dim=4, width=8)).eval()
     x = torch.rand(10, 1, 28, 28)
     m = evaluate_vae(model, x, seed=0)
     assert abs(m["neg_elbo"] - (m["recon"] + m["kl"])) < 1e-3

@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from latent_models.config import AEConfig, VAEConfig
-from latent_models.train_ae import run_ae
-from latent_models.train_vae import run_vae
+from latent_models.training.denoiser import run_ae
+from latent_models.training.vae import run_vae
 from tests.conftest import TINY
 
 SMALL = dict(TINY, limit_train=300, limit_test=100, epochs=3)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from latent_models.metrics import active_units, log_normal, mse, psnr, ssim
+from latent_models.evaluation.metrics import active_units, log_normal, mse, psnr, ssim
 
 
 def test_psnr_of_known_error():
@@ -52,7 +52,7 @@ def test_log_normal_matches_torch_distributions():
 
 
 def test_frechet_distance_matches_the_closed_form():
-    from latent_models.metrics import frechet_distance
+    from latent_models.evaluation.metrics import frechet_distance
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn((20000, 3), generator=g)
@@ -66,7 +66,7 @@ def test_frechet_distance_matches_the_closed_form():
 
 
 def test_frechet_distance_with_covariances_that_do_not_commute():
-    from latent_models.metrics import frechet_distance
+    from latent_models.evaluation.metrics import frechet_distance
 
     g = torch.Generator().manual_seed(1)
     a = torch.randn((5000, 2), generator=g) @ torch.tensor([[2.0, 0.0], [0.0, 0.5]])
@@ -85,7 +85,7 @@ def test_frechet_distance_with_covariances_that_do_not_commute():
 
 
 def test_class_entropy():
-    from latent_models.metrics import class_entropy
+    from latent_models.evaluation.metrics import class_entropy
 
     assert class_entropy(torch.arange(10).repeat(7)) == pytest.approx(math.log(10))
     assert class_entropy(torch.full((50,), 3)) == 0.0

@@ -1,12 +1,12 @@
 import torch
 
 from latent_models.data import load_splits
-from latent_models.models.classifier import DigitClassifier
+from latent_models.models.classifier import ClassifierConfig, DigitClassifier
 from tests.conftest import FIXTURE_DATA
 
 
 def test_logits_and_features_shapes():
-    model = DigitClassifier().eval()
+    model = DigitClassifier(ClassifierConfig()).eval()
     x = torch.rand(5, 1, 28, 28)
     assert model(x).shape == (5, 10)
     assert model.features(x).shape == (5, 128)
@@ -15,7 +15,7 @@ def test_logits_and_features_shapes():
 
 def test_a_few_steps_fit_a_small_batch_of_digits():
     torch.manual_seed(0)
-    model = DigitClassifier(width=8)
+    model = DigitClassifier(ClassifierConfig(width=8))
     split = load_splits("mnist", str(FIXTURE_DATA), 100, 0, False).train
     x, y = split.images[:64], split.labels[:64]
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)

@@ -2,13 +2,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from latent_models.models import ConvAutoencoder, UNetDenoiser, build_denoiser
+from latent_models.models import ConvAutoencoder, DenoiserConfig, UNetDenoiser, build_model
 from latent_models.noise import add_noise
 
 
 @pytest.mark.parametrize("arch", ["conv", "unet"])
 def test_output_is_an_image_in_unit_range(arch):
-    model = build_denoiser(arch, latent_dim=12, width=8)
+    model = build_model(DenoiserConfig(arch=arch, latent_dim=12, width=8))
     x = torch.rand(5, 1, 28, 28)
     y = model(x)
     assert y.shape == x.shape
@@ -17,7 +17,7 @@ def test_output_is_an_image_in_unit_range(arch):
 
 
 def test_conv_autoencoder_has_a_real_bottleneck():
-    model = ConvAutoencoder(latent_dim=7, width=8)
+    model = ConvAutoencoder(DenoiserConfig(arch="conv", latent_dim=7, width=8))
     x = torch.rand(3, 1, 28, 28)
     z = model.encode(x)
     assert z.shape == (3, 7)
@@ -25,16 +25,16 @@ def test_conv_autoencoder_has_a_real_bottleneck():
 
 
 def test_no_normalisation_or_activation_before_the_output():
-    model = UNetDenoiser(width=8)
+    model = UNetDenoiser(DenoiserConfig(width=8))
     assert isinstance(model.out, torch.nn.Conv2d)
     assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for m in model.modules())
-    ae = ConvAutoencoder(width=8)
+    ae = ConvAutoencoder(DenoiserConfig(arch="conv", width=8))
     assert isinstance(ae.decoder[-1], torch.nn.Conv2d)
 
 
 def test_unknown_arch():
     with pytest.raises(ValueError, match="unknown arch"):
-        build_denoiser("transformer", 8, 8)
+        build_model(DenoiserConfig(arch="transformer", latent_dim=8, width=8))
 
 
 @pytest.mark.parametrize("arch", ["conv", "unet"])
@@ -44,7 +44,7 @@ def test_a_few_steps_reduce_the_denoising_loss(arch, fixture_data):
     torch.manual_seed(0)
     x = load_splits("mnist", str(fixture_data), val_size=100, download=False).train.images[:64]
     noisy = add_noise(x, "uniform", 0.5, torch.Generator().manual_seed(0))
-    model = build_denoiser(arch, latent_dim=16, width=8)
+    model = build_model(DenoiserConfig(arch=arch, latent_dim=16, width=8))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(30):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from latent_models.models import ConvVAE
+from latent_models.models import ConvVAE, VAEModelConfig
 from latent_models.models.vae import gaussian_kl
 
 
@@ -17,7 +17,7 @@ def test_kl_matches_torch_distributions():
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_shapes_and_ranges(likelihood):
-    model = ConvVAE(latent_dim=4, width=8, likelihood=likelihood)
+    model = ConvVAE(VAEModelConfig(latent_dim=4, width=8, likelihood=likelihood))
     x = torch.rand(3, 1, 28, 28)
     ll, kl, mu, logvar = model(x)
     assert ll.shape == kl.shape == (3,) and mu.shape == logvar.shape == (3, 4)
@@ -28,14 +28,14 @@ def test_shapes_and_ranges(likelihood):
 
 
 def test_bernoulli_log_likelihood_in_nats():
-    model = ConvVAE(latent_dim=2, width=8)
+    model = ConvVAE(VAEModelConfig(latent_dim=2, width=8))
     logits = torch.zeros(1, 1, 28, 28)  # p = 0.5 everywhere
     x = torch.bernoulli(torch.full((1, 1, 28, 28), 0.5))
     assert model.log_likelihood(logits, x).item() == pytest.approx(-784 * math.log(2), rel=1e-5)
 
 
 def test_gaussian_log_likelihood_matches_normal():
-    model = ConvVAE(latent_dim=2, width=8, likelihood="gaussian")
+    model = ConvVAE(VAEModelConfig(latent_dim=2, width=8, likelihood="gaussian"))
     logits, x = torch.randn(2, 1, 28, 28), torch.rand(2, 1, 28, 28)
     ref = Normal(torch.sigmoid(logits), model.log_scale.exp()).log_prob(x).flatten(1).sum(1)
     assert torch.allclose(model.log_likelihood(logits, x), ref, atol=1e-3)
@@ -43,7 +43,7 @@ def test_gaussian_log_likelihood_matches_normal():
 
 def test_unknown_likelihood():
     with pytest.raises(ValueError, match="unknown likelihood"):
-        ConvVAE(likelihood="poisson")
+        ConvVAE(VAEModelConfig(likelihood="poisson"))
 
 
 def test_a_few_steps_reduce_the_negative_elbo(fixture_data):
@@ -51,7 +51,7 @@ def test_a_few_steps_reduce_the_negative_elbo(fixture_data):
 
     torch.manual_seed(0)
     x = load_splits("mnist", str(fixture_data), val_size=100, download=False).train.images[:64]
-    model = ConvVAE(latent_dim=8, width=8)
+    model = ConvVAE(VAEModelConfig(latent_dim=8, width=8))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     losses = []

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from latent_models import cli
 from latent_models.config import AEConfig
 from latent_models.tracking import CANDIDATE, CHAMPION, aliases, promote_if_better
-from latent_models.train_ae import run_ae
+from latent_models.training.denoiser import run_ae
 from tests.conftest import FIXTURE_DATA
 
 AE_TAGS = {"dataset": "mnist", "noise": "uniform", "noise_level": 0.5}

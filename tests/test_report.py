@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from PIL import Image
 
-from latent_models import report
+from latent_models.evaluation import report
 from latent_models.config import AEConfig, VAEConfig, as_params
 from latent_models.tracking import logged_files
 

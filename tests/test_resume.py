@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from latent_models import cli
 from latent_models import tracking as tracking_module
 from latent_models.config import AEConfig
-from latent_models.train_ae import run_ae
+from latent_models.training.denoiser import run_ae
 from tests.conftest import FIXTURE_DATA, REPO
 
 EPOCHS = 3

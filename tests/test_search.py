@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from latent_models import cli, search
+from latent_models import cli
+from latent_models.tuning import search
 from latent_models.config import AEConfig, ConfigError, SearchConfig
-from latent_models.search import best_trial, parse_space, run_search
+from latent_models.tuning.search import best_trial, parse_space, run_search
 from tests.conftest import FIXTURE_DATA
 
 SMALL = "epochs=2 val_size=100 limit_train=300 limit_test=100 batch_size=50 iterations=1 download=false"

@@ -7,23 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_models.models import ConvVAE, build_denoiser
+from latent_models.models import ConvVAE, DenoiserConfig, VAEModelConfig, build_model
 from latent_models.tracking import log_model
-from latent_models.serving import (
-    MAX_BATCH,
-    PNG,
-    InvalidInput,
-    decode_png,
-    encode_png,
-    from_model_output,
-    images_to_png_frame,
-    denoiser_model,
-    vae_model,
-    png_frame_to_images,
-    sample_requests,
-    to_model_input,
-    vae_default_params,
-)
+from latent_models.serving.inputs import MAX_BATCH, PNG, InvalidInput, from_model_output, sample_requests, to_model_input
+from latent_models.serving.logged_model import model_saver
+from latent_models.serving.png import decode_png, encode_png, images_to_png_frame, png_frame_to_images
+from latent_models.serving.pyfunc import DEFAULT_PARAMS
 
 
 @pytest.mark.parametrize("shape", [(3, 28, 28), (3, 1, 28, 28), (3, 784)])
@@ -56,10 +45,10 @@ def test_bad_inputs_name_the_problem(value, message):
 
 def test_logged_denoiser_predicts_like_the_model(tracking):
     torch.manual_seed(0)
-    model = build_denoiser("unet", 8, 8).eval()
+    model = build_model(DenoiserConfig(arch="unet", latent_dim=8, width=8)).eval()
     x = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
     with mlflow.start_run():
-        ref = log_model("denoiser", denoiser_model(model, "unet", 8, 8, x[:2]), 0, "denoiser")
+        ref = log_model("denoiser", model_saver(model, x[:2]), 0, "denoiser")
     mlflow.register_model(ref.model_uri, "t-denoiser")
     info = mlflow.models.get_model_info(ref.model_uri)
     loaded = mlflow.pyfunc.load_model("models:/t-denoiser/1")
@@ -84,10 +73,10 @@ def test_logged_denoiser_predicts_like_the_model(tracking):
 
 def test_logged_vae_modes(tracking):
     torch.manual_seed(0)
-    model = ConvVAE(latent_dim=4, width=8).eval()
+    model = ConvVAE(VAEModelConfig(latent_dim=4, width=8)).eval()
     x = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)
     with mlflow.start_run():
-        info = log_model("vae", vae_model(model, 8, x[:2]), 0, "vae")
+        info = log_model("vae", model_saver(model, x[:2]), 0, "vae")
     loaded = mlflow.pyfunc.load_model(info.model_uri)
     assert loaded.predict(x).shape == (3, 28, 28)
     rows = pd.DataFrame([{"n": 2, "seed": 1}, {"n": 3, "seed": 5, "temperature": 0.5}])
@@ -204,7 +193,7 @@ def test_clip_is_opt_in_and_never_hides_nan():
 )
 def test_sampling_rows(rows, expected):
     frame = rows if isinstance(rows, dict) else pd.DataFrame(rows)
-    assert sample_requests(frame, vae_default_params()) == expected
+    assert sample_requests(frame, DEFAULT_PARAMS["vae"]) == expected
 
 
 @pytest.mark.parametrize(
@@ -224,7 +213,7 @@ def test_sampling_rows(rows, expected):
 )
 def test_bad_sampling_rows_name_the_problem(rows, message):
     with pytest.raises(InvalidInput) as err:
-        sample_requests(pd.DataFrame(rows), vae_default_params())
+        sample_requests(pd.DataFrame(rows), DEFAULT_PARAMS["vae"])
     assert message in err.value.message
 
 
@@ -232,13 +221,13 @@ def test_fitted_prior_is_a_served_sampler(tracking):
     from latent_models.models.prior import GaussianMixturePrior
 
     torch.manual_seed(0)
-    model = ConvVAE(latent_dim=4, width=8).eval()
+    model = ConvVAE(VAEModelConfig(latent_dim=4, width=8)).eval()
     # A one-component "mixture" far from N(0, I): its samples must be the decoded mean.
     prior = GaussianMixturePrior(torch.ones(1), torch.full((1, 4), 3.0), torch.eye(4)[None] * 1e-4)
     x = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
     with mlflow.start_run():
-        with_prior = mlflow.pyfunc.load_model(log_model("vae", vae_model(model, 8, x, prior=prior), 0, "vae").model_uri)
-        without = mlflow.pyfunc.load_model(log_model("vae", vae_model(model, 8, x), 0, "vae").model_uri)
+        with_prior = mlflow.pyfunc.load_model(log_model("vae", model_saver(model, x, prior=prior), 0, "vae").model_uri)
+        without = mlflow.pyfunc.load_model(log_model("vae", model_saver(model, x), 0, "vae").model_uri)
     fitted = with_prior.predict(x[:1], params={"mode": "sample", "n": 3, "seed": 1, "sampler": "fitted"})
     normal = with_prior.predict(x[:1], params={"mode": "sample", "n": 3, "seed": 1, "sampler": "normal"})
     with torch.inference_mode():

@@ -24,9 +24,10 @@ import requests
 from latent_models.config import AEConfig, VAEConfig
 from latent_models.data import load_splits
 from latent_models.noise import fixed_noise
-from latent_models.serving import MAX_BATCH, encode_png, images_to_png_frame, png_frame_to_images
-from latent_models.train_ae import run_ae
-from latent_models.train_vae import run_vae
+from latent_models.serving.inputs import MAX_BATCH
+from latent_models.serving.png import encode_png, images_to_png_frame, png_frame_to_images
+from latent_models.training.denoiser import run_ae
+from latent_models.training.vae import run_vae
 from latent_models.tracking import CHAMPION, move_alias
 from tests.conftest import FIXTURE_DATA
 

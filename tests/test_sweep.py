@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 from latent_models import cli
 from latent_models.config import ConfigError, SweepConfig
-from latent_models.sweep import child_configs, run_sweep
+from latent_models.tuning.sweep import child_configs, run_sweep
 from tests.conftest import FIXTURE_DATA
 
 SMALL = "epochs=1 val_size=100 limit_train=300 limit_test=100 width=8 batch_size=50 iterations=1 download=false"

@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from latent_models.config import AEConfig
-from latent_models.train_ae import run_ae
+from latent_models.training.denoiser import run_ae
 from tests.conftest import FIXTURE_DATA, mlflow_server
 from tests.test_serving_server import Server, _free_port
 

@@ -4,8 +4,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from latent_models.config import AEConfig, MainConfig
-from latent_models.train_ae import run_ae
-from latent_models.train_main import run_main
+from latent_models.training.denoiser import run_ae
+from latent_models.training.main import run_main
 from tests.conftest import FIXTURE_DATA
 
 

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from latent_models.training import (
+from latent_models.training.loop import (
     fit,
     make_optimizer,
     minibatch_indices,

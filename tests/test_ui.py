@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from latent_models.config import AEConfig, VAEConfig
-from latent_models.train_ae import run_ae
-from latent_models.train_vae import run_vae
+from latent_models.training.denoiser import run_ae
+from latent_models.training.vae import run_vae
 from tests.conftest import TINY, mlflow_server, tracking_at
 from tests.test_serving_server import _free_port
 

@@ -7,25 +7,38 @@ trained on the dataset itself sees what makes a digit a digit. `features` is the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from latent_models.models.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class ClassifierConfig(ModelConfig):
+    kind = "classifier"
+    classes: int = 10
+    width: int = 32
+    feature_dim: int = 128
+
 
 class DigitClassifier(nn.Module):
-    def __init__(self, classes: int = 10, width: int = 32, feature_dim: int = 128):
+    def __init__(self, config: ClassifierConfig):
         super().__init__()
-        w = width
+        self.config = config
+        w, (c, h, wd), feature_dim = config.width, config.image_shape, config.feature_dim
         self.body = nn.Sequential(
-            nn.Conv2d(1, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
             nn.MaxPool2d(2),  # 14x14
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
             nn.MaxPool2d(2),  # 7x7
             nn.Flatten(),
             nn.Dropout(0.25),
-            nn.Linear(2 * w * 7 * 7, feature_dim),
+            nn.Linear(2 * w * (h // 4) * (wd // 4), feature_dim),
             nn.ReLU(),
         )
-        self.head = nn.Sequential(nn.Dropout(0.25), nn.Linear(feature_dim, classes))
+        self.head = nn.Sequential(nn.Dropout(0.25), nn.Linear(feature_dim, config.classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)

@@ -1,4 +1,4 @@
-"""Denoising autoencoders for 1x28x28 images in [0, 1].
+"""Denoising autoencoders for images in [0, 1] of the shape in their config (MNIST: 1x28x28).
 
 `conv` has a real bottleneck (a `latent_dim` vector) so its latent space can be studied;
 `unet` keeps skip connections and is the stronger denoiser. Both end in a sigmoid so the
@@ -10,8 +10,23 @@ output within a few dozen steps).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 from torch import nn
+
+from latent_models.models.config import ModelConfig
+
+Arch = Literal["unet", "conv"]
+
+
+@dataclass(frozen=True)
+class DenoiserConfig(ModelConfig):
+    kind = "denoiser"
+    arch: Arch = "unet"
+    width: int = 16  # channels of the first layer
+    latent_dim: int = 32  # bottleneck size (conv only)
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -26,27 +41,29 @@ def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
 class ConvAutoencoder(nn.Module):
     """Encoder -> `latent_dim` vector -> decoder; no skip connections around the bottleneck."""
 
-    def __init__(self, latent_dim: int = 32, width: int = 32):
+    def __init__(self, config: DenoiserConfig):
         super().__init__()
-        self.latent_dim = latent_dim
-        w = width
+        self.config = config
+        self.latent_dim = latent_dim = config.latent_dim
+        w, (c, h, wd) = config.width, config.image_shape
+        h4, w4 = h // 4, wd // 4
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, w, 3, stride=2, padding=1),  # 14x14
+            nn.Conv2d(c, w, 3, stride=2, padding=1),  # 14x14 (MNIST)
             nn.SiLU(),
             nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # 7x7
             nn.SiLU(),
             nn.Flatten(),
-            nn.Linear(2 * w * 7 * 7, latent_dim),
+            nn.Linear(2 * w * h4 * w4, latent_dim),
         )
-        self.decoder_input = nn.Linear(latent_dim, 2 * w * 7 * 7)
+        self.decoder_input = nn.Linear(latent_dim, 2 * w * h4 * w4)
         self.decoder = nn.Sequential(
             nn.SiLU(),
-            nn.Unflatten(1, (2 * w, 7, 7)),
+            nn.Unflatten(1, (2 * w, h4, w4)),
             nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),  # 14x14
             nn.SiLU(),
             nn.ConvTranspose2d(w, w, 4, stride=2, padding=1),  # 28x28
             nn.SiLU(),
-            nn.Conv2d(w, 1, 3, padding=1),
+            nn.Conv2d(w, c, 3, padding=1),
         )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,19 +80,20 @@ class ConvAutoencoder(nn.Module):
 
 
 class UNetDenoiser(nn.Module):
-    """Two-level U-Net (28 -> 14 -> 7) with skip connections."""
+    """Two-level U-Net (28 -> 14 -> 7 on MNIST) with skip connections."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, config: DenoiserConfig):
         super().__init__()
-        w = width
-        self.enc1 = _conv_block(1, w)
+        self.config = config
+        w, c = config.width, config.channels
+        self.enc1 = _conv_block(c, w)
         self.enc2 = _conv_block(w, 2 * w)
         self.mid = _conv_block(2 * w, 2 * w)
         self.up2 = nn.ConvTranspose2d(2 * w, 2 * w, 2, stride=2)
         self.dec2 = _conv_block(4 * w, 2 * w)
         self.up1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2)
         self.dec1 = _conv_block(2 * w, w)
-        self.out = nn.Conv2d(w, 1, 1)
+        self.out = nn.Conv2d(w, c, 1)
         self.pool = nn.MaxPool2d(2)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,9 +108,9 @@ class UNetDenoiser(nn.Module):
         return torch.sigmoid(self.logits(x))
 
 
-def build_denoiser(arch: str, latent_dim: int, width: int) -> nn.Module:
-    if arch == "conv":
-        return ConvAutoencoder(latent_dim=latent_dim, width=width)
-    if arch == "unet":
-        return UNetDenoiser(width=width)
-    raise ValueError(f"unknown arch {arch!r}; expected 'conv' or 'unet'")
+def build_denoiser(config: DenoiserConfig) -> nn.Module:
+    if config.arch == "conv":
+        return ConvAutoencoder(config)
+    if config.arch == "unet":
+        return UNetDenoiser(config)
+    raise ValueError(f"unknown arch {config.arch!r}; expected 'conv' or 'unet'")

@@ -10,10 +10,11 @@ from torch.nn import functional as F
 from latent_models import tracking
 from latent_models.data import DataSplits
 from latent_models.device import resolve_device
-from latent_models.evaluation import batched
-from latent_models.models.classifier import DigitClassifier
-from latent_models.serving import classifier_model, load_torch_model
-from latent_models.training import FitResult, fit, seed_everything
+from latent_models.evaluation.scores import batched
+from latent_models.models.classifier import ClassifierConfig, DigitClassifier
+from latent_models.serving.logged_model import model_saver
+from latent_models.serving.pyfunc import load_torch_model
+from latent_models.training.loop import FitResult, fit, seed_everything
 
 def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
@@ -25,7 +26,7 @@ def train_classifier(data: DataSplits, epochs: int, seed: int,
     """A few epochs of AdamW + one-cycle; ~99.2% on MNIST after 3 (fp32, on `device`). Returns
     the model (best epoch on validation), the fit and the test accuracy."""
     generator = seed_everything(seed, device)
-    model = DigitClassifier().to(device)
+    model = DigitClassifier(ClassifierConfig(image_shape=data.image_shape)).to(device)
     images, labels = data.train.images.to(device), data.train.labels.to(device)
 
     # `fit` batches whatever tensor it is given: here the row indices, so labels come along.
@@ -56,7 +57,7 @@ def classifier_for(data: DataSplits, name: str, epochs: int, seed: int,
             model, result, test = train_classifier(data, epochs, seed, resolve_device(device))
             tracking.log_metrics({"best_epoch": result.best_epoch})
             version = tracking.log_selected_model(
-                "classifier", classifier_model(model, data.test.images[:2, 0].numpy()), "classifier",
+                "classifier", model_saver(model, data.test.images[:2].numpy()), "classifier",
                 result.best_epoch, result.selected_validation_metrics(), datasets["val"], test, datasets["test"],
                 name).version
             tracking.tag_model_version(name, version, {**tags, "test_accuracy": round(test["test_accuracy"], 5)})

@@ -73,10 +73,10 @@ def splits_for(child, loaded: dict) -> DataSplits:
 def trainer(model: str):
     """run_ae or run_vae."""
     if model == "ae":
-        from latent_models.train_ae import run_ae
+        from latent_models.training.denoiser import run_ae
 
         return run_ae
-    from latent_models.train_vae import run_vae
+    from latent_models.training.vae import run_vae
 
     return run_vae
 
@@ -84,10 +84,10 @@ def trainer(model: str):
 def champion_rule(model: str):
     """How the model's registered versions compete (see tracking.ChampionRule)."""
     if model == "ae":
-        from latent_models.train_ae import CHAMPION
+        from latent_models.training.denoiser import CHAMPION
 
         return CHAMPION
-    from latent_models.train_vae import CHAMPION
+    from latent_models.training.vae import CHAMPION
 
     return CHAMPION
 

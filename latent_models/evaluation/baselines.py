@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur as _torch_gaussian_blur
 
-from latent_models.metrics import psnr
+from latent_models.evaluation.metrics import psnr
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:

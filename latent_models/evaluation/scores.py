@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from latent_models.device import module_device
-from latent_models.metrics import active_units, log_normal, mse, psnr, ssim
+from latent_models.evaluation.metrics import active_units, log_normal, mse, psnr, ssim
 from latent_models.noise import fixed_noise
 
 EVAL_BATCH = 500
@@ -165,7 +165,7 @@ def compare_denoisers(model: nn.Module, val_clean: torch.Tensor, test_clean: tor
                       progress=lambda text: None) -> list[dict]:
     """One row per (noise, level, method): the model, the noisy input and each classical
     baseline (its setting tuned on the validation images at that noise and level)."""
-    from latent_models.baselines import BASELINES, tune
+    from latent_models.evaluation.baselines import BASELINES, tune
 
     rows = []
     for noise, noise_levels in levels.items():

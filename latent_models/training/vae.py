@@ -6,16 +6,19 @@ import time
 
 import torch
 
-from latent_models import distributed, figures, report, tracking
+from latent_models import tracking
+from latent_models.training import distributed
+from latent_models.evaluation import figures
+from latent_models.evaluation import report
 from latent_models.config import ConfigError, VAEConfig, with_logged_params
 from latent_models.data import DataSplits, load_splits
 from latent_models.device import check as check_device, device_tags, module_device
-from latent_models.evaluation import evaluate_vae, importance_weighted_nll, latent_means, mean_image_nll
-from latent_models.models import ConvVAE
+from latent_models.evaluation.scores import evaluate_vae, importance_weighted_nll, latent_means, mean_image_nll
+from latent_models.models import ConvVAE, build_model
 from latent_models.models.prior import fit_gaussian_mixture
-from latent_models.serving import vae_model
+from latent_models.serving.logged_model import model_saver
 from latent_models.tracking import check_resumable_data, checkpointing
-from latent_models.training import EpochHook, fit, images_per_second, seed_everything
+from latent_models.training.loop import EpochHook, fit, images_per_second, seed_everything
 
 VAL_SEED, TEST_SEED, FIGURE_SEED = 1_000_001, 2_000_002, 3_000_003
 # Champion: lower validation -ELBO on the same dataset, likelihood and binarization, and below
@@ -86,7 +89,7 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         raise ConfigError(f"prior_components ({cfg.prior_components}) must not exceed the training images "
                           f"({len(data.train)})")
     generator = seed_everything(cfg.seed, device)
-    model = ConvVAE(latent_dim=cfg.latent_dim, width=cfg.width, likelihood=cfg.likelihood).to(device)
+    model = build_model(cfg.model_config(data.image_shape)).to(device)
     val_x = binarized(data.val.images, VAL_SEED) if cfg.binarize else data.val.images
     test_x = binarized(data.test.images, TEST_SEED) if cfg.binarize else data.test.images
     # Doing nothing: independent pixels around the training mean. The floor for champion.
@@ -106,8 +109,8 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
 
     tags = {"model_type": "vae", "likelihood": cfg.likelihood, "binarize": cfg.binarize, **device_tags(device, precision)}
     with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as (run, datasets):
-        example = data.test.images[:2, 0].numpy()
-        checkpoints = (tracking.checkpoint_models("vae", "vae", lambda: vae_model(model, cfg.width, example),
+        example = data.test.images[:2].numpy()
+        checkpoints = (tracking.checkpoint_models("vae", "vae", lambda: model_saver(model, example),
                                                   datasets["val"]) if cfg.log_checkpoints else None)
         started = time.perf_counter()
         result = fit(model, data.train.images, **training,
@@ -134,7 +137,7 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
         tracking.log_report(report.render("vae", cfg, {**test, **facts}, result.history,
                                           tracking.logged_files("figures"), run.info.run_name, run.info.run_id))
         ref = tracking.log_selected_model(
-            "vae", vae_model(model, cfg.width, example, prior), "vae", result.best_epoch,
+            "vae", model_saver(model, example, prior), "vae", result.best_epoch,
             result.selected_validation_metrics(), datasets["val"], test, datasets["test"],
             cfg.registered_model_name if cfg.register else None)
         if ref.version:

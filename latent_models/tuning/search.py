@@ -27,7 +27,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from latent_models import tracking
-from latent_models.child_runs import (
+from latent_models.tuning.child_runs import (
     TEST_METRICS,
     VALIDATION_METRICS,
     champion_rule,

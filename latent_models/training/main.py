@@ -6,8 +6,8 @@ from latent_models import tracking
 from latent_models.config import MainConfig, as_params
 from latent_models.data import load_splits
 from latent_models.device import check as check_device, device_tags
-from latent_models.train_ae import run_ae
-from latent_models.train_vae import run_vae
+from latent_models.training.denoiser import run_ae
+from latent_models.training.vae import run_vae
 
 
 def run_main(cfg: MainConfig) -> dict:

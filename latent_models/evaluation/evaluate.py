@@ -15,20 +15,21 @@ import torch
 from mlflow.exceptions import MlflowException
 from tqdm.auto import tqdm
 
-from latent_models import figures, tracking
+from latent_models import tracking
+from latent_models.evaluation import figures
 from latent_models.config import ConfigError, EvaluateConfig, as_params
 from latent_models.data import load_splits
 from latent_models.device import device_tags, module_device, resolve_device
-from latent_models.evaluation import (
+from latent_models.evaluation.scores import (
     EVALUATION_LEVELS,
     batched,
     compare_denoisers,
 )
-from latent_models.metrics import class_entropy, frechet_distance
-from latent_models.serving import DenoiserPyfunc, VAEPyfunc, load_torch_model
-from latent_models.train_ae import TEST_NOISE_SEED, VAL_NOISE_SEED
-from latent_models.train_classifier import classifier_for
-from latent_models.train_vae import (
+from latent_models.evaluation.metrics import class_entropy, frechet_distance
+from latent_models.serving.pyfunc import DenoiserPyfunc, VAEPyfunc, load_torch_model
+from latent_models.training.denoiser import TEST_NOISE_SEED, VAL_NOISE_SEED
+from latent_models.training.classifier import classifier_for
+from latent_models.training.vae import (
     TEST_SEED,
     binarized,
     held_out_likelihood,

@@ -6,22 +6,25 @@ import time
 
 from torch.nn import functional as F
 
-from latent_models import distributed, figures, report, tracking
+from latent_models import tracking
+from latent_models.training import distributed
+from latent_models.evaluation import figures
+from latent_models.evaluation import report
 from latent_models.config import AEConfig, with_logged_params
 from latent_models.device import check as check_device, device_tags
 from latent_models.data import DataSplits, load_splits
-from latent_models.evaluation import (
+from latent_models.evaluation.scores import (
     batched,
     default_levels,
     evaluate_denoiser,
     iterate_denoiser,
     psnr_versus_level,
 )
-from latent_models.metrics import psnr
-from latent_models.models import build_denoiser
+from latent_models.evaluation.metrics import psnr
+from latent_models.models import build_model
 from latent_models.noise import add_noise, fixed_noise
-from latent_models.serving import denoiser_model
-from latent_models.training import EpochHook, fit, images_per_second, seed_everything
+from latent_models.serving.logged_model import model_saver
+from latent_models.training.loop import EpochHook, fit, images_per_second, seed_everything
 from latent_models.tracking import check_resumable_data, checkpointing
 
 # Fixed-noise seeds: validation and test corruption depend only on these and the config.
@@ -62,7 +65,7 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
     if resumed:
         check_resumable_data(resumed, data.digest)
     generator = seed_everything(cfg.seed, device)
-    model = build_denoiser(cfg.arch, cfg.latent_dim, cfg.width).to(device)
+    model = build_model(cfg.model_config(data.image_shape)).to(device)
     val_noisy = fixed_noise(data.val.images, cfg.noise, cfg.noise_level, VAL_NOISE_SEED)
     test_noisy = fixed_noise(data.test.images, cfg.noise, cfg.noise_level, TEST_NOISE_SEED)
     val_psnr_noisy = psnr(val_noisy, data.val.images).mean().item()  # doing nothing: the floor for champion
@@ -87,7 +90,7 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
 
     tags = {"model_type": "denoiser", "noise": cfg.noise, "noise_level": cfg.noise_level, **device_tags(device, precision)}
     with tracking.pipeline_run(cfg, data, parent_run_id, resumed, tags) as (run, datasets):
-        packed = lambda: denoiser_model(model, cfg.arch, cfg.latent_dim, cfg.width, test_noisy[:2, 0].numpy())  # noqa: E731
+        packed = lambda: model_saver(model, test_noisy[:2].numpy())  # noqa: E731
         checkpoints = (tracking.checkpoint_models("denoiser", "denoiser", packed, datasets["val"])
                        if cfg.log_checkpoints else None)
         started = time.perf_counter()

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import itertools
 
-from latent_models import figures, tracking
-from latent_models.child_runs import (
+from latent_models import tracking
+from latent_models.evaluation import figures
+from latent_models.tuning.child_runs import (
     TEST_METRICS,
     VALIDATION_METRICS,
     check_validation_metric,

@@ -1,0 +1,1 @@
+"""Scores, baselines, figures, the HTML report and the `evaluate` entry point."""

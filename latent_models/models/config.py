@@ -1,0 +1,56 @@
+"""What every model carries: its kind, its hyper-parameters and the image shape it takes.
+
+A model's config travels with its weights (`config.json` beside `weights.pt`, as in
+pythae; `model_args` in nanoGPT's checkpoints), so logging, loading, serving and resuming
+rebuild any model the same way: `build_model(config_from_dict(json))`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import ClassVar
+
+# (channels, height, width) of MNIST-style images; a config made without a shape takes it.
+MNIST_SHAPE = (1, 28, 28)
+# Written into config.json by versions before the configs lived here; not the model's own.
+LEGACY_KEYS = ("prior_components",)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: ClassVar[str]
+    image_shape: tuple[int, int, int] = MNIST_SHAPE  # (channels, height, width)
+
+    def __post_init__(self):
+        object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
+        channels, height, width = self.image_shape
+        if channels not in (1, 3) or height % 4 or width % 4 or min(height, width) < 4:
+            raise ValueError(f"image shape {self.image_shape} not supported: 1 or 3 channels, height and width "
+                             "multiples of 4")
+
+    @property
+    def channels(self) -> int:
+        return self.image_shape[0]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+def config_from_dict(values: dict) -> ModelConfig:
+    """A logged `config.json` back into its config; keys an older version did not write
+    take their defaults (e.g. `image_shape`), keys this version does not know are refused."""
+    from latent_models.models import MODEL_CONFIGS
+
+    values = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
+    kind = values.pop("kind", None)
+    if kind not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_CONFIGS)}")
+    cls = MODEL_CONFIGS[kind]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{kind} config has unknown fields {unknown}; it was written by a newer version")
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: tuple(v) if hints[k] == tuple[int, int, int] else v for k, v in values.items()})

@@ -1,0 +1,1 @@
+"""Training: one loop (`loop`), one pipeline (`pipeline`), and what each model adds."""

@@ -1,0 +1,1 @@
+"""Tuning: a grid `sweep` and an Optuna `search`, both over child runs."""
