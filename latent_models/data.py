@@ -71,6 +71,11 @@ class DataSplits:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
+def binarized(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """A fixed Bernoulli draw of the intensities: the binarized-MNIST evaluation set."""
+    return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed))
+
+
 def resolve_data_dir(data_dir: str | None) -> Path:
     """Explicit `data_dir`, else $LATENT_MODELS_DATA_DIR, else ./data."""
     chosen = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR

@@ -13,7 +13,7 @@ from torch import nn
 from latent_models import cli, device
 from latent_models.config import AEConfig, with_logged_params
 from latent_models.device import DeviceError, check, resolve_device, resolve_precision
-from latent_models.training.loop import fit, load_checkpoint, save_checkpoint, seed_everything
+from latent_models.training.loop import Objective, Settings, fit, load_checkpoint, save_checkpoint, seed_everything
 from tests.conftest import TINY
 
 
@@ -118,7 +118,7 @@ def _images():
     return torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(3))
 
 
-def _fit(precision="fp32", epochs=2, seen=None, **options):
+def _fit(precision="fp32", epochs=2, seen=None, compile=False, **options):
     images = _images()
 
     def loss_fn(model, batch, generator, progress, rows=slice(None)):
@@ -134,9 +134,9 @@ def _fit(precision="fp32", epochs=2, seen=None, **options):
 
     generator = seed_everything(0)
     model = Conv()
-    result = fit(model, images, loss_fn=loss_fn, evaluate_fn=evaluate, monitor="val_loss", mode="min",
-                 epochs=epochs, batch_size=16, lr=0.01, weight_decay=0.0, schedule="cosine",
-                 generator=generator, precision=precision, **options)
+    result = fit(model, images, Objective(loss_fn, evaluate, "val_loss", "min"),
+                 Settings(epochs=epochs, batch_size=16, lr=0.01, schedule="cosine", precision=precision,
+                          compile=compile), generator, **options)
     return model, result
 
 
@@ -262,22 +262,23 @@ def test_cuda_bf16_and_fp16_fit_and_resume_on_the_cpu(tmp_path):
             x = images.to(next(model.parameters()).device)
             return {"val_loss": nn.functional.mse_loss(model(x), x).item()}
 
-    kwargs = dict(loss_fn=loss_fn, evaluate_fn=evaluate, monitor="val_loss", mode="min", epochs=2, batch_size=16,
-                  lr=0.01, weight_decay=0.0, schedule="cosine")
+    objective = Objective(loss_fn, evaluate, "val_loss", "min")
+    settings = Settings(epochs=2, batch_size=16, lr=0.01, schedule="cosine")
     for precision in ("bf16", "fp16"):
-        result = fit(Conv().to(gpu), images, generator=seed_everything(0, gpu), precision=precision, **kwargs)
+        result = fit(Conv().to(gpu), images, objective, dataclasses.replace(settings, precision=precision),
+                     seed_everything(0, gpu))
         assert result.history[-1]["val_loss"] < result.history[0]["val_loss"] * 2
     path = tmp_path / "last.pt"
-    fit(Conv().to(gpu), images, generator=seed_everything(0, gpu), checkpoint_path=path,
-        **{**kwargs, "epochs": 1})
+    fit(Conv().to(gpu), images, objective, dataclasses.replace(settings, epochs=1), seed_everything(0, gpu),
+        checkpoint_path=path)
     assert load_checkpoint(path)["device"] == "cuda:0"
 
     def cpu_loss(model, batch, generator, progress, rows=slice(None)):
         noisy = batch + 0.1 * torch.randn(batch.shape, generator=generator)
         return nn.functional.mse_loss(model(noisy), batch), {}
 
-    resumed = fit(Conv(), images, generator=seed_everything(0), checkpoint_path=path, resume=True,
-                  **{**kwargs, "loss_fn": cpu_loss, "epochs": 2})
+    resumed = fit(Conv(), images, dataclasses.replace(objective, loss_fn=cpu_loss), settings, seed_everything(0),
+                  checkpoint_path=path, resume=True)
     assert len(resumed.history) == 2
 
 

@@ -5,7 +5,7 @@ from latent_models.evaluation.scores import (
     evaluate_vae,
     importance_weighted_nll,
     iterate_denoiser,
-    psnr_versus_level,
+    psnr_by_level,
 )
 from latent_models.models import ConvVAE, VAEModelConfig
 from latent_models.noise import fixed_noise
@@ -39,7 +39,7 @@ def test_denoiser_metrics_compare_with_noisy_input():
 
 def test_psnr_sweep_falls_with_level_for_identity():
     clean = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    sweep = psnr_versus_level(Identity(), clean, "gaussian", [0.05, 0.2, 0.5], seed=0)
+    sweep = psnr_by_level(Identity(), clean, "gaussian", [0.05, 0.2, 0.5], seed=0)
     assert sweep["denoised"] == sweep["noisy"]
     assert sweep["noisy"][0] > sweep["noisy"][1] > sweep["noisy"][2]
 

@@ -2,6 +2,8 @@ import torch
 from torch import nn
 
 from latent_models.training.loop import (
+    Objective,
+    Settings,
     fit,
     make_optimizer,
     minibatch_indices,
@@ -36,13 +38,13 @@ def _regression(seed=0):
     return data, loss_fn, evaluate
 
 
-def _fit(epochs=3, seed=0, evaluate=None, on_epoch=lambda e, m: None, **options):
+def _fit(epochs=3, seed=0, evaluate=None, on_epoch=lambda e, m: None, **settings):
     data, loss_fn, default_eval = _regression()
     gen = seed_everything(seed)
     model = Tiny()
-    result = fit(model, data, loss_fn=loss_fn, evaluate_fn=evaluate or default_eval, monitor="val_loss",
-                 mode="min", epochs=epochs, batch_size=32, lr=0.05, weight_decay=0.0, schedule="cosine",
-                 generator=gen, on_epoch=on_epoch, **options)
+    result = fit(model, data, Objective(loss_fn, evaluate or default_eval, "val_loss", "min"),
+                 Settings(epochs=epochs, batch_size=32, lr=0.05, schedule="cosine", **settings), gen,
+                 on_epoch=on_epoch)
     return model, result
 
 
@@ -115,11 +117,10 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
             raise RuntimeError("killed")
 
     data, loss_fn, evaluate = _regression()
-    kwargs = dict(loss_fn=loss_fn, evaluate_fn=evaluate, monitor="val_loss", mode="min", epochs=4, batch_size=32,
-                  lr=0.05, weight_decay=0.0, schedule="cosine", checkpoint_path=path)
+    how = (Objective(loss_fn, evaluate, "val_loss", "min"), Settings(epochs=4, batch_size=32, lr=0.05, schedule="cosine"))
     gen = seed_everything(0)
     try:
-        fit(Tiny(), data, generator=gen, on_epoch=crash_after_two, on_checkpoint=saved.append, **kwargs)
+        fit(Tiny(), data, *how, gen, on_epoch=crash_after_two, on_checkpoint=saved.append, checkpoint_path=path)
     except RuntimeError:
         pass
     assert saved == [path, path] and path.is_file() and not list(path.parent.glob("*.tmp"))
@@ -127,7 +128,7 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
     gen = seed_everything(0)
     model = Tiny()  # same init draws as the first attempt; the checkpoint overrides them anyway
     torch.manual_seed(999)  # the global RNG state is restored from the checkpoint too
-    resumed = fit(model, data, generator=gen, on_epoch=lambda e, m: seen.append(e), resume=True, **kwargs)
+    resumed = fit(model, data, *how, gen, on_epoch=lambda e, m: seen.append(e), resume=True, checkpoint_path=path)
     assert seen == [0, 1, 2, 3]  # restored epochs 0-1 reported again (a callback dedups), then 2-3
     assert resumed.history == full.history
     assert resumed.best_epoch == full.best_epoch

@@ -18,25 +18,22 @@ from tqdm.auto import tqdm
 from latent_models import tracking
 from latent_models.evaluation import figures
 from latent_models.config import ConfigError, EvaluateConfig, as_params
-from latent_models.data import load_splits
+from latent_models.data import binarized, load_splits
 from latent_models.device import device_tags, module_device, resolve_device
 from latent_models.evaluation.scores import (
     EVALUATION_LEVELS,
+    SAMPLE_SEED,
+    TEST_SEED,
+    VAL_SEED,
     batched,
     compare_denoisers,
-)
-from latent_models.evaluation.metrics import class_entropy, frechet_distance
-from latent_models.serving.pyfunc import DenoiserPyfunc, VAEPyfunc, load_torch_model
-from latent_models.training.denoiser import TEST_NOISE_SEED, VAL_NOISE_SEED
-from latent_models.training.classifier import classifier_for
-from latent_models.training.vae import (
-    TEST_SEED,
-    binarized,
     held_out_likelihood,
     latent_prior,
 )
+from latent_models.evaluation.metrics import class_entropy, frechet_distance
+from latent_models.serving.pyfunc import DenoiserPyfunc, VAEPyfunc, load_torch_model
+from latent_models.training.classifier import classifier_for
 
-SAMPLE_SEED = 4_000_004
 CLASSIFIER_TARGET = 0.99
 
 
@@ -120,9 +117,9 @@ def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:
             bar.update(1)
 
         rows = compare_denoisers(model, data.val.images[: cfg.tune_images], test, levels,
-                                 VAL_NOISE_SEED, TEST_NOISE_SEED, progress)
+                                 VAL_SEED, TEST_SEED, progress)
     tracking.log_table(rows, "evaluation/denoiser_comparison.json")
-    tracking.log_figure(figures.method_comparison(rows, trained_at), "figures/denoiser_vs_baselines.png")
+    tracking.log_figure(figures.method_comparison(rows, trained_at), figures.DENOISER_VS_BASELINES)
 
     result: dict = {}
     for r in rows:  # grouped in the UI as psnr/<noise>_<level>/<method>
@@ -190,6 +187,6 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
     result["fid_ratio_normal_to_fitted"] = result["fid_normal"] / max(result["fid_fitted"], 1e-12)
     tracking.log_table(rows, "evaluation/sample_quality.json")
     tracking.log_figure(figures.sampler_comparison({k: v[:64] for k, v in samples.items()}, counts, scores),
-                        "figures/samplers.png")
+                        figures.SAMPLERS)
     result["table"] = rows
     return result

@@ -12,6 +12,20 @@ from matplotlib.figure import Figure  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 
+# Where each figure is logged (artifact paths): the pipelines write them, the report captions them.
+LOSS_CURVES = "figures/loss_curves.png"
+DENOISING = {"val": "figures/denoising_val.png", "test": "figures/denoising_test.png"}
+PSNR_VERSUS_LEVEL = "figures/psnr_vs_noise_level.png"
+ITERATIVE_RECONSTRUCTION = "figures/iterative_reconstruction.png"
+RECONSTRUCTIONS = "figures/reconstructions.png"
+SAMPLES = "figures/samples.png"
+SAMPLES_FITTED_PRIOR = "figures/samples_fitted_prior.png"
+INTERPOLATION = "figures/interpolation.png"
+LATENT_MAP = "figures/latent_map.png"
+DENOISER_VS_BASELINES = "figures/denoiser_vs_baselines.png"
+SAMPLERS = "figures/samplers.png"
+
+
 def _show(ax, image: torch.Tensor) -> None:
     ax.imshow(image.squeeze().cpu().numpy(), cmap="gray", vmin=0.0, vmax=1.0)
     ax.set_xticks([])

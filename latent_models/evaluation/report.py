@@ -20,6 +20,7 @@ import math
 import re
 
 from latent_models.config import as_params
+from latent_models.evaluation import figures
 
 TITLES = {"denoiser": "Denoising autoencoder", "vae": "Variational autoencoder"}
 
@@ -79,25 +80,25 @@ METRIC_MEANINGS = {
 
 FIGURE_CAPTIONS = {
     "denoiser": {
-        "figures/loss_curves.png": "Training and validation loss, validation PSNR and SSIM per epoch.",
-        "figures/denoising_val.png": "Validation digits: noisy input, clean target, denoised output; above each, "
+        figures.LOSS_CURVES: "Training and validation loss, validation PSNR and SSIM per epoch.",
+        figures.DENOISING["val"]: "Validation digits: noisy input, clean target, denoised output; above each, "
                                      "its PSNR before → after.",
-        "figures/denoising_test.png": "The same on test digits: the noise is fixed by a seed, so runs compare.",
-        "figures/psnr_vs_noise_level.png": "The model across a sweep of noise levels beside the noisy input: "
+        figures.DENOISING["test"]: "The same on test digits: the noise is fixed by a seed, so runs compare.",
+        figures.PSNR_VERSUS_LEVEL: "The model across a sweep of noise levels beside the noisy input: "
                                            "how far it generalises beyond the level it was trained at.",
-        "figures/iterative_reconstruction.png": "Feeding the denoiser's output back in: the images after each "
+        figures.ITERATIVE_RECONSTRUCTION: "Feeding the denoiser's output back in: the images after each "
                                                 "pass, and the mean PSNR per pass.",
     },
     "vae": {
-        "figures/loss_curves.png": "−ELBO (train and validation), its reconstruction and KL terms, and the "
+        figures.LOSS_CURVES: "−ELBO (train and validation), its reconstruction and KL terms, and the "
                                    "active latent units per epoch.",
-        "figures/reconstructions.png": "Test digits and their reconstructions, decoded from the posterior mean.",
-        "figures/samples.png": "New digits: codes drawn from the prior N(0, I), decoded.",
-        "figures/samples_fitted_prior.png": "New digits from a Gaussian mixture fitted to the training codes "
+        figures.RECONSTRUCTIONS: "Test digits and their reconstructions, decoded from the posterior mean.",
+        figures.SAMPLES: "New digits: codes drawn from the prior N(0, I), decoded.",
+        figures.SAMPLES_FITTED_PRIOR: "New digits from a Gaussian mixture fitted to the training codes "
                                             "instead of N(0, I).",
-        "figures/interpolation.png": "Decoding evenly spaced points on the line between the codes of two test "
+        figures.INTERPOLATION: "Decoding evenly spaced points on the line between the codes of two test "
                                      "digits: a smooth latent space morphs one into the other.",
-        "figures/latent_map.png": "The test codes (posterior means) projected on their two principal axes, "
+        figures.LATENT_MAP: "The test codes (posterior means) projected on their two principal axes, "
                                   "coloured by the true class, which the VAE never saw.",
     },
 }

@@ -6,16 +6,23 @@ figures are computed; seeded draws are made on the CPU and moved, so they match 
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from latent_models.config import ConfigError
+from latent_models.data import binarized
 from latent_models.device import module_device
 from latent_models.evaluation.metrics import active_units, log_normal, mse, psnr, ssim
+from latent_models.models.prior import GaussianMixturePrior, fit_gaussian_mixture
 from latent_models.noise import fixed_noise
 
 EVAL_BATCH = 500
+# Seeds of the fixed evaluation draws (validation and test noise or binarization, figures,
+# samples): they depend only on these and the config, so runs and `evaluate` compare.
+VAL_SEED, TEST_SEED, FIGURE_SEED, SAMPLE_SEED = 1_000_001, 2_000_002, 3_000_003, 4_000_004
 
 
 def _device_of(fn) -> torch.device | None:
@@ -52,7 +59,7 @@ def evaluate_denoiser(model: nn.Module, clean: torch.Tensor, noisy: torch.Tensor
 
 
 @torch.inference_mode()
-def psnr_versus_level(
+def psnr_by_level(
     model: nn.Module, clean: torch.Tensor, noise: str, levels: list[float], seed: int
 ) -> dict[str, list[float]]:
     """Denoised and noisy PSNR across a sweep of noise levels (same model, same images)."""
@@ -150,6 +157,27 @@ def importance_weighted_nll(
 @torch.inference_mode()
 def latent_means(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return batched(lambda x: model.encode(x)[0], images, device=module_device(model))
+
+
+def held_out_likelihood(model: nn.Module, test_x: torch.Tensor, iw_samples: int, iw_images: int
+                        ) -> tuple[dict, float]:
+    """The test -ELBO terms and the IW-NLL on the first `iw_images` (0: all), in training and
+    in evaluate alike; also the seconds the IW-NLL took."""
+    test = {f"test_{k}": v for k, v in evaluate_vae(model, test_x, TEST_SEED).items()}
+    iw_x = test_x[:iw_images] if iw_images else test_x
+    started = time.perf_counter()
+    test["test_iw_nll"], test["test_iw_nll_stderr"] = importance_weighted_nll(model, iw_x, iw_samples, TEST_SEED)
+    return test, time.perf_counter() - started
+
+
+def latent_prior(model: nn.Module, train_images: torch.Tensor, binarize: bool, components: int, seed: int
+                 ) -> GaussianMixturePrior:
+    """The Gaussian mixture on the training-set latent means (of the binarized digits for a
+    binarize=true model): the `fitted` sampler, in training and in evaluate alike."""
+    if components > len(train_images):
+        raise ConfigError(f"components ({components}) must not exceed the training images ({len(train_images)})")
+    train_x = binarized(train_images, VAL_SEED) if binarize else train_images
+    return fit_gaussian_mixture(latent_means(model, train_x), components, seed)
 
 
 EVALUATION_LEVELS = {

@@ -14,7 +14,7 @@ from latent_models.evaluation.scores import batched
 from latent_models.models.classifier import ClassifierConfig, DigitClassifier
 from latent_models.serving.logged_model import model_saver
 from latent_models.serving.pyfunc import load_torch_model
-from latent_models.training.loop import FitResult, fit, seed_everything
+from latent_models.training.loop import FitResult, Objective, Settings, fit, seed_everything
 
 def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
@@ -34,10 +34,10 @@ def train_classifier(data: DataSplits, epochs: int, seed: int,
         idx = idx[rows]
         return F.cross_entropy(m(images[idx]), labels[idx]), {}
 
-    result = fit(model, torch.arange(len(images)), loss_fn=loss_fn,
-                 evaluate_fn=lambda m: {"val_accuracy": accuracy(m, data.val.images, data.val.labels)},
-                 monitor="val_accuracy", mode="max", epochs=epochs, batch_size=128, lr=3e-3,
-                 weight_decay=1e-4, schedule="onecycle", generator=generator,
+    objective = Objective(loss_fn, lambda m: {"val_accuracy": accuracy(m, data.val.images, data.val.labels)},
+                          "val_accuracy", "max")
+    result = fit(model, torch.arange(len(images)), objective,
+                 Settings(epochs=epochs, batch_size=128, lr=3e-3, weight_decay=1e-4), generator,
                  on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch))
     model.eval()
     return model, result, {"test_accuracy": accuracy(model, data.test.images, data.test.labels)}

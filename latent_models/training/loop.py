@@ -18,11 +18,12 @@ without compile the ops and the random stream are exactly those of the CPU-only 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 import torch
 from torch import distributed as dist
@@ -39,6 +40,36 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator, float, slice], tupl
 EvaluateFn = Callable[[nn.Module], dict]
 # on_epoch(epoch, metrics): each finished epoch's metrics (0-based epoch)
 EpochHook = Callable[[int, dict], None]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a model trains on, and how its epochs are compared (`monitor` on validation)."""
+
+    loss_fn: LossFn
+    evaluate_fn: EvaluateFn
+    monitor: str
+    mode: Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to train: the optimizer, its schedule, and the numeric precision of each step."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    adam_beta2: float = 0.999
+    schedule: Literal["onecycle", "cosine"] = "onecycle"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+
+    @classmethod
+    def of(cls, cfg, precision: str) -> "Settings":
+        """From an entry point's config (its TrainOptions and `compile`), at a resolved precision."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"precision"}
+        return cls(precision=precision, **{name: getattr(cfg, name) for name in names})
 
 
 def seed_everything(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -132,26 +163,16 @@ class FitResult:
 def fit(
     model: nn.Module,
     images: torch.Tensor,
-    *,
-    loss_fn: LossFn,
-    evaluate_fn: EvaluateFn,
-    monitor: str,
-    mode: str,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    schedule: str,
+    objective: Objective,
+    settings: Settings,
     generator: torch.Generator,
+    *,
     on_epoch: Callable[[int, dict], None] = lambda epoch, metrics: None,
     checkpoint_path: str | Path | None = None,
     on_checkpoint: Callable[[Path], None] = lambda path: None,
     resume: bool = False,
-    adam_beta2: float = 0.999,
-    precision: str = "fp32",
-    compile: bool = False,
 ) -> FitResult:
-    """Train, evaluate after every epoch, and leave the best weights (by `monitor`) loaded.
+    """Train, evaluate after every epoch, and leave the best weights (by `objective.monitor`) loaded.
 
     After every epoch the state is saved to `checkpoint_path` (then `on_checkpoint(path)`,
     then `on_epoch`). With `resume` and an existing checkpoint, training continues after
@@ -162,20 +183,23 @@ def fit(
     Runs on the model's device (`images` move there once); `precision` is fp32, bf16 or fp16
     (see latent_models.device); `compile` wraps the loss step in torch.compile.
     """
+    loss_fn, evaluate_fn, monitor = objective.loss_fn, objective.evaluate_fn, objective.monitor
+    epochs, precision = settings.epochs, settings.precision
     device = module_device(model)
     images = images.to(device)
     channels_last = images.dim() == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    batch_size = min(batch_size, len(images))
+    batch_size = min(settings.batch_size, len(images))
     steps_per_epoch = len(images) // batch_size
     rank, world_size = world()
     if batch_size % world_size:
         raise ValueError(f"batch_size {batch_size} is not divisible by the {world_size} processes")
     local = batch_size // world_size
     rows = slice(rank * local, (rank + 1) * local)
-    optimizer, scheduler = make_optimizer(model, lr, weight_decay, schedule, epochs * steps_per_epoch, adam_beta2)
-    sign = 1.0 if mode == "max" else -1.0
+    optimizer, scheduler = make_optimizer(model, settings.lr, settings.weight_decay, settings.schedule,
+                                          epochs * steps_per_epoch, settings.adam_beta2)
+    sign = 1.0 if objective.mode == "max" else -1.0
     result = FitResult(best_epoch=-1, best_value=float("nan"))
     best_score = -float("inf")
     start = 0
@@ -205,7 +229,7 @@ def fit(
     if world_size > 1:
         step_fn = nn.parallel.DistributedDataParallel(step_fn, device_ids=[device.index] if device.type == "cuda"
                                                       else None)
-    if compile:
+    if settings.compile:
         step_fn = torch.compile(step_fn)
     scaler = grad_scaler(device, precision)
     if scaler is not None and resume and start and saved.get("scaler"):
@@ -228,6 +252,8 @@ def fit(
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
                 loss, parts = step_fn(batch, generator, epoch + step / steps_per_epoch, rows)
+            if not torch.isfinite(loss):  # before the step: the weights stay those of the last finite loss
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower lr")
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -237,8 +263,6 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
             scheduler.step()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower lr")
             parts = {"train_loss": loss.item(), **parts}
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v

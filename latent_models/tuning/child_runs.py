@@ -5,6 +5,7 @@ distinct data setting."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shlex
 import typing
 
@@ -70,26 +71,27 @@ def splits_for(child, loaded: dict) -> DataSplits:
     return loaded[key]
 
 
+def recipe(model: str):
+    """The training recipe of `ae` or `vae` children (see training.pipeline)."""
+    if model == "ae":
+        from latent_models.training.denoiser import DenoiserRecipe
+
+        return DenoiserRecipe
+    from latent_models.training.vae import VAERecipe
+
+    return VAERecipe
+
+
 def trainer(model: str):
     """run_ae or run_vae."""
-    if model == "ae":
-        from latent_models.training.denoiser import run_ae
+    from latent_models.training.pipeline import run_pipeline
 
-        return run_ae
-    from latent_models.training.vae import run_vae
-
-    return run_vae
+    return functools.partial(run_pipeline, recipe(model))
 
 
 def champion_rule(model: str):
     """How the model's registered versions compete (see tracking.ChampionRule)."""
-    if model == "ae":
-        from latent_models.training.denoiser import CHAMPION
-
-        return CHAMPION
-    from latent_models.training.vae import CHAMPION
-
-    return CHAMPION
+    return recipe(model).champion
 
 
 # The validation metrics that may rank children and trials (of the epoch each selected), and
