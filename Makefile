@@ -5,7 +5,7 @@ PYTHON ?= python3
 DATA_DIR ?= $(or $(LATENT_MODELS_DATA_DIR),data)
 EXPERIMENT ?= latent-models
 
-.PHONY: install train test benchmark
+.PHONY: install train test test-fast lint format benchmark
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -20,6 +20,17 @@ train: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+test-fast: install  # everything but the end-to-end tier (servers, `mlflow run`, UI, DDP)
+	$(VENV)/bin/python -m pytest -m "not e2e"
+
+lint: install  # what CI checks: ruff's lint rules and formatting (pyproject.toml [tool.ruff])
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install  # fix what can be fixed: import order, then formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 benchmark: install
 	$(VENV)/bin/python benchmarks/training.py --data_dir $(abspath $(DATA_DIR))

@@ -1,5 +1,9 @@
 import base64
 import io
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -7,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_models.models import ConvVAE, DenoiserConfig, VAEModelConfig, build_model
+from latent_models.models import ConvVAE, DenoiserConfig, VAEModelConfig, build_model, load_model_files
 from latent_models.tracking import log_model
 from latent_models.serving.inputs import MAX_BATCH, PNG, InvalidInput, from_model_output, sample_requests, to_model_input
 from latent_models.serving.logged_model import model_saver
@@ -239,3 +243,29 @@ def test_fitted_prior_is_a_served_sampler(tracking):
         without.unwrap_python_model().predict(None, x, {"mode": "sample", "sampler": "fitted"})
     with pytest.raises(InvalidInput, match="sampler must be one of normal, fitted"):
         with_prior.unwrap_python_model().predict(None, x, {"mode": "sample", "sampler": "gmm"})
+
+
+OLD_LAYOUT = Path(__file__).parent / "fixtures" / "models" / "denoiser-3deb76c"  # logged by commit 3deb76c
+
+
+def test_a_version_logged_by_the_previous_layout_still_loads():
+    """A model folder logged before the package moved into subpackages (tests/fixtures/models,
+    written by commit 3deb76c's `denoiser_model`): in a fresh process, as `mlflow models serve`
+    loads it, it runs its own packaged code and answers as it did; the new code also rebuilds
+    its model from the old config.json."""
+    x = np.load(OLD_LAYOUT.parent / "denoiser-3deb76c-input.npy")
+    expected = np.load(OLD_LAYOUT.parent / "denoiser-3deb76c-output.npy")
+    script = ("import sys, numpy as np, mlflow; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+              "import latent_models; print(latent_models.__file__); "
+              "np.save(sys.argv[3], m.predict(np.load(sys.argv[2])))")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.npy"
+        done = subprocess.run([sys.executable, "-c", script, str(OLD_LAYOUT), str(OLD_LAYOUT.parent /
+                               "denoiser-3deb76c-input.npy"), str(out)], capture_output=True, text=True, cwd=tmp)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert str(OLD_LAYOUT / "code") in done.stdout  # its own copy of the package, not this one
+        assert np.allclose(np.load(out), expected, atol=1e-6)
+    model = load_model_files(OLD_LAYOUT / "artifacts" / "config.json", OLD_LAYOUT / "artifacts" / "weights.pt")
+    assert model.config.image_shape == (1, 28, 28)
+    with torch.inference_mode():
+        assert np.allclose(model(torch.from_numpy(x)[:, None])[:, 0].numpy(), expected, atol=1e-6)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -133,3 +134,21 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
     assert resumed.history == full.history
     assert resumed.best_epoch == full.best_epoch
     assert torch.equal(model.lin.weight, full_model.lin.weight)
+
+
+def test_checkpoint_carries_the_model_config_and_resume_refuses_another_model(tmp_path):
+    from latent_models.models import DenoiserConfig, build_model
+    from latent_models.training.loop import load_checkpoint
+
+    images = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+    def loss_fn(model, batch, generator, progress, rows=slice(None)):
+        return nn.functional.mse_loss(model(batch[rows]), batch[rows]), {}
+
+    how = (Objective(loss_fn, lambda m: {"val_loss": 0.0}, "val_loss", "min"), Settings(epochs=1, batch_size=4, lr=0.01))
+    path = tmp_path / "last.pt"
+    small = DenoiserConfig(width=4)
+    fit(build_model(small), images, *how, seed_everything(0), checkpoint_path=path)
+    assert load_checkpoint(path)["model_config"] == small.to_dict()
+    with pytest.raises(ValueError, match="different model"):
+        fit(build_model(DenoiserConfig(width=8)), images, *how, seed_everything(0), checkpoint_path=path, resume=True)

@@ -3,7 +3,7 @@ in-memory minibatches by indexing, best-on-validation weights kept as a real cop
 
 Knows nothing of MLflow: each finished epoch is reported to an `on_epoch` callback, and
 saved (atomically) to `checkpoint_path` with everything needed to continue bit for bit:
-weights, optimizer, scheduler, RNG states, epoch and best-so-far.
+the model's config, weights, optimizer, scheduler, RNG states, epoch and best-so-far.
 
 Under torch.distributed (torchrun) the loop runs DDP: every process draws the same global
 batch indices and the global batch's noise from the shared generator, computes the loss on
@@ -144,6 +144,12 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     return path
 
 
+def _model_args(model: nn.Module) -> dict | None:
+    """The model's own config (models/config.py), so a checkpoint says what it holds (nanoGPT's model_args)."""
+    config = getattr(model, "config", None)
+    return config.to_dict() if config is not None else None
+
+
 def load_checkpoint(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -205,6 +211,9 @@ def fit(
     start = 0
     if resume and checkpoint_path and Path(checkpoint_path).is_file():
         saved = load_checkpoint(checkpoint_path)
+        if saved.get("model_config") and saved["model_config"] != _model_args(model):
+            raise ValueError(f"checkpoint {checkpoint_path} holds a different model ({saved['model_config']}) than "
+                             f"the one to resume ({_model_args(model)})")
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -286,7 +295,7 @@ def fit(
         result.history.append(metrics)
         if checkpoint_path and rank == 0:
             saved = save_checkpoint({
-                "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": epoch, "model": model.state_dict(), "model_config": _model_args(model), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(), "device": str(device),
                 "scaler": scaler.state_dict() if scaler is not None else {},
