@@ -27,9 +27,33 @@ SAMPLERS = "figures/samplers.png"
 
 
 def _show(ax, image: torch.Tensor) -> None:
-    ax.imshow(image.squeeze().cpu().numpy(), cmap="gray", vmin=0.0, vmax=1.0)
+    """A (1, H, W), (H, W) or (3, H, W) image in [0, 1]: grey or colour."""
+    image = image.detach().cpu().float()
+    if image.dim() == 3 and image.shape[0] == 3:
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+    else:
+        ax.imshow(image.squeeze().numpy(), cmap="gray", vmin=0.0, vmax=1.0)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _label(ax, xlabel: str, ylabel: str = "", title: str = "", legend: bool = False, **legend_options) -> None:
+    """Axis labels, a title, a light grid and, if asked, the legend: how every line plot here ends."""
+    ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(**legend_options)
+
+
+def _finished(fig: Figure, title: str = "") -> Figure:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def loss_curves(history: list[dict], panels: dict[str, list[str]], title: str) -> Figure:
@@ -39,13 +63,8 @@ def loss_curves(history: list[dict], panels: dict[str, list[str]], title: str) -
     for ax, (panel, names) in zip(axes[0], panels.items()):
         for name in names:
             ax.plot(epochs, [h[name] for h in history], marker="o", label=name)
-        ax.set_title(panel)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+        _label(ax, "epoch", title=panel, legend=True)
+    return _finished(fig, title)
 
 
 def image_rows(rows: dict[str, torch.Tensor], title: str, captions: list[str] | None = None) -> Figure:
@@ -63,14 +82,13 @@ def image_rows(rows: dict[str, torch.Tensor], title: str, captions: list[str] | 
     if captions:
         for c, caption in enumerate(captions):
             axes[0][c].set_title(caption, fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finished(fig, title)
 
 
 def _show_mosaic(ax, images: torch.Tensor, n_cols: int) -> None:
     """All images in one axes, white-separated: a subplot per image took 1.7 s for 100 images."""
-    _show(ax, make_grid(images.detach().cpu().float(), nrow=n_cols, padding=2, pad_value=1.0)[0])
+    grid = make_grid(images.detach().cpu().float(), nrow=n_cols, padding=2, pad_value=1.0)
+    _show(ax, grid if images.shape[1] == 3 else grid[0])
 
 
 def image_grid(images: torch.Tensor, title: str, n_cols: int = 10) -> Figure:
@@ -78,8 +96,7 @@ def image_grid(images: torch.Tensor, title: str, n_cols: int = 10) -> Figure:
     fig, ax = plt.subplots(figsize=(n_cols * 0.9, n_rows * 0.9 + 0.5))
     _show_mosaic(ax, images, n_cols)
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finished(fig)
 
 
 def psnr_versus_level(sweep: dict[str, list[float]], noise: str, trained_level: float) -> Figure:
@@ -87,13 +104,8 @@ def psnr_versus_level(sweep: dict[str, list[float]], noise: str, trained_level: 
     ax.plot(sweep["level"], sweep["denoised"], marker="o", label="denoised (model)")
     ax.plot(sweep["level"], sweep["noisy"], marker="s", linestyle="--", label="noisy input")
     ax.axvline(trained_level, color="gray", linestyle=":", label=f"trained at {trained_level:g}")
-    ax.set_xlabel(f"{noise} noise level")
-    ax.set_ylabel("test PSNR (dB)")
-    ax.set_title("PSNR versus noise level")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    _label(ax, f"{noise} noise level", "test PSNR (dB)", "PSNR versus noise level", legend=True)
+    return _finished(fig)
 
 
 def iterative_reconstruction(steps: list[torch.Tensor], psnrs: list[float], n_images: int = 6) -> Figure:
@@ -110,12 +122,8 @@ def iterative_reconstruction(steps: list[torch.Tensor], psnrs: list[float], n_im
         ax.remove()
     ax = fig.add_subplot(gs[-1, :])
     ax.plot(range(n_cols), psnrs, marker="o")
-    ax.set_xlabel("passes through the denoiser")
-    ax.set_ylabel("PSNR (dB)")
-    ax.grid(alpha=0.3)
-    fig.suptitle("Iterative reconstruction: feeding the output back in")
-    fig.tight_layout()
-    return fig
+    _label(ax, "passes through the denoiser", "PSNR (dB)")
+    return _finished(fig, "Iterative reconstruction: feeding the output back in")
 
 
 def latent_map(points: torch.Tensor, labels: torch.Tensor, axis_names: tuple[str, str], title: str) -> Figure:
@@ -127,8 +135,7 @@ def latent_map(points: torch.Tensor, labels: torch.Tensor, axis_names: tuple[str
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finished(fig)
 
 
 METHOD_STYLES = {"model": dict(marker="o", linewidth=2.5), "noisy_input": dict(marker="s", linestyle="--", color="gray")}
@@ -145,14 +152,9 @@ def method_comparison(rows: list[dict], trained: tuple[str, float] | None) -> Fi
             ax.plot(*zip(*points), label=method, **METHOD_STYLES.get(method, dict(marker=".")))
         if trained and trained[0] == noise:
             ax.axvline(trained[1], color="black", linestyle=":", label=f"trained at {trained[1]:g}")
-        ax.set_title(noise)
-        ax.set_xlabel("noise level")
-        ax.set_ylabel("test PSNR (dB)")
-        ax.grid(alpha=0.3)
+        _label(ax, "noise level", "test PSNR (dB)", noise)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Denoiser versus classical baselines")
-    fig.tight_layout()
-    return fig
+    return _finished(fig, "Denoiser versus classical baselines")
 
 
 def sampler_comparison(samples: dict[str, torch.Tensor], class_counts: dict[str, torch.Tensor],
@@ -169,12 +171,8 @@ def sampler_comparison(samples: dict[str, torch.Tensor], class_counts: dict[str,
         ax.bar(range(len(counts)), (counts / counts.sum()).numpy())
         ax.axhline(1 / len(counts), color="gray", linestyle=":", label="uniform")
         ax.set_xticks(range(len(counts)))
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("fraction of samples")
-        ax.legend(fontsize=8)
-    fig.suptitle("VAE samples: N(0, I) versus the prior fitted to the training latents")
-    fig.tight_layout()
-    return fig
+        _label(ax, "predicted class", "fraction of samples", legend=True, fontsize=8)
+    return _finished(fig, "VAE samples: N(0, I) versus the prior fitted to the training latents")
 
 
 def metric_versus_param(rows: list[dict], param: str, metric: str, others: list[str]) -> Figure:
@@ -191,11 +189,6 @@ def metric_versus_param(rows: list[dict], param: str, metric: str, others: list[
         points = sorted(points) if numeric else points
         xs, ys = zip(*points)
         ax.plot([str(x) for x in xs] if not numeric else xs, ys, marker="o", label=label)
-    ax.set_xlabel(param)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} versus {param}")
-    ax.grid(alpha=0.3)
-    if len(groups) > 1 or others:
-        ax.legend(fontsize=8)
+    _label(ax, param, metric, f"{metric} versus {param}", legend=len(groups) > 1 or bool(others), fontsize=8)
     fig.tight_layout()
     return fig
