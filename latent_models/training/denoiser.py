@@ -54,7 +54,6 @@ def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | N
     """The `ae` entry point: returns test metrics, run id and registered version ({} on
     torchrun ranks other than 0, which only train). The selected epoch's validation metrics come
     back too; `epoch_hook(epoch, metrics)` sees each finished epoch and may raise to stop."""
-    cfg.validate()
     device, precision = check_device(cfg.device, cfg.precision)
     rank = distributed.setup(device)
     resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, "denoiser") if cfg.resume else None

@@ -10,12 +10,12 @@ from latent_models import tracking
 from latent_models.training import distributed
 from latent_models.evaluation import figures
 from latent_models.evaluation import report
-from latent_models.config import ConfigError, VAEConfig, with_logged_params
+from latent_models.config import VAEConfig, with_logged_params
 from latent_models.data import DataSplits, load_splits
 from latent_models.device import check as check_device, device_tags, module_device
 from latent_models.evaluation.scores import evaluate_vae, importance_weighted_nll, latent_means, mean_image_nll
 from latent_models.models import ConvVAE, build_model
-from latent_models.models.prior import fit_gaussian_mixture
+from latent_models.models.prior import check_components, fit_gaussian_mixture
 from latent_models.serving.logged_model import model_saver
 from latent_models.tracking import check_resumable_data, checkpointing
 from latent_models.training.loop import EpochHook, fit, images_per_second, seed_everything
@@ -40,8 +40,7 @@ def kl_weight(beta: float, warmup_epochs: float, progress: float) -> float:
 def latent_prior(model: ConvVAE, train_images: torch.Tensor, binarize: bool, components: int, seed: int):
     """The Gaussian mixture on the training-set latent means (of the binarized digits for a
     binarize=true model): the `fitted` sampler, in training and in evaluate alike."""
-    if components > len(train_images):
-        raise ConfigError(f"components ({components}) must not exceed the training images ({len(train_images)})")
+    check_components(components, len(train_images))
     train_x = binarized(train_images, VAL_SEED) if binarize else train_images
     return fit_gaussian_mixture(latent_means(model, train_x), components, seed)
 
@@ -75,7 +74,6 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
     """The `vae` entry point: returns test metrics, run id and registered version ({} on
     torchrun ranks other than 0, which only train). The selected epoch's validation metrics come
     back too; `epoch_hook(epoch, metrics)` sees each finished epoch and may raise to stop."""
-    cfg.validate()
     device, precision = check_device(cfg.device, cfg.precision)
     rank = distributed.setup(device)
     resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, "vae") if cfg.resume else None
@@ -85,9 +83,8 @@ def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits |
                                cfg.limit_train, cfg.limit_test)
     if resumed:
         check_resumable_data(resumed, data.digest)
-    if cfg.prior_components > len(data.train):  # found now, not after training
-        raise ConfigError(f"prior_components ({cfg.prior_components}) must not exceed the training images "
-                          f"({len(data.train)})")
+    if cfg.prior_components:  # found now, not after training
+        check_components(cfg.prior_components, len(data.train), "prior_components")
     generator = seed_everything(cfg.seed, device)
     model = build_model(cfg.model_config(data.image_shape)).to(device)
     val_x = binarized(data.val.images, VAL_SEED) if cfg.binarize else data.val.images
