@@ -44,7 +44,10 @@ def options_from(config_cls):
     def decorate(fn):
         for f in reversed(dataclasses.fields(config_cls)):
             kind = hints[f.name]
-            click_type = {bool: click.BOOL, int: WholeNumber(), float: click.FLOAT, str: click.STRING}[kind]
+            if typing.get_origin(kind) is typing.Literal:  # a choice: click lists the values and refuses others
+                click_type = click.Choice(typing.get_args(kind))
+            else:
+                click_type = {bool: click.BOOL, int: WholeNumber(), float: click.FLOAT, str: click.STRING}[kind]
             fn = click.option(f"--{f.name}", f.name, type=click_type, default=f.default, show_default=True,
                               help=f.metadata.get("help", ""))(fn)
         return fn
@@ -57,9 +60,8 @@ def run_command(config_cls, runner):
 
     @options_from(config_cls)
     def command(**options):
-        cfg = config_cls(**options)
         try:
-            cfg.validate()
+            cfg = config_cls(**options)  # validates itself, the one time
             if getattr(cfg, "nproc_per_node", 1) > 1 and not distributed.under_torchrun():
                 sys.exit(distributed.launch(cfg.nproc_per_node))
             result = runner(cfg)

@@ -1,28 +1,38 @@
 """One typed configuration object per entry point.
 
 Field names are the MLproject parameter names, the click option names and the logged
-run params, all at once; `cli.py` builds click options from these fields and a test
-checks them against `MLproject`. `validate()` turns a bad value into one clear sentence.
+run params, all at once; `cli.py` builds the click options from these fields (a `Literal`
+field becomes a `click.Choice` of its values) and a test checks them against `MLproject`.
+
+A config is valid from the moment it exists: `__post_init__` runs `validate()` once, which
+turns the first bad value into one clear sentence (ConfigError, or DeviceError for the
+device). Nothing downstream validates again; a config derived from another (`ae_config()`,
+a sweep's child, `dataclasses.replace`, `with_logged_params`) is a new object and validates
+itself, once. Each rule is written once: a choice is its `Literal` type; a rule that also
+holds outside the configs lives where its concept does (`noise.check_noise`,
+`models.prior.check_components`, `device.check`) and the configs call it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
-from latent_models.data import DATASETS
-from latent_models.device import DEVICE_CHOICES, check as check_device
-from latent_models.models.denoiser import DenoiserConfig
-from latent_models.models.vae import LIKELIHOODS, VAEModelConfig
-from latent_models.noise import NOISE_MODELS
+from latent_models.data import Dataset
+from latent_models.device import DEVICE_CHOICES, Precision, check as check_device
+from latent_models.errors import ConfigError  # defined apart: noise.py and models/prior.py raise it too
+from latent_models.models.denoiser import Arch, DenoiserConfig
+from latent_models.models.prior import check_components
+from latent_models.models.vae import Likelihood, VAEModelConfig
+from latent_models.noise import NOISE_MODELS, Noise, check_noise
+from latent_models.training.loop import Schedule
 
-ARCHS = ("unet", "conv")
-SCHEDULES = ("onecycle", "cosine")
-
-
-class ConfigError(ValueError):
-    """A parameter value a user can fix."""
+ChildModel = Literal["ae", "vae"]  # what a sweep's children or a search's trials train
+Sampler = Literal["tpe", "random"]
+Pruner = Literal["median", "none"]
 
 
 def _help(text: str, **kwargs):
@@ -31,7 +41,7 @@ def _help(text: str, **kwargs):
 
 @dataclass
 class DataOptions:
-    dataset: str = _help("mnist or fashion-mnist", default="mnist")
+    dataset: Dataset = _help("image dataset", default="mnist")
     data_dir: str = _help(
         "dataset root in torchvision's layout; empty: $LATENT_MODELS_DATA_DIR, else ./data",
         default="",
@@ -49,7 +59,7 @@ class TrainOptions:
     lr: float = _help("peak learning rate (AdamW)", default=3e-3)
     weight_decay: float = _help("AdamW weight decay", default=1e-4)
     adam_beta2: float = _help("AdamW's second-moment decay (beta2); lower adapts faster in short runs", default=0.999)
-    schedule: str = _help("learning-rate schedule: onecycle or cosine", default="onecycle")
+    schedule: Schedule = _help("learning-rate schedule", default="onecycle")
     seed: int = _help("seed for weights, batches, noise and the validation split", default=0)
 
 
@@ -79,9 +89,26 @@ class RunOptions:
 class DeviceOptions:
     device: str = _help(f"where to train and evaluate: {DEVICE_CHOICES}; auto: CUDA, else MPS, else CPU",
                         default="auto")
-    precision: str = _help("auto (bf16 on a GPU that has it, else fp32), fp32, bf16 (autocast) or fp16 "
-                           "(autocast + gradient scaling, GPU only); losses and metrics stay fp32", default="auto")
+    precision: Precision = _help("auto: bf16 on a GPU that has it, else fp32; bf16: autocast; fp16: autocast + "
+                                 "gradient scaling, GPU only; losses and metrics stay fp32", default="auto")
     compile: bool = _help("torch.compile the training step", default=False)
+
+
+class _Validated:
+    """Base of the entry points' configs: validated once, when made."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Every rule of this entry point's params, or an error naming the first broken one.
+        Runs in __post_init__; call it again only after changing a field by hand."""
+        for name, allowed in choices(type(self)).items():
+            _choice(name, getattr(self, name), allowed)
+        self._check()
+
+    def _check(self) -> None:
+        """The rules beyond the choices, per entry point."""
 
 
 # Kept from the command line when resuming; every other field comes from the resumed run.
@@ -91,25 +118,21 @@ RESUME_KEEPS = ("resume", "checkpoint_dir", "nproc_per_node", "data_dir", "downl
 
 
 @dataclass
-class AEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions):
+class AEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions, _Validated):
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-ae")
     registered_model_name: str = _help("registered model name", default="latent-denoiser")
-    arch: str = _help("unet (skip connections, best denoiser) or conv (true bottleneck)", default="unet")
+    arch: Arch = _help("unet: skip connections, the best denoiser; conv: a true bottleneck", default="unet")
     latent_dim: int = _help("bottleneck size of the conv architecture", default=32)
     width: int = _help("channels in the first layer", default=16)
-    noise: str = _help("gaussian, uniform, salt_pepper or mask", default="uniform")
-    noise_level: float = _help("sigma, amplitude, p or masked fraction", default=0.5)
+    noise: Noise = _help("corruption model", default="uniform")
+    noise_level: float = _help("gaussian: sigma; uniform: amplitude; salt_pepper: p; mask: masked fraction",
+                               default=0.5)
     iterations: int = _help("passes of the iterative-reconstruction figure", default=5)
 
 
-    def validate(self) -> None:
+    def _check(self) -> None:
         _validate_common(self)
-        _choice("arch", self.arch, ARCHS)
-        _choice("noise", self.noise, NOISE_MODELS)
-        if not self.noise_level >= 0:
-            raise ConfigError(f"noise_level must be >= 0, got {self.noise_level}")
-        if self.noise in ("salt_pepper", "mask") and self.noise_level > 1:
-            raise ConfigError(f"noise_level for {self.noise} is a probability (0..1), got {self.noise_level}")
+        check_noise(self.noise, self.noise_level)
         _positive("iterations", self.iterations)
 
     def model_config(self, image_shape: tuple[int, int, int]) -> DenoiserConfig:
@@ -117,7 +140,7 @@ class AEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOpt
 
 
 @dataclass
-class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions):
+class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions, _Validated):
     epochs: int = _help("training epochs", default=12)
     lr: float = _help("peak learning rate (AdamW); the VAE takes a higher one than the denoiser", default=5e-3)
     adam_beta2: float = _help("AdamW's second-moment decay (beta2): 0.95 gains ~0.2 nats over 0.999 in 12 epochs",
@@ -126,7 +149,8 @@ class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOp
     registered_model_name: str = _help("registered model name", default="latent-vae")
     latent_dim: int = _help("latent dimensions", default=16)
     width: int = _help("channels in the first layer", default=32)
-    likelihood: str = _help("bernoulli (on intensities) or gaussian", default="bernoulli")
+    likelihood: Likelihood = _help("bernoulli: intensities as pixel probabilities; gaussian: one learned scale",
+                                   default="bernoulli")
     beta: float = _help("weight of the KL term after warm-up", default=1.0)
     kl_warmup_epochs: float = _help("epochs over which the KL weight rises linearly from 0", default=1.0)
     binarize: bool = _help("dynamically binarize images (sample pixels ~ Bernoulli(intensity))", default=False)
@@ -136,20 +160,17 @@ class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOp
                                   "served as sampler=fitted (0: none)", default=10)
 
 
-    def validate(self) -> None:
+    def _check(self) -> None:
         _validate_common(self)
-        _choice("likelihood", self.likelihood, LIKELIHOODS)
-        if self.prior_components < 0:
-            raise ConfigError(f"prior_components must be >= 0, got {self.prior_components}")
+        if self.prior_components:  # 0: no fitted prior
+            check_components(self.prior_components, name="prior_components")
         if self.binarize and self.likelihood != "bernoulli":
             raise ConfigError("binarize=true needs likelihood=bernoulli")
         if not self.beta > 0:
             raise ConfigError(f"beta must be > 0, got {self.beta}")
         if not self.kl_warmup_epochs >= 0:
             raise ConfigError(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
-        _positive("iw_samples", self.iw_samples)
-        if self.iw_images < 0:
-            raise ConfigError(f"iw_images must be >= 0, got {self.iw_images}")
+        _validate_iw(self)
 
     def model_config(self, image_shape: tuple[int, int, int]) -> VAEModelConfig:
         return VAEModelConfig(image_shape=image_shape, latent_dim=self.latent_dim, width=self.width,
@@ -157,14 +178,14 @@ class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOp
 
 
 @dataclass
-class MainConfig(DeviceOptions, TrackingOptions, DataOptions):
+class MainConfig(DeviceOptions, TrackingOptions, DataOptions, _Validated):
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models")
     ae_epochs: int = _help("epochs for the denoising autoencoder", default=5)
     vae_epochs: int = _help("epochs for the VAE", default=12)
     seed: int = _help("seed for both runs", default=0)
 
 
-    def validate(self) -> None:
+    def _check(self) -> None:
         _validate_data(self)
         check_device(self.device, self.precision)
         _positive("ae_epochs", self.ae_epochs)
@@ -178,17 +199,18 @@ class MainConfig(DeviceOptions, TrackingOptions, DataOptions):
 
 
 @dataclass
-class EvaluateConfig(DataOptions):
+class EvaluateConfig(DataOptions, _Validated):
     model_uri: str = _help("the model to evaluate: models:/name@alias, models:/name/version or runs:/id/model",
                            default="models:/latent-denoiser@champion")
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-eval")
     run_name: str = _help("MLflow run name (empty: generated)", default="")
-    dataset: str = _help("mnist or fashion-mnist (empty: the dataset the model was trained on)", default="")
+    dataset: Literal[Dataset, ""] = _help("image dataset (empty: the one the model was trained on)", default="")
     val_size: int = _help("validation images carved from the training set (0: as the model was trained, "
                           "so its validation images are not ones it trained on)", default=0)
     seed: int = _help("seed of the validation split, the fitted prior and the classifier "
                       "(-1: the model's training seed)", default=-1)
-    noise: str = _help("denoiser: noise models to evaluate, comma-separated, or all", default="all")
+    noise: str = _help(f"denoiser: noise models to evaluate, comma-separated ({', '.join(NOISE_MODELS)}), or all",
+                       default="all")
     images: int = _help("denoiser: first N test images per noise level (0: all)", default=2000)
     tune_images: int = _help("denoiser: validation images that tune each classical baseline", default=500)
     iw_samples: int = _help("VAE: importance samples k for test_iw_nll", default=100)
@@ -203,20 +225,21 @@ class EvaluateConfig(DataOptions):
     device: str = _help(f"where the model and the classifier run: {DEVICE_CHOICES} (the classical baselines "
                         "run on the cpu)", default="auto")
 
-    def validate(self) -> None:
+    def _check(self) -> None:
         check_device(self.device)
         if not self.model_uri:
             raise ConfigError("model_uri must not be empty (e.g. models:/latent-denoiser@champion)")
-        if self.dataset:
-            _choice("dataset", self.dataset, tuple(DATASETS))
-        if self.val_size < 0 or self.limit_train < 0 or self.limit_test < 0:
-            raise ConfigError("val_size, limit_train and limit_test must be >= 0")
-        for name in ("tune_images", "iw_samples", "components", "classifier_epochs"):
+        if self.val_size < 0:
+            raise ConfigError(f"val_size must be >= 0 (0: as the model was trained), got {self.val_size}")
+        _validate_limits(self)
+        for name in ("tune_images", "classifier_epochs"):
             _positive(name, getattr(self, name))
+        check_components(self.components)
         if self.samples < 64:
             raise ConfigError(f"samples must be >= 64 (FID needs many; the figure shows 64), got {self.samples}")
-        if self.images < 0 or self.iw_images < 0:
-            raise ConfigError("images and iw_images must be >= 0")
+        if self.images < 0:
+            raise ConfigError(f"images must be >= 0, got {self.images}")
+        _validate_iw(self)
         for noise in self.noise_models():
             _choice("noise", noise, NOISE_MODELS)
 
@@ -225,8 +248,8 @@ class EvaluateConfig(DataOptions):
 
 
 @dataclass
-class SweepConfig(DeviceOptions):
-    model: str = _help("what each child run trains: ae or vae", default="ae")
+class SweepConfig(DeviceOptions, _Validated):
+    model: ChildModel = _help("what each child run trains", default="ae")
     grid: str = _help("swept params: `name=v1,v2,...` per param, params separated by spaces "
                       "(every combination runs)", default="noise_level=0.1,0.3,0.5 arch=conv,unet")
     params: str = _help("fixed params for every child, `name=value` separated by spaces", default="")
@@ -237,8 +260,7 @@ class SweepConfig(DeviceOptions):
     data_dir: str = _help("dataset root for every child (empty: $LATENT_MODELS_DATA_DIR, else ./data)", default="")
     register: bool = _help("register every child's model", default=False)
 
-    def validate(self) -> None:
-        _choice("model", self.model, ("ae", "vae"))
+    def _check(self) -> None:
         check_device(self.device, self.precision)
 
     def child_config_class(self):
@@ -248,13 +270,9 @@ class SweepConfig(DeviceOptions):
         return self.metric or ("val_psnr" if self.model == "ae" else "val_neg_elbo")
 
 
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "none")
-
-
 @dataclass
-class SearchConfig(DeviceOptions):
-    model: str = _help("what each trial trains: ae or vae", default="ae")
+class SearchConfig(DeviceOptions, _Validated):
+    model: ChildModel = _help("what each trial trains", default="ae")
     space: str = _help("searched params, separated by spaces: `name=loguniform(low,high)`, `uniform(low,high)`, "
                        "`int(low,high)` or `choice(a,b,...)`; or the path of a YAML file of them",
                        default="lr=loguniform(1e-3,1e-2) width=int(8,32)")
@@ -264,9 +282,9 @@ class SearchConfig(DeviceOptions):
     n_trials: int = _help("trials in the study in all (finished ones count, also those of earlier or other "
                           "processes): only the missing ones run", default=20)
     timeout: float = _help("start no new trial after this many seconds (0: no limit)", default=0.0)
-    sampler: str = _help("tpe (learns where to look) or random (the baseline)", default="tpe")
-    pruner: str = _help("median (stop a trial whose validation metric is below the median of earlier trials "
-                        "at the same epoch) or none", default="median")
+    sampler: Sampler = _help("tpe learns where to look; random is the baseline", default="tpe")
+    pruner: Pruner = _help("median: stop a trial whose validation metric is below the median of earlier trials "
+                           "at the same epoch", default="median")
     pruner_startup_trials: int = _help("trials that finish before the pruner stops any", default=5)
     pruner_warmup_epochs: int = _help("epochs of each trial before it can be pruned", default=1)
     seed: int = _help("sampler seed (-1: unseeded; give different seeds to processes sharing a study)", default=-1)
@@ -281,10 +299,7 @@ class SearchConfig(DeviceOptions):
     register: bool = _help("register the best trial's model as `candidate`; it becomes `champion` when it "
                            "beats the current one on validation", default=False)
 
-    def validate(self) -> None:
-        _choice("model", self.model, ("ae", "vae"))
-        _choice("sampler", self.sampler, SAMPLERS)
-        _choice("pruner", self.pruner, PRUNERS)
+    def _check(self) -> None:
         check_device(self.device, self.precision)
         _positive("n_trials", self.n_trials)
         if self.timeout < 0:
@@ -303,12 +318,12 @@ class SearchConfig(DeviceOptions):
 
 
 @dataclass
-class PromoteConfig:
+class PromoteConfig(_Validated):
     registered_model_name: str = _help("registered model whose alias moves", default="latent-denoiser")
     version: int = _help("version to promote (0: the version aliased `candidate`)", default=0)
     alias: str = _help("alias to move", default="champion")
 
-    def validate(self) -> None:
+    def _check(self) -> None:
         if not self.registered_model_name:
             raise ConfigError("registered_model_name must not be empty")
         if self.version < 0:
@@ -324,6 +339,14 @@ def _shared(cfg, target) -> dict:
     return {k: getattr(cfg, k) for k in keep & names}
 
 
+@functools.cache
+def choices(config_cls) -> dict[str, tuple]:
+    """{field: its allowed values} for the choice (`Literal`-typed) fields of `config_cls`."""
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(config_cls)
+            if typing.get_origin(hints[f.name]) is Literal}
+
+
 def _choice(name: str, value: str, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -334,11 +357,21 @@ def _positive(name: str, value) -> None:
         raise ConfigError(f"{name} must be > 0, got {value}")
 
 
-def _validate_data(cfg: DataOptions) -> None:
-    _choice("dataset", cfg.dataset, tuple(DATASETS))
-    _positive("val_size", cfg.val_size)
+def _validate_limits(cfg: DataOptions) -> None:
     if cfg.limit_train < 0 or cfg.limit_test < 0:
         raise ConfigError("limit_train and limit_test must be >= 0")
+
+
+def _validate_data(cfg: DataOptions) -> None:
+    _positive("val_size", cfg.val_size)
+    _validate_limits(cfg)
+
+
+def _validate_iw(cfg) -> None:
+    """The importance-weighted NLL's params, trained (VAEConfig) or evaluated (EvaluateConfig)."""
+    _positive("iw_samples", cfg.iw_samples)
+    if cfg.iw_images < 0:
+        raise ConfigError(f"iw_images must be >= 0, got {cfg.iw_images}")
 
 
 def _validate_common(cfg) -> None:
@@ -355,7 +388,6 @@ def _validate_common(cfg) -> None:
         raise ConfigError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
     if not 0 <= cfg.adam_beta2 < 1:
         raise ConfigError(f"adam_beta2 must be in [0, 1), got {cfg.adam_beta2}")
-    _choice("schedule", cfg.schedule, SCHEDULES)
 
 
 def as_params(cfg) -> dict:
@@ -369,6 +401,6 @@ def with_logged_params(cfg, params: dict[str, str]):
     changes = {}
     for f in dataclasses.fields(cfg):
         if f.name in params and f.name not in RESUME_KEEPS:
-            value = params[f.name]
-            changes[f.name] = "" if value == "''" and hints[f.name] is str else parse[hints[f.name]](value)
+            value, kind = params[f.name], str if f.name in choices(type(cfg)) else hints[f.name]
+            changes[f.name] = "" if value == "''" and kind is str else parse[kind](value)
     return dataclasses.replace(cfg, **changes)

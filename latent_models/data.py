@@ -14,14 +14,16 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 DATA_DIR_ENV = "LATENT_MODELS_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
 
+Dataset = Literal["mnist", "fashion-mnist"]
 # dataset name -> (torchvision class name, folder under the root)
-DATASETS = {
+DATASETS: dict[Dataset, tuple[str, str]] = {
     "mnist": ("MNIST", "MNIST"),
     "fashion-mnist": ("FashionMNIST", "FashionMNIST"),
 }

@@ -12,11 +12,13 @@ import contextlib
 import itertools
 import os
 import re
+from typing import Literal, get_args
 
 import torch
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 ENV_VAR = "LATENT_MODELS_DEVICE"  # the serving device (default auto)
 

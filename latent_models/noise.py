@@ -6,9 +6,15 @@ Training draws fresh noise each batch from a seeded generator; validation and te
 
 from __future__ import annotations
 
+from typing import Callable, Literal, get_args
+
 import torch
 
-NOISE_MODELS = ("gaussian", "uniform", "salt_pepper", "mask")
+from latent_models.errors import ConfigError
+
+Noise = Literal["gaussian", "uniform", "salt_pepper", "mask"]
+NOISE_MODELS: tuple[Noise, ...] = get_args(Noise)
+PROBABILITY_NOISE = ("salt_pepper", "mask")  # their level is a probability (0..1)
 
 
 def add_gaussian_noise(x: torch.Tensor, sigma: float, generator=None) -> torch.Tensor:
@@ -37,7 +43,7 @@ def add_mask_noise(x: torch.Tensor, fraction: float, generator=None) -> torch.Te
     return x * (u >= fraction)
 
 
-_NOISE_FUNCTIONS = {
+_NOISE_FUNCTIONS: dict[Noise, Callable] = {
     "gaussian": add_gaussian_noise,
     "uniform": add_uniform_noise,
     "salt_pepper": add_salt_pepper_noise,
@@ -46,12 +52,13 @@ _NOISE_FUNCTIONS = {
 
 
 def check_noise(model: str, level: float) -> None:
-    if model not in _NOISE_FUNCTIONS:
-        raise ValueError(f"unknown noise model {model!r}; expected one of {list(NOISE_MODELS)}")
+    """The noise params' one rule, for the `ae` config and every corruption alike."""
+    if model not in NOISE_MODELS:
+        raise ConfigError(f"noise must be one of {', '.join(NOISE_MODELS)}; got {model!r}")
     if not level >= 0:
-        raise ValueError(f"noise level must be >= 0, got {level}")
-    if model in ("salt_pepper", "mask") and level > 1:
-        raise ValueError(f"{model} level is a probability and must be <= 1, got {level}")
+        raise ConfigError(f"noise_level must be >= 0, got {level}")
+    if model in PROBABILITY_NOISE and level > 1:
+        raise ConfigError(f"noise_level for {model} is a probability (0..1), got {level}")
 
 
 def add_noise(x: torch.Tensor, model: str, level: float, generator=None) -> torch.Tensor:

@@ -1,18 +1,23 @@
 """User mistakes end in one clear line and a non-zero exit, never a traceback."""
 
+import typing
+
 import pytest
+import torch
 from click.testing import CliRunner
 
-from latent_models import cli
+from latent_models import cli, config
+from latent_models.config import AEConfig, ConfigError, MainConfig, SweepConfig, VAEConfig
+from latent_models.data import DATASETS, Dataset, load_splits
+from latent_models.models.prior import check_components, fit_gaussian_mixture
+from latent_models.noise import NOISE_MODELS, add_noise, check_noise
 from tests.conftest import FIXTURE_DATA
 
 
 @pytest.mark.parametrize(
     "command,args,message",
     [
-        (cli.ae, ["--dataset", "cifar10"], "dataset must be one of mnist, fashion-mnist; got 'cifar10'"),
         (cli.ae, ["--noise_level", "-0.2"], "noise_level must be >= 0, got -0.2"),
-        (cli.ae, ["--noise", "speckle"], "noise must be one of"),
         (cli.ae, ["--latent_dim", "0"], "latent_dim must be > 0, got 0"),
         (cli.vae, ["--latent_dim", "0"], "latent_dim must be > 0, got 0"),
         (cli.vae, ["--likelihood", "gaussian", "--binarize", "true"], "binarize=true needs likelihood=bernoulli"),
@@ -42,3 +47,110 @@ def test_integer_params_accept_mlflow_float_spelling(tracking):
     # `mlflow run -P epochs=2.0` passes the text through: integers must accept it.
     result = CliRunner().invoke(cli.ae, ["--epochs", "2.5", "--data_dir", str(FIXTURE_DATA)])
     assert result.exit_code != 0 and "2.5 is not a whole number" in result.output
+
+
+@pytest.mark.parametrize(
+    "command,option,value,allowed",
+    [
+        (cli.ae, "dataset", "cifar10", ("mnist", "fashion-mnist")),
+        (cli.ae, "noise", "speckle", NOISE_MODELS),
+        (cli.ae, "arch", "resnet", ("unet", "conv")),
+        (cli.vae, "likelihood", "poisson", ("bernoulli", "gaussian")),
+        (cli.vae, "schedule", "step", ("onecycle", "cosine")),
+        (cli.main, "precision", "fp8", ("auto", "fp32", "bf16", "fp16")),
+        (cli.evaluate, "dataset", "cifar10", ("", "mnist", "fashion-mnist")),
+        (cli.sweep, "model", "gan", ("ae", "vae")),
+        (cli.search, "sampler", "grid", ("tpe", "random")),
+        (cli.search, "pruner", "hyperband", ("median", "none")),
+    ],
+)
+def test_a_bad_choice_is_clicks_one_line_error_listing_the_options(command, option, value, allowed):
+    result = CliRunner().invoke(command, [f"--{option}", value])
+    assert result.exit_code == 2  # click's usage error: refused before any config is made
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and f"Invalid value for '--{option}'" in error[0], result.output
+    assert f"{value!r} is not one of" in error[0]
+    assert all(repr(choice) in error[0] for choice in allowed), error[0]
+    assert "Traceback" not in result.output
+
+
+def test_choices_are_their_literal_types():
+    assert typing.get_args(Dataset) == tuple(DATASETS)  # the dataset table has exactly the typed names
+    assert config.choices(AEConfig)["noise"] == NOISE_MODELS
+    assert config.choices(MainConfig) == {"dataset": tuple(DATASETS), "precision": ("auto", "fp32", "bf16", "fp16")}
+    with pytest.raises(ConfigError, match="arch must be one of unet, conv; got 'resnet'"):
+        AEConfig(arch="resnet")  # made in code, not on the command line: the same Literal refuses it
+
+
+# --- validation runs once ----------------------------------------------------------------
+
+
+@pytest.fixture
+def validations(monkeypatch):
+    """Count validate() calls per config class (each still validates)."""
+    counts = {}
+    for cls in (AEConfig, VAEConfig, MainConfig, SweepConfig):
+        def spy(self, _validate=cls.validate, _name=cls.__name__):
+            counts[_name] = counts.get(_name, 0) + 1
+            _validate(self)
+
+        monkeypatch.setattr(cls, "validate", spy)
+    return counts
+
+
+NO_DATA = ["--data_dir", "nowhere", "--download", "false"]  # fails in load_splits, after any validation
+
+
+@pytest.mark.parametrize("command,expected", [
+    (cli.ae, {"AEConfig": 1}),
+    (cli.vae, {"VAEConfig": 1}),
+    (cli.main, {"MainConfig": 1, "AEConfig": 1, "VAEConfig": 1}),
+])
+def test_an_entry_point_validates_each_config_once(command, expected, validations, tracking):
+    result = CliRunner().invoke(command, NO_DATA)
+    assert result.exit_code == 1 and "download is off" in result.output, result.output
+    assert validations == expected
+
+
+def test_a_sweep_validates_itself_once_and_each_child_once(validations, tracking):
+    result = CliRunner().invoke(cli.sweep, ["--grid", "noise_level=0.1,0.2 colour=red"])
+    assert result.exit_code == 1 and "colour" in result.output
+    assert validations == {"SweepConfig": 1}
+    from latent_models.tuning.sweep import child_configs
+
+    validations.clear()
+    assert len(child_configs(SweepConfig(grid="noise_level=0.1,0.2"))) == 2
+    assert validations == {"SweepConfig": 1, "AEConfig": 2}
+
+
+# --- each limit in one function, the same message from every caller ------------------------
+
+
+def _message(fn, *args, **kwargs) -> str:
+    with pytest.raises(ConfigError) as err:
+        fn(*args, **kwargs)
+    return str(err.value)
+
+
+def _cli_error(command, args) -> str:
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    return result.output.strip().removeprefix("Error: ")
+
+
+@pytest.mark.parametrize("noise,level", [("gaussian", -0.2), ("mask", 1.5), ("salt_pepper", 2.0)])
+def test_noise_limits_are_noises_own(noise, level, tracking):
+    message = _message(check_noise, noise, level)
+    assert _cli_error(cli.ae, ["--noise", noise, "--noise_level", str(level)]) == message
+    assert _message(add_noise, torch.zeros(1, 1, 4, 4), noise, level) == message
+
+
+def test_mixture_limits_are_the_priors_own(tracking):
+    assert _cli_error(cli.vae, ["--prior_components", "-1"]) == _message(check_components, -1, name="prior_components")
+    assert _cli_error(cli.evaluate, ["--components", "0"]) == _message(check_components, 0)
+    assert _message(fit_gaussian_mixture, torch.randn(3, 2), 5, 0) == _message(check_components, 5, 3)
+    # More components than training images: found by run_vae before training, with the same rule.
+    n = len(load_splits("mnist", str(FIXTURE_DATA), 100, 0, False, 0, 0).train)
+    message = _cli_error(cli.vae, ["--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100",
+                                   "--prior_components", str(n + 1)])
+    assert message == _message(check_components, n + 1, n, "prior_components")

@@ -306,10 +306,10 @@ def test_cuda_tiny_ae_and_vae_runs_on_the_gpu(tracking, monkeypatch):
 def test_device_check_runs_in_config_validation(cpu_only):
     from latent_models.config import ConfigError, EvaluateConfig, MainConfig, SweepConfig
 
-    for cfg in (AEConfig(device="cuda"), MainConfig(precision="fp16", device="cpu"), EvaluateConfig(device="mps"),
-                SweepConfig(device="cuda:1")):
+    for make, kw in ((AEConfig, dict(device="cuda")), (MainConfig, dict(precision="fp16", device="cpu")),
+                     (EvaluateConfig, dict(device="mps")), (SweepConfig, dict(device="cuda:1"))):
         with pytest.raises(DeviceError):
-            cfg.validate()
+            make(**kw)  # a config validates itself when made
     assert not issubclass(DeviceError, ConfigError)  # its own user error (cli.USER_ERRORS)
     assert DeviceError in cli.USER_ERRORS
     assert dataclasses.replace(AEConfig(), device="cpu").validate() is None

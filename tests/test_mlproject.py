@@ -1,6 +1,7 @@
 """MLproject, click options and config dataclasses must agree one to one."""
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import click
@@ -52,3 +53,17 @@ def test_project_uses_conda_env_file():
     env = yaml.safe_load((REPO / "conda.yaml").read_text())
     pip = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
     assert any(p.startswith("mlflow") for p in pip) and any(p.startswith("torch") for p in pip)
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_choice_fields_are_click_choices_of_their_literal(name):
+    command, config_cls = ENTRY_POINTS[name]
+    hints = typing.get_type_hints(config_cls)
+    options = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    for f in dataclasses.fields(config_cls):
+        if typing.get_origin(hints[f.name]) is typing.Literal:
+            assert isinstance(options[f.name].type, click.Choice), f.name
+            assert tuple(options[f.name].type.choices) == typing.get_args(hints[f.name]), f.name
+            assert f.default in typing.get_args(hints[f.name]), f.name
+        else:
+            assert not isinstance(options[f.name].type, click.Choice), f.name

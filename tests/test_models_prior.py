@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from latent_models.models.prior import GaussianMixturePrior, fit_gaussian_mixture
+from latent_models.errors import ConfigError
+from latent_models.models.prior import GaussianMixturePrior, check_components, fit_gaussian_mixture
 
 
 def _two_clusters(n=2000):
@@ -41,5 +42,19 @@ def test_state_dict_round_trip():
 
 
 def test_more_components_than_points_is_a_clear_error():
-    with pytest.raises(ValueError, match="cannot fit 5 components to 3"):
+    with pytest.raises(ConfigError, match=r"components \(5\) must not exceed the training images \(3\)"):
         fit_gaussian_mixture(torch.randn(3, 2), components=5, seed=0)
+    with pytest.raises(ConfigError, match="components must be >= 1, got 0"):
+        fit_gaussian_mixture(torch.randn(3, 2), components=0, seed=0)
+
+
+def test_the_training_pipeline_uses_the_same_rule():
+    from latent_models.models import ConvVAE, VAEModelConfig
+    from latent_models.training.vae import latent_prior
+
+    model = ConvVAE(VAEModelConfig(latent_dim=2, width=4)).eval()
+    with pytest.raises(ConfigError) as err:
+        latent_prior(model, torch.rand(3, 1, 28, 28), False, 5, 0)
+    with pytest.raises(ConfigError) as expected:
+        check_components(5, 3)
+    assert str(err.value) == str(expected.value)

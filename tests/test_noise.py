@@ -1,7 +1,10 @@
+from typing import get_args
+
 import pytest
 import torch
 
-from latent_models.noise import NOISE_MODELS, add_noise, fixed_noise
+from latent_models.errors import ConfigError
+from latent_models.noise import _NOISE_FUNCTIONS, NOISE_MODELS, PROBABILITY_NOISE, Noise, add_noise, fixed_noise
 
 
 @pytest.fixture
@@ -49,9 +52,15 @@ def test_fixed_noise_depends_only_on_seed(images):
 
 
 def test_bad_noise_is_rejected(images):
-    with pytest.raises(ValueError, match="noise level must be >= 0"):
+    with pytest.raises(ConfigError, match="noise_level must be >= 0, got -0.1"):
         add_noise(images, "gaussian", -0.1)
-    with pytest.raises(ValueError, match="unknown noise model 'speckle'"):
+    with pytest.raises(ConfigError, match="noise must be one of gaussian, uniform, salt_pepper, mask; got 'speckle'"):
         add_noise(images, "speckle", 0.1)
-    with pytest.raises(ValueError, match="probability"):
+    with pytest.raises(ConfigError, match=r"noise_level for mask is a probability \(0..1\), got 1.5"):
         add_noise(images, "mask", 1.5)
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_every_noise_model_has_a_corruption():
+    assert set(_NOISE_FUNCTIONS) == set(NOISE_MODELS) == set(get_args(Noise))
+    assert set(PROBABILITY_NOISE) <= set(NOISE_MODELS)

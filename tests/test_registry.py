@@ -12,7 +12,7 @@ from latent_models import cli
 from latent_models.config import AEConfig
 from latent_models.tracking import CANDIDATE, CHAMPION, aliases, promote_if_better
 from latent_models.training.denoiser import run_ae
-from tests.conftest import FIXTURE_DATA
+from tests.conftest import FIXTURE_DATA, tracking_at
 
 AE_TAGS = {"dataset": "mnist", "noise": "uniform", "noise_level": 0.5}
 VAE_TAGS = {"dataset": "mnist", "likelihood": "bernoulli", "binarize": False}
@@ -28,19 +28,12 @@ def empty_store(tmp_path_factory):
 
 @pytest.fixture
 def tracking(tmp_path, monkeypatch, empty_store):
-    """Like conftest's `tracking` (a private store, the test inside tmp_path), from the template."""
+    """conftest's `tracking` (a private store, the test inside tmp_path, no experiment of an
+    earlier store active), with MLflow's tables copied from the template."""
     shutil.copy(empty_store, tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    yield uri
-    while mlflow.active_run():
-        mlflow.end_run()
-    mlflow.set_tracking_uri(None)
-    mlflow.set_registry_uri(None)
+    with tracking_at(f"sqlite:///{tmp_path / 'mlflow.db'}", monkeypatch) as uri:
+        yield uri
 
 
 def _new_version(name: str, tags: dict, run_id: str | None = None) -> str:

@@ -175,7 +175,6 @@ BAD_INPUT = [
     (["--space", "noise_level=uniform(-1,0.5)"], "space: noise_level=-1.0: noise_level must be >= 0"),
     (["--metric", "test_psnr"], "metric 'test_psnr' is not a validation metric of ae runs"),
     (["--model", "vae", "--metric", "val_psnr"], "metric 'val_psnr' is not a validation metric of vae runs"),
-    (["--sampler", "grid"], "sampler must be one of tpe, random"),
     (["--storage", "sqlite:////nonexistent/folder/study.db"], "storage 'sqlite:////nonexistent/folder/study.db' "
                                                               "cannot be opened"),
     (["--storage", "nosuchdb://x"], "storage 'nosuchdb://x' cannot be opened"),

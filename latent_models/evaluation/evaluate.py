@@ -38,7 +38,6 @@ CLASSIFIER_TARGET = 0.99
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
-    cfg.validate()
     source, model_id = tracking.logged_model_run(cfg.model_uri)
     trained = source.data.params if source else {}
     try:

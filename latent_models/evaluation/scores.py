@@ -12,11 +12,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from latent_models.config import ConfigError
 from latent_models.data import binarized
 from latent_models.device import module_device
 from latent_models.evaluation.metrics import active_units, log_normal, mse, psnr, ssim
-from latent_models.models.prior import GaussianMixturePrior, fit_gaussian_mixture
+from latent_models.models.prior import GaussianMixturePrior, check_components, fit_gaussian_mixture
 from latent_models.noise import fixed_noise
 
 EVAL_BATCH = 500
@@ -174,8 +173,7 @@ def latent_prior(model: nn.Module, train_images: torch.Tensor, binarize: bool, c
                  ) -> GaussianMixturePrior:
     """The Gaussian mixture on the training-set latent means (of the binarized digits for a
     binarize=true model): the `fitted` sampler, in training and in evaluate alike."""
-    if components > len(train_images):
-        raise ConfigError(f"components ({components}) must not exceed the training images ({len(train_images)})")
+    check_components(components, len(train_images))
     train_x = binarized(train_images, VAL_SEED) if binarize else train_images
     return fit_gaussian_mixture(latent_means(model, train_x), components, seed)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from latent_models.errors import ConfigError
+
 
 @dataclass
 class GaussianMixturePrior:
@@ -41,12 +43,22 @@ class GaussianMixturePrior:
         return cls(state["weights"].float(), state["means"].float(), state["scale_tril"].float())
 
 
+def check_components(components: int, points: int | None = None, name: str = "components") -> None:
+    """The mixture's one size rule, for the configs (`points` unknown yet), before training
+    (`points`: the training images) and at the fit alike: at least one component, and no
+    more than the latent vectors (one per training image) it is fitted to."""
+    if not components >= 1:
+        raise ConfigError(f"{name} must be >= 1, got {components}")
+    if points is not None and components > points:
+        raise ConfigError(f"{name} ({components}) must not exceed the training images ({points}): "
+                          "the mixture is fitted to one latent mean per image")
+
+
 def fit_gaussian_mixture(latents: torch.Tensor, components: int, seed: int) -> GaussianMixturePrior:
     """Full-covariance mixture on (N, D) latent means, fitted by EM (k-means initialised)."""
     from sklearn.mixture import GaussianMixture
 
-    if components > latents.shape[0]:
-        raise ValueError(f"cannot fit {components} components to {latents.shape[0]} latent vectors")
+    check_components(components, latents.shape[0])
     gmm = GaussianMixture(n_components=components, covariance_type="full", reg_covar=1e-5,
                           random_state=seed, max_iter=200)
     gmm.fit(latents.double().numpy())

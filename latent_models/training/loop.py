@@ -36,6 +36,8 @@ from latent_models.device import autocast, grad_scaler, module_device
 # [0, epochs). `batch` is the whole (global) batch: draw its noise from `generator` for all
 # of it, then compute the loss on `batch[rows]` only (all rows in a single process).
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator, float, slice], tuple[torch.Tensor, dict]]
+# The learning-rate schedules `make_optimizer` knows, stepped per batch.
+Schedule = Literal["onecycle", "cosine"]
 # evaluate_fn(model) -> metrics of the validation set
 EvaluateFn = Callable[[nn.Module], dict]
 # on_epoch(epoch, metrics): each finished epoch's metrics (0-based epoch)
@@ -61,8 +63,8 @@ class Settings:
     lr: float
     weight_decay: float = 0.0
     adam_beta2: float = 0.999
-    schedule: Literal["onecycle", "cosine"] = "onecycle"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    schedule: Schedule = "onecycle"
+    precision: str = "fp32"  # as device.check resolves it: fp32, bf16 or fp16
     compile: bool = False
 
     @classmethod

@@ -11,10 +11,7 @@ from latent_models.training.vae import run_vae
 
 
 def run_main(cfg: MainConfig) -> dict:
-    cfg.validate()
     ae_cfg, vae_cfg = cfg.ae_config(), cfg.vae_config()
-    ae_cfg.validate()
-    vae_cfg.validate()
     data = load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download,
                        cfg.limit_train, cfg.limit_test)
     with tracking.training_run(cfg.experiment_name, cfg.run_name) as parent:

@@ -76,7 +76,6 @@ def run_pipeline(recipe_class: type[Recipe], cfg, parent_run_id: str | None = No
     id, model id and URI, registered version and promotion ({} on torchrun ranks other than
     0, which only train). `epoch_hook(epoch, metrics)` sees each finished epoch and may raise
     to stop."""
-    cfg.validate()
     device, precision = check_device(cfg.device, cfg.precision)
     rank = distributed.setup(device)
     kind = recipe_class.kind

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from latent_models import tracking
-from latent_models.config import ConfigError, VAEConfig
+from latent_models.config import VAEConfig
 from latent_models.data import DataSplits, binarized
 from latent_models.device import module_device
 from latent_models.evaluation import figures
@@ -21,6 +21,7 @@ from latent_models.evaluation.scores import (
     mean_image_nll,
 )
 from latent_models.models import ConvVAE
+from latent_models.models.prior import check_components
 from latent_models.training.loop import EpochHook
 from latent_models.training.pipeline import Recipe, input_example, run_pipeline
 
@@ -54,9 +55,8 @@ class VAERecipe(Recipe):
 
     def __init__(self, cfg: VAEConfig, data: DataSplits):
         super().__init__(cfg, data)
-        if cfg.prior_components > len(data.train):  # found now, not after training
-            raise ConfigError(f"prior_components ({cfg.prior_components}) must not exceed the training images "
-                              f"({len(data.train)})")
+        if cfg.prior_components:  # found now, not after training
+            check_components(cfg.prior_components, len(data.train), "prior_components")
         self.val_x = binarized(data.val.images, VAL_SEED) if cfg.binarize else data.val.images
         self.test_x = binarized(data.test.images, TEST_SEED) if cfg.binarize else data.test.images
         self.prior = None

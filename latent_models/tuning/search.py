@@ -180,7 +180,6 @@ class Plan:
 
 
 def plan_search(cfg: SearchConfig) -> Plan:
-    cfg.validate()
     config_cls = cfg.child_config_class()
     metric = cfg.default_metric()
     check_validation_metric(cfg.model, metric)
@@ -197,7 +196,7 @@ def plan_search(cfg: SearchConfig) -> Plan:
     for dim in dims:  # each end of each range, each choice: a config the pipeline accepts?
         for value in dim.extremes():
             try:
-                trial_config(cfg, plan, {dim.name: value}, "check").validate()
+                trial_config(cfg, plan, {dim.name: value}, "check")  # validates itself
             except ConfigError as exc:
                 raise ConfigError(f"space: {dim.name}={value}: {exc}") from None
     return plan
@@ -321,7 +320,6 @@ def run_search(cfg: SearchConfig) -> dict:
             if len([t for t in study.get_trials(deepcopy=False, states=COUNTED) if t.number < trial.number]) >= cfg.n_trials:
                 raise SurplusTrial(f"trial {trial.number}: the study has its {cfg.n_trials} trials")
             sampled = {d.name: d.suggest(trial) for d in plan.dims}
-            child = trial_config(cfg, plan, sampled, trial.number)
             run_ids: list[str] = []
 
             def report_epoch(epoch: int, metrics: dict) -> None:
@@ -341,7 +339,7 @@ def run_search(cfg: SearchConfig) -> dict:
                                                                    "mlflow.note.content": reason})
 
             try:
-                child.validate()
+                child = trial_config(cfg, plan, sampled, trial.number)  # validates itself
                 result = train(child, parent_run_id=parent_id, data=splits_for(child, loaded),
                                epoch_hook=report_epoch)
             except tracking.RunStopped as stopped:

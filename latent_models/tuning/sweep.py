@@ -38,13 +38,12 @@ def child_configs(cfg: SweepConfig) -> list:
     children = []
     for combination in itertools.product(*grid.values()):
         swept = dict(zip(grid, combination))
-        child = config_cls(**base, **swept, data_dir=cfg.data_dir, register=cfg.register, promote=cfg.register,
-                           device=cfg.device, precision=cfg.precision, compile=cfg.compile,
-                           run_name=" ".join(f"{k}={v}" for k, v in swept.items()))
-        try:
-            child.validate()
+        run_name = " ".join(f"{k}={v}" for k, v in swept.items())
+        try:  # a config validates itself when made
+            child = config_cls(**base, **swept, data_dir=cfg.data_dir, register=cfg.register, promote=cfg.register,
+                               device=cfg.device, precision=cfg.precision, compile=cfg.compile, run_name=run_name)
         except ConfigError as exc:
-            raise ConfigError(f"child {child.run_name}: {exc}") from None
+            raise ConfigError(f"child {run_name}: {exc}") from None
         children.append((swept, child))
     return children
 
@@ -58,7 +57,6 @@ def best_row(rows: list[dict], model: str, metric: str) -> dict | None:
 
 
 def run_sweep(cfg: SweepConfig) -> dict:
-    cfg.validate()
     children = child_configs(cfg)
     swept_names = list(children[0][0])
     metric = cfg.default_metric()
