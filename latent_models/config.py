@@ -63,9 +63,26 @@ class TrainOptions:
     seed: int = _help("seed for weights, batches, noise and the validation split", default=0)
 
 
+def defaults(**values):
+    """This entry point's own defaults for fields a base class defines: each field's type and
+    help text are written once, where it is defined; the field keeps its place in the order."""
+
+    def apply(cls):
+        annotations = cls.__dict__.get("__annotations__", {})
+        for name, value in values.items():
+            inherited = next(b.__dataclass_fields__[name] for b in cls.__mro__[1:]
+                             if name in getattr(b, "__dataclass_fields__", {}))
+            annotations[name] = inherited.type
+            setattr(cls, name, field(default=value, metadata=inherited.metadata))
+        cls.__annotations__ = annotations
+        return cls
+
+    return apply
+
+
 @dataclass
 class TrackingOptions:
-    experiment_name: str = _help("MLflow experiment", default="")
+    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="")
     run_name: str = _help("MLflow run name (empty: generated)", default="")
     register: bool = _help("register the model in the MLflow Model Registry", default=True)
     promote: bool = _help("make the new version `champion` when it beats the current one on validation", default=True)
@@ -118,12 +135,18 @@ RESUME_KEEPS = ("resume", "checkpoint_dir", "nproc_per_node", "data_dir", "downl
 
 
 @dataclass
-class AEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions, _Validated):
-    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-ae")
-    registered_model_name: str = _help("registered model name", default="latent-denoiser")
-    arch: Arch = _help("unet: skip connections, the best denoiser; conv: a true bottleneck", default="unet")
-    latent_dim: int = _help("bottleneck size of the conv architecture", default=32)
+class ModelOptions:
+    """What both models have; each entry point sets its own defaults (see `defaults`)."""
+
+    registered_model_name: str = _help("registered model name", default="")
+    latent_dim: int = _help("latent dimensions (the denoiser: the conv architecture's bottleneck)", default=16)
     width: int = _help("channels in the first layer", default=16)
+
+
+@dataclass
+@defaults(experiment_name="latent-models-ae", registered_model_name="latent-denoiser", latent_dim=32, width=16)
+class AEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions, _Validated):
+    arch: Arch = _help("unet: skip connections, the best denoiser; conv: a true bottleneck", default="unet")
     noise: Noise = _help("corruption model", default="uniform")
     noise_level: float = _help("gaussian: sigma; uniform: amplitude; salt_pepper: p; mask: masked fraction",
                                default=0.5)
@@ -140,15 +163,9 @@ class AEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOpt
 
 
 @dataclass
-class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions, _Validated):
-    epochs: int = _help("training epochs", default=12)
-    lr: float = _help("peak learning rate (AdamW); the VAE takes a higher one than the denoiser", default=5e-3)
-    adam_beta2: float = _help("AdamW's second-moment decay (beta2): 0.95 gains ~0.2 nats over 0.999 in 12 epochs",
-                              default=0.95)
-    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-vae")
-    registered_model_name: str = _help("registered model name", default="latent-vae")
-    latent_dim: int = _help("latent dimensions", default=16)
-    width: int = _help("channels in the first layer", default=32)
+@defaults(epochs=12, lr=5e-3, adam_beta2=0.95, experiment_name="latent-models-vae", registered_model_name="latent-vae",
+          latent_dim=16, width=32)
+class VAEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions, _Validated):
     likelihood: Likelihood = _help("bernoulli: intensities as pixel probabilities; gaussian: one learned scale",
                                    default="bernoulli")
     beta: float = _help("weight of the KL term after warm-up", default=1.0)
@@ -178,8 +195,8 @@ class VAEConfig(DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOp
 
 
 @dataclass
+@defaults(experiment_name="latent-models")
 class MainConfig(DeviceOptions, TrackingOptions, DataOptions, _Validated):
-    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models")
     ae_epochs: int = _help("epochs for the denoising autoencoder", default=5)
     vae_epochs: int = _help("epochs for the VAE", default=12)
     seed: int = _help("seed for both runs", default=0)
