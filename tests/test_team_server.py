@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from latent_models.config import AEConfig
 from latent_models.train_ae import run_ae
-from tests.conftest import FIXTURE_DATA, mlflow_server
+from tests.conftest import FIXTURE_DATA, mlflow_server, tracking_at
 from tests.test_serving_server import Server, _free_port
 
 pytestmark = pytest.mark.e2e
@@ -171,27 +171,44 @@ TRAIN = ["ae", "--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_si
          "--registered_model_name", "latent-denoiser"]
 
 
-def _one_line_error(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0, result.stdout[-2000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.stderr[-3000:]
+def _one_line_error(result) -> str:
+    """The one `Error:` line of a failed command (a subprocess or a click CliRunner result)."""
+    stderr = result.stderr
+    assert (getattr(result, "returncode", None) or getattr(result, "exit_code", None)) not in (None, 0), stderr[-3000:]
+    assert "Traceback" not in stderr and getattr(result, "exception", SystemExit()).__class__ is SystemExit, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, stderr[-3000:]
     return errors[0]
 
 
 def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
     """No credentials: refused. A reader cannot log. A trainer trains and registers, but the
     server refuses them moving `champion`: the run and version stay, the decision is `denied`.
-    A release manager moves it. `mlflow models serve` with a reader's credentials serves it."""
+    A release manager moves it. `mlflow models serve` with a reader's credentials serves it.
+
+    The unauthenticated and the trainer's commands run as processes (exit code, no traceback);
+    the others in this process (each `latent-models` process spends seconds importing torch)."""
     import requests
+    from click.testing import CliRunner
+
+    from latent_models.cli import cli
 
     url, root = auth_server
     work = tmp_path / "client"
     work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(work))  # no ~/.mlflow/credentials of the machine's user
+    monkeypatch.setenv("LATENT_MODELS_CHECKPOINT_DIR", str(work / "checkpoints"))
     passwords = tmp_path / "passwords"
     passwords.mkdir()
     for user in USERS:
         (passwords / user).write_text(_password(user))
+
+    def invoke(args: list[str], user: str):
+        with monkeypatch.context() as as_user, tracking_at(url, as_user):
+            as_user.setenv("MLFLOW_TRACKING_USERNAME", user)
+            as_user.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD if user == "admin" else _password(user))
+            return CliRunner().invoke(cli, args)
 
     # The server took the admin password from the secret file; MLflow's old default is refused.
     assert requests.get(f"{url}/api/2.0/mlflow/users/get", params={"username": "admin"},
@@ -201,14 +218,14 @@ def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
 
     roles = ["team-access", "apply", "--readers", "rita", "--trainers", "tom", "--release-managers", "rosa",
              "--password-dir", str(passwords)]
-    first = _cli(roles, url, "admin", work)
-    assert first.returncode == 0, first.stderr[-3000:]
+    first = invoke(roles, "admin")
+    assert first.exit_code == 0, first.output
     assert "created role trainers" in first.stdout and "tom: joined trainers" in first.stdout
     assert "registered model latent-denoiser created" in first.stdout
-    again = _cli(roles, url, "admin", work)  # idempotent
-    assert again.returncode == 0 and again.stdout.strip() == "nothing to change", again.stdout + again.stderr
-    line = _one_line_error(_cli(roles, url, "tom", work))  # only an admin sets roles up
-    assert "tom" in line and "team access" in line
+    again = invoke(roles, "admin")  # idempotent
+    assert again.exit_code == 0 and again.stdout.strip() == "nothing to change", again.output
+    line = _one_line_error(invoke(roles, "tom"))  # only an admin sets roles up
+    assert "'tom'" in line and "team access" in line, line
 
     line = _one_line_error(_cli(TRAIN, url, None, work))
     assert "HTTP 401" in line and "no user" in line and "'team'" in line, line
@@ -217,7 +234,7 @@ def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "promotion=denied" in trained.stdout, trained.stdout[-2000:]
 
-    line = _one_line_error(_cli(TRAIN, url, "rita", work))
+    line = _one_line_error(invoke(TRAIN, "rita"))
     assert "HTTP 403" in line and "'rita'" in line and "run in experiment 'team'" in line, line
 
     client = MlflowClient(url)
@@ -233,10 +250,10 @@ def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
         assert version.tags["promotion"].startswith("denied")
 
     promote = ["promote", "--registered_model_name", "latent-denoiser"]
-    line = _one_line_error(_cli(promote, url, "tom", work))
+    line = _one_line_error(invoke(promote, "tom"))
     assert "HTTP 403" in line and "'tom'" in line and "alias 'champion' of registered model 'latent-denoiser'" in line
-    moved = _cli(promote, url, "rosa", work)
-    assert moved.returncode == 0, moved.stderr[-3000:]
+    moved = invoke(promote, "rosa")
+    assert moved.exit_code == 0, moved.output
     assert f"latent-denoiser@champion -> version {version.version}" in moved.stdout
 
     with monkeypatch.context() as as_rita:  # the serving host reads the registry as a reader
