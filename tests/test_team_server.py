@@ -256,6 +256,21 @@ def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
     assert moved.exit_code == 0, moved.output
     assert f"latent-denoiser@champion -> version {version.version}" in moved.stdout
 
+    with monkeypatch.context() as rotate:  # an admin resets a user's password, from the environment
+        rotate.setenv("LATENT_MODELS_NEW_PASSWORD", "rita-rotated-password")
+        assert invoke(["team-access", "password", "rita"], "admin").exit_code == 0
+    users_get = f"{url}/api/2.0/mlflow/users/get"
+    assert requests.get(users_get, params={"username": "rita"}, auth=("rita", _password("rita")),
+                        timeout=30).status_code == 401
+    assert requests.get(users_get, params={"username": "rita"}, auth=("rita", "rita-rotated-password"),
+                        timeout=30).status_code == 200
+    with monkeypatch.context() as rotate:  # and back, as rita herself (MLflow asks her current password)
+        rotate.setenv("LATENT_MODELS_NEW_PASSWORD", _password("rita"))
+        rotate.setenv("MLFLOW_TRACKING_PASSWORD", "rita-rotated-password")
+        rotate.setenv("MLFLOW_TRACKING_USERNAME", "rita")
+        with tracking_at(url, rotate):
+            assert CliRunner().invoke(cli, ["team-access", "password", "rita"]).exit_code == 0
+
     with monkeypatch.context() as as_rita:  # the serving host reads the registry as a reader
         as_rita.setenv("MLFLOW_TRACKING_USERNAME", "rita")
         as_rita.setenv("MLFLOW_TRACKING_PASSWORD", _password("rita"))
