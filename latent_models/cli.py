@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 import typing
 
@@ -15,9 +16,11 @@ from latent_models.config import (AEConfig, ConfigError, EvaluateConfig, MainCon
                                    SweepConfig, VAEConfig)
 from latent_models.data import DataError
 from latent_models.device import DeviceError
+from latent_models.team_access import PROJECT_MODELS, AccessDenied, AccessError, describe_refusal
 from latent_models.tracking import RegistryError, ResumeError
 
-USER_ERRORS = (ConfigError, DataError, DeviceError, FloatingPointError, RegistryError, ResumeError)
+USER_ERRORS = (ConfigError, DataError, DeviceError, FloatingPointError, RegistryError, ResumeError, AccessError,
+               AccessDenied)
 
 
 class WholeNumber(click.ParamType):
@@ -67,6 +70,11 @@ def run_command(config_cls, runner):
             result = runner(cfg)
         except USER_ERRORS as exc:
             raise click.ClickException(str(exc)) from None
+        except Exception as exc:  # the tracking server refused (401/403): one line, no traceback
+            refusal = describe_refusal(exc, _resources(cfg))
+            if refusal is None:
+                raise
+            raise click.ClickException(refusal) from None
         except KeyboardInterrupt as exc:  # Ctrl-C: one line (the run says how to resume), exit 130
             click.echo(f"Error: {exc or 'interrupted'}", err=True)
             sys.exit(130)
@@ -76,6 +84,14 @@ def run_command(config_cls, runner):
             _print_summary(result)
 
     return functools.update_wrapper(command, runner)
+
+
+def _resources(cfg) -> dict[str, str]:
+    """The experiment and registered model a command works on, to name them in a refusal."""
+    experiment = getattr(cfg, "experiment_name", "")
+    if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run`: its experiment, not the param
+        experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or f"id {os.environ.get('MLFLOW_EXPERIMENT_ID', '?')}"
+    return {"experiment": experiment, "registered_model": getattr(cfg, "registered_model_name", "")}
 
 
 def _print_summary(result: dict) -> None:
@@ -175,6 +191,71 @@ sweep = click.command(name="sweep")(run_command(SweepConfig, _sweep))
 search = click.command(name="search")(run_command(SearchConfig, _search))
 
 
+@click.group(name="team-access")
+def team_access():
+    """Who may do what on the team tracking server (run as its admin: MLFLOW_TRACKING_URI,
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or ~/.mlflow/credentials)."""
+
+
+def _access_errors(fn):
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (AccessError, AccessDenied) as exc:
+            raise click.ClickException(str(exc)) from None
+        except Exception as exc:
+            refusal = describe_refusal(exc, action="manage users and roles on", resource="the server")
+            if refusal is None:
+                raise
+            raise click.ClickException(refusal) from None
+
+    return wrapped
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+@team_access.command(name="apply")
+@click.option("--readers", default="", help="comma-separated users: see experiments and models")
+@click.option("--trainers", default="", help="comma-separated users: log runs, register versions, set candidate")
+@click.option("--release-managers", "release_managers", default="",
+              help="comma-separated users: MANAGE on registered models; only they move champion")
+@click.option("--password-dir", default=None, type=click.Path(file_okay=False),
+              help="a new user's password is read from <dir>/<user>; missing: a random one is written there")
+@click.option("--models", default=",".join(PROJECT_MODELS),
+              show_default=True, help="registered models to create (as admin) if missing")
+@_access_errors
+def team_access_apply(readers, trainers, release_managers, password_dir, models):
+    """Create or update the roles readers, trainers and release-managers, their users and the
+    project's registered models. Idempotent: run it again after every change of the lists."""
+    import mlflow
+
+    from latent_models.team_access import apply
+
+    changes = apply(mlflow.get_tracking_uri(), {"readers": _names(readers), "trainers": _names(trainers),
+                                                "release-managers": _names(release_managers)},
+                    password_dir, tuple(_names(models)))
+    for line in changes or ["nothing to change"]:
+        click.echo(line)
+
+
+@team_access.command(name="password")
+@click.argument("username")
+@_access_errors
+def team_access_password(username):
+    """Set USERNAME's password to $LATENT_MODELS_NEW_PASSWORD (or the file named by
+    $LATENT_MODELS_NEW_PASSWORD_FILE). As an admin for anyone; for oneself, with one's current
+    password as MLFLOW_TRACKING_PASSWORD."""
+    import mlflow
+
+    from latent_models.team_access import read_secret, set_password
+
+    set_password(mlflow.get_tracking_uri(), username, read_secret("LATENT_MODELS_NEW_PASSWORD", what="new password"))
+    click.echo(f"password of {username} changed")
+
+
 @click.group()
 def cli():
     """latent-models: train, track, register and promote denoising AEs and VAEs."""
@@ -187,3 +268,4 @@ cli.add_command(promote)
 cli.add_command(evaluate)
 cli.add_command(sweep)
 cli.add_command(search)
+cli.add_command(team_access)

@@ -475,7 +475,8 @@ class RegistryError(ValueError):
 @dataclasses.dataclass
 class Promotion:
     """What happened to a new version: `decision` is champion, kept (the old champion stays),
-    rejected (worse than doing nothing) or skipped (promote=false); `reason` says why in one line."""
+    rejected (worse than doing nothing), skipped (promote=false) or denied (it would be champion,
+    but the tracking server refused this user moving `champion`); `reason` says why in one line."""
 
     decision: str
     reason: str
@@ -528,11 +529,26 @@ def promote_if_better(name: str, version: str, metric: str, value: float, higher
         decision = _compare(client.get_model_version(name, champion_version), metric, value, higher_is_better,
                             {k: str(v) for k, v in comparable.items()})
     if decision.promoted:
-        client.set_registered_model_alias(name, CHAMPION, version)
+        try:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        except MlflowException as exc:  # the server refused: the run and the version stay
+            decision = _denied(exc, name, version, decision)
     client.set_model_version_tag(name, version, "promotion", str(decision))
     if mlflow.active_run():
         mlflow.set_tags({"promotion": decision.decision, "promotion_reason": decision.reason})
     return decision
+
+
+def _denied(exc: MlflowException, name: str, version: str, decision: Promotion) -> Promotion:
+    """The decision when the tracking server refuses (HTTP 403) to move `champion`: on a team
+    server only release managers (MANAGE on the model) may. Anything else is raised."""
+    from latent_models.team_access import current_user, refusal_status
+
+    if refusal_status(exc) != 403:
+        raise exc
+    return Promotion("denied", f"{decision.reason}, but user {current_user()!r} may not move {CHAMPION} of {name} "
+                               f"(HTTP 403; a release manager can: latent-models promote "
+                               f"--registered_model_name {name} --version {version})", decision.previous_champion)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -609,6 +625,11 @@ def move_alias(name: str, version: int | str | None, alias: str = CHAMPION) -> d
     try:
         client.set_registered_model_alias(name, alias, version)
     except MlflowException as exc:
+        from latent_models.team_access import AccessDenied, describe_refusal
+
+        refusal = describe_refusal(exc, action=f"move alias {alias!r} of registered model", resource=repr(name))
+        if refusal:
+            raise AccessDenied(refusal) from None
         raise RegistryError(f"cannot set alias {alias!r}: {exc.message}") from None
     reason = f"set by the promote entry point (previous {alias}: {previous or 'none'})"
     if alias == CHAMPION:

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from latent_models.config import AEConfig
 from latent_models.training.denoiser import run_ae
-from tests.conftest import FIXTURE_DATA, mlflow_server
+from tests.conftest import FIXTURE_DATA, mlflow_server, tracking_at
 from tests.test_serving_server import Server, _free_port
 
 pytestmark = pytest.mark.e2e
@@ -112,5 +112,173 @@ def test_train_register_and_serve_through_a_postgres_backed_server(tracking_serv
         assert answer.status_code == 200, answer.text[:500]
         y = np.asarray(answer.json()["predictions"])
         assert y.shape == (2, 28, 28) and 0.0 <= y.min() <= y.max() <= 1.0
+    finally:
+        server.stop()
+
+
+# --- who may do what: MLflow's basic-auth on the same PostgreSQL ------------------------
+
+ADMIN_PASSWORD = "admin-secret-for-tests-1"
+USERS = {"rita": "reader", "tom": "trainer", "rosa": "release-manager"}  # user -> what they are
+
+
+def _password(user: str) -> str:
+    return f"{user}-password-for-tests"
+
+
+@pytest.fixture
+def auth_server(postgres, tmp_path):
+    """`mlflow server --app-name latent-models-auth` (MLflow's basic-auth app with the release
+    rules) on PostgreSQL: runs in database `mlflow`, users and permissions in `mlflow_auth`.
+    The admin password comes from a secret file, never from the ini."""
+    import psycopg
+
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE mlflow_auth")
+    from latent_models.team_access import write_auth_config
+
+    root = tmp_path / "server"
+    root.mkdir()
+    ini = write_auth_config(root / "auth.ini", postgres.rsplit("/", 1)[0] + "/mlflow_auth")
+    assert "password" not in ini.read_text().split("# no admin_password")[0]
+    secret = root / "admin_password"
+    secret.write_text(ADMIN_PASSWORD + "\n")
+    secret.chmod(0o600)
+    env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": str(secret),
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-tests"}
+    with mlflow_server(postgres, root, _free_port(), app_name="latent-models-auth", env=env) as url:
+        yield url, root
+
+
+def _cli(args: list[str], url: str, user: str | None, cwd: Path) -> subprocess.CompletedProcess:
+    """`latent-models <args>` as `user` (MLflow's credential variables; None: no credentials)."""
+    import sys
+
+    env = dict(os.environ, MLFLOW_TRACKING_URI=url, LATENT_MODELS_CHECKPOINT_DIR=str(cwd / "checkpoints"),
+               HOME=str(cwd))  # no ~/.mlflow/credentials of the machine's user
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
+        env.pop(var, None)
+    if user:
+        env.update(MLFLOW_TRACKING_USERNAME=user,
+                   MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD if user == "admin" else _password(user))
+    return subprocess.run([str(Path(sys.executable).parent / "latent-models"), *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+TRAIN = ["ae", "--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100", "--limit_test", "100",
+         "--epochs", "2", "--batch_size", "20", "--lr", "0.005", "--noise", "gaussian", "--noise_level", "0.3",
+         "--width", "8", "--iterations", "1", "--system_metrics", "false", "--experiment_name", "team",
+         "--registered_model_name", "latent-denoiser"]
+
+
+def _one_line_error(result) -> str:
+    """The one `Error:` line of a failed command (a subprocess or a click CliRunner result)."""
+    stderr = result.stderr
+    assert (getattr(result, "returncode", None) or getattr(result, "exit_code", None)) not in (None, 0), stderr[-3000:]
+    assert "Traceback" not in stderr and getattr(result, "exception", SystemExit()).__class__ is SystemExit, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, stderr[-3000:]
+    return errors[0]
+
+
+def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
+    """No credentials: refused. A reader cannot log. A trainer trains and registers, but the
+    server refuses them moving `champion`: the run and version stay, the decision is `denied`.
+    A release manager moves it. `mlflow models serve` with a reader's credentials serves it.
+
+    The unauthenticated and the trainer's commands run as processes (exit code, no traceback);
+    the others in this process (each `latent-models` process spends seconds importing torch)."""
+    import requests
+    from click.testing import CliRunner
+
+    from latent_models.cli import cli
+
+    url, root = auth_server
+    work = tmp_path / "client"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("HOME", str(work))  # no ~/.mlflow/credentials of the machine's user
+    monkeypatch.setenv("LATENT_MODELS_CHECKPOINT_DIR", str(work / "checkpoints"))
+    passwords = tmp_path / "passwords"
+    passwords.mkdir()
+    for user in USERS:
+        (passwords / user).write_text(_password(user))
+
+    def invoke(args: list[str], user: str):
+        with monkeypatch.context() as as_user, tracking_at(url, as_user):
+            as_user.setenv("MLFLOW_TRACKING_USERNAME", user)
+            as_user.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD if user == "admin" else _password(user))
+            return CliRunner().invoke(cli, args)
+
+    # The server took the admin password from the secret file; MLflow's old default is refused.
+    assert requests.get(f"{url}/api/2.0/mlflow/users/get", params={"username": "admin"},
+                        auth=("admin", ADMIN_PASSWORD), timeout=30).status_code == 200
+    assert requests.get(f"{url}/api/2.0/mlflow/users/get", params={"username": "admin"},
+                        auth=("admin", "password1234"), timeout=30).status_code == 401
+
+    roles = ["team-access", "apply", "--readers", "rita", "--trainers", "tom", "--release-managers", "rosa",
+             "--password-dir", str(passwords)]
+    first = invoke(roles, "admin")
+    assert first.exit_code == 0, first.output
+    assert "created role trainers" in first.stdout and "tom: joined trainers" in first.stdout
+    assert "registered model latent-denoiser created" in first.stdout
+    again = invoke(roles, "admin")  # idempotent
+    assert again.exit_code == 0 and again.stdout.strip() == "nothing to change", again.output
+    line = _one_line_error(invoke(roles, "tom"))  # only an admin sets roles up
+    assert "'tom'" in line and "team access" in line, line
+
+    line = _one_line_error(_cli(TRAIN, url, None, work))
+    assert "HTTP 401" in line and "no user" in line and "'team'" in line, line
+
+    trained = _cli(TRAIN, url, "tom", work)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "promotion=denied" in trained.stdout, trained.stdout[-2000:]
+
+    line = _one_line_error(invoke(TRAIN, "rita"))
+    assert "HTTP 403" in line and "'rita'" in line and "run in experiment 'team'" in line, line
+
+    client = MlflowClient(url)
+    with monkeypatch.context() as as_rosa:
+        as_rosa.setenv("MLFLOW_TRACKING_USERNAME", "rosa")
+        as_rosa.setenv("MLFLOW_TRACKING_PASSWORD", _password("rosa"))
+        (run,) = client.search_runs([client.get_experiment_by_name("team").experiment_id])
+        assert run.info.status == "FINISHED" and run.data.tags["promotion"] == "denied"
+        assert "'tom' may not move champion" in run.data.tags["promotion_reason"]
+        (version,) = client.search_model_versions("name='latent-denoiser'")
+        model = client.get_registered_model("latent-denoiser")
+        assert model.aliases == {"candidate": version.version}
+        assert version.tags["promotion"].startswith("denied")
+
+    promote = ["promote", "--registered_model_name", "latent-denoiser"]
+    line = _one_line_error(invoke(promote, "tom"))
+    assert "HTTP 403" in line and "'tom'" in line and "alias 'champion' of registered model 'latent-denoiser'" in line
+    moved = invoke(promote, "rosa")
+    assert moved.exit_code == 0, moved.output
+    assert f"latent-denoiser@champion -> version {version.version}" in moved.stdout
+
+    with monkeypatch.context() as rotate:  # an admin resets a user's password, from the environment
+        rotate.setenv("LATENT_MODELS_NEW_PASSWORD", "rita-rotated-password")
+        assert invoke(["team-access", "password", "rita"], "admin").exit_code == 0
+    users_get = f"{url}/api/2.0/mlflow/users/get"
+    assert requests.get(users_get, params={"username": "rita"}, auth=("rita", _password("rita")),
+                        timeout=30).status_code == 401
+    assert requests.get(users_get, params={"username": "rita"}, auth=("rita", "rita-rotated-password"),
+                        timeout=30).status_code == 200
+    with monkeypatch.context() as rotate:  # and back, as rita herself (MLflow asks her current password)
+        rotate.setenv("LATENT_MODELS_NEW_PASSWORD", _password("rita"))
+        rotate.setenv("MLFLOW_TRACKING_PASSWORD", "rita-rotated-password")
+        rotate.setenv("MLFLOW_TRACKING_USERNAME", "rita")
+        with tracking_at(url, rotate):
+            assert CliRunner().invoke(cli, ["team-access", "password", "rita"]).exit_code == 0
+
+    with monkeypatch.context() as as_rita:  # the serving host reads the registry as a reader
+        as_rita.setenv("MLFLOW_TRACKING_USERNAME", "rita")
+        as_rita.setenv("MLFLOW_TRACKING_PASSWORD", _password("rita"))
+        server = Server("models:/latent-denoiser@champion", url, tmp_path / "serve.log")
+    try:
+        server.wait_ready()
+        answer = server.post({"inputs": np.random.default_rng(0).random((1, 28, 28)).round(3).tolist()})
+        assert answer.status_code == 200, answer.text[:500]
+        assert np.asarray(answer.json()["predictions"]).shape == (1, 28, 28)
     finally:
         server.stop()

@@ -1,0 +1,78 @@
+"""team_access without a server: secrets, the auth ini, refusals as one line. The roles
+themselves are checked against a real basic-auth server in tests/test_team_server.py."""
+
+import pytest
+from mlflow.exceptions import MlflowException, RestException
+
+from latent_models import team_access, team_server
+from latent_models.team_access import AccessError, describe_refusal, read_secret, refusal_status
+
+
+def test_secret_from_environment_or_file_never_a_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("X_PASSWORD", raising=False)
+    monkeypatch.delenv("X_PASSWORD_FILE", raising=False)
+    with pytest.raises(AccessError, match="set X_PASSWORD, or X_PASSWORD_FILE"):
+        read_secret("X_PASSWORD")
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file-123\n")
+    monkeypatch.setenv("X_PASSWORD_FILE", str(secret))
+    assert read_secret("X_PASSWORD") == "from-a-file-123"
+    monkeypatch.setenv("X_PASSWORD", "from-the-env-1")
+    assert read_secret("X_PASSWORD") == "from-the-env-1"
+    monkeypatch.setenv("X_PASSWORD", "short")
+    with pytest.raises(AccessError, match="shorter than 12"):
+        read_secret("X_PASSWORD")
+
+
+def test_server_app_reads_secret_files(tmp_path, monkeypatch):
+    for var in team_server.SECRET_FILE_ENVS:
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "admin").write_text("admin-password-1\n")
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD_FILE", str(tmp_path / "admin"))
+    team_server.load_secret_files()
+    import os
+
+    assert os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"] == "admin-password-1"
+    assert "MLFLOW_FLASK_SERVER_SECRET_KEY" not in os.environ
+
+
+def test_auth_config_holds_no_password(tmp_path):
+    text = team_access.write_auth_config(tmp_path / "auth.ini", "postgresql://db/mlflow_auth").read_text()
+    assert "database_uri = postgresql://db/mlflow_auth" in text and "default_permission = READ" in text
+    assert "admin_password =" not in text
+
+
+def test_guarded_routes():
+    route = team_server._route
+    assert route("/api/2.0/mlflow/registered-models/alias", "POST") == "set_alias"
+    assert route("/ajax-api/2.0/mlflow/registered-models/alias", "DELETE") == "delete_alias"
+    assert route("/api/2.0/mlflow/registered-models/rename", "POST") == "rename"
+    assert route("/api/2.0/mlflow/registered-models/create", "POST") == "create_model"
+    assert route("/api/2.0/mlflow/experiments/create", "POST") == "create_experiment"
+    assert route("/api/2.0/mlflow/registered-models/get", "GET") is None
+    assert route("/api/2.0/mlflow/runs/create", "POST") is None
+
+
+def test_refusals_name_user_action_and_resource(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "rita")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    forbidden = MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
+                                "Response body: 'Permission denied'", error_code="PERMISSION_DENIED")
+    assert refusal_status(forbidden) == 403
+    line = describe_refusal(forbidden, {"experiment": "team", "registered_model": "latent-denoiser"})
+    assert line == ("permission denied (HTTP 403) by http://mlflow:5000: user 'rita' may not create a run in "
+                    "experiment 'team'")
+    assert "\n" not in line
+    alias = MlflowException("API request to endpoint /api/2.0/mlflow/registered-models/alias failed with error code "
+                            "403 != 200. Response body: 'Permission denied'", error_code="PERMISSION_DENIED")
+    assert "may not move an alias of registered model 'latent-denoiser'" in describe_refusal(
+        alias, {"experiment": "team", "registered_model": "latent-denoiser"})
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
+    unauthenticated = MlflowException("API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with "
+                                      "error code 401 != 200. Response body: 'You are not authenticated.'",
+                                      error_code="UNAUTHENTICATED")
+    line = describe_refusal(unauthenticated, {"experiment": "team"})
+    assert line.startswith("not authenticated (HTTP 401)") and "no user" in line and "experiment 'team'" in line
+    assert describe_refusal(RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "x"})) is None
+    assert describe_refusal(ValueError("x")) is None
