@@ -5,12 +5,18 @@
 #
 # DATA_DIR: MNIST in torchvision's layout (DATA_DIR/MNIST/raw/...). WHEELHOUSE (default
 # ./wheelhouse): the folder `make wheels PY=<host python> PLATFORM=<host platform>` built on a
-# networked machine: this project's wheel and its dependencies, without torch / CUDA.
+# networked machine (about 90 MB): this project's wheel and what these steps import, with
+# mlflow-skinny for mlflow (benchmarks/wheelhouse.py lists what is left out and why).
 #
-# Expects a Python (PYTHON, default python3) with torch >= 2.4 and CUDA already installed.
-# Installs into a throwaway venv (--system-site-packages, to see the host's torch) in a temp
-# folder, keeps every store and checkpoint there, and removes it at the end: nothing else
-# on the host is touched. Steps:
+# Expects a Python (PYTHON, default python3; a venv's is fine) with CUDA,
+# torch >= 2.4 and torchvision already installed, and with them numpy and pillow (torchvision
+# requires both): the wheelhouse holds none of these. A host without torchvision: build the
+# wheelhouse with TORCHVISION=<the version matching its torch>, which adds torchvision, numpy
+# and pillow. pip checks every version bound; where the host's numpy or pillow is too old
+# (today's pandas needs numpy >= 2.0.2), that TORCHVISION wheelhouse brings newer ones too.
+# Installs into a throwaway venv that sees the host's packages, in a temp folder, keeps every
+# store and checkpoint there, and removes it at the end: nothing else on the host is touched.
+# Steps:
 #   1. the `cuda`-marked tests
 #   2. default `main` on the GPU in bf16: wall time, training images/s and test metrics beside
 #      the README's CPU row (targets: <= 60 s of training; within 0.1 dB and 0.5 nats of the CPU)
@@ -44,8 +50,19 @@ echo "GPUs (nvidia-smi -L): $GPUS"
 step "install into $TMP/venv from $WHEELHOUSE (no network)"
 "$PYTHON" -m venv --system-site-packages "$TMP/venv" || exit 2
 VPY=$TMP/venv/bin/python
-# The host's torch satisfies torch>=2.4; only what is missing comes from the wheelhouse.
-"$VPY" -m pip install -q --no-index --find-links "$WHEELHOUSE" "latent-models[test]" || exit 2
+# A venv of Python < 3.12 has its own old setuptools, which would hide the host's (torch may need a newer one).
+"$VPY" -m pip uninstall -q -y setuptools >/dev/null 2>&1
+# --system-site-packages shows the base interpreter's packages only: where PYTHON is itself a
+# venv's, a .pth file shows the venv's too (the host's torch, wherever it lies).
+"$PYTHON" -c "import site; print('\n'.join(site.getsitepackages() + [site.getusersitepackages()] * site.ENABLE_USER_SITE))" \
+  > "$("$VPY" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/_gpu_check_host.pth" || exit 2
+# The wheelhouse's requirements.txt with pip's resolver (the host's torch, torchvision, numpy and
+# pillow satisfy their lines; the rest comes from the wheelhouse), then this project without its
+# declared requirements (they name mlflow, which would bring the UI and pyarrow).
+"$VPY" -m pip install -q --no-index --find-links "$WHEELHOUSE" -r "$WHEELHOUSE/requirements.txt" \
+  || { echo "a requirement is missing from the host and the wheelhouse (for torchvision, numpy or pillow:" \
+       "make wheels ... TORCHVISION=<the version matching the host's torch>)"; exit 2; }
+"$VPY" -m pip install -q --no-index --find-links "$WHEELHOUSE" --no-deps latent-models || exit 2
 "$VPY" -c "import latent_models, mlflow, torch; print('latent-models', latent_models.__version__, '| mlflow', \
 mlflow.__version__, '| torch', torch.__version__)" || exit 2
 
