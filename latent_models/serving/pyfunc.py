@@ -163,17 +163,17 @@ class VAEPyfunc(ImageModelPyfunc):
             if sampler == "fitted" and self.prior is None:
                 raise InvalidInput("this model was logged without a fitted prior (prior_components=0); "
                                    "use sampler \"normal\"")
-            latents = []
+            images = []
             for n, seed, temperature in sample_requests(model_input, params):
                 generator = None if seed is None else torch.Generator().manual_seed(seed)
                 if sampler == "fitted":
-                    latents.append(self.prior.sample(n, temperature, generator))
-                else:  # as ConvVAE.sample draws them; decoded below, CHUNK at a time
+                    z = self.prior.sample(n, temperature, generator)
+                else:  # as ConvVAE.sample draws them, decoded CHUNK at a time
                     z = torch.randn(n, self.model.latent_dim, generator=generator,
-                                    device=generator.device if generator is not None else device)
-                    latents.append((z * temperature).cpu())
-            images = in_chunks(self.model.decode, torch.cat(latents), device)
-            return from_model_output(images, generated_layout(self.image_shape))
+                                    device=generator.device if generator is not None else device) * temperature
+                # Each row decoded on its own: a row's images do not depend on the other rows.
+                images.append(in_chunks(self.model.decode, z, device))
+            return from_model_output(np.concatenate(images), generated_layout(self.image_shape))
 
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         mu, _ = self.model.encode(x)
