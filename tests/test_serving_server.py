@@ -226,6 +226,9 @@ def test_mlflow_models_predict_takes_both_forms(trained, digits):
     bodies = {
         "floats": {"inputs": noisy[:2].tolist()},
         "png": {"dataframe_split": images_to_png_frame(noisy[:2]).to_dict(orient="split", index=False)},
+        # more than the REST server's limit: a file takes any N
+        "many": {"dataframe_split": images_to_png_frame(np.resize(noisy, (MAX_BATCH + 76, 28, 28)))
+                 .to_dict(orient="split", index=False)},
     }
     answers = {}
     for form, body in bodies.items():
@@ -238,6 +241,7 @@ def test_mlflow_models_predict_takes_both_forms(trained, digits):
         answers[form] = json.loads((tmp / f"{form}.out.json").read_text())["predictions"]
     floats = np.asarray(answers["floats"], np.float32)
     assert floats.shape == (2, 28, 28)
+    assert len(answers["many"]) == MAX_BATCH + 76
     assert np.abs(png_frame_to_images(answers["png"]) - floats).max() < 0.02
 
 
