@@ -13,7 +13,17 @@ import torch
 
 from latent_models.models import ConvVAE, DenoiserConfig, VAEModelConfig, build_model, load_model_files
 from latent_models.tracking import log_model
-from latent_models.serving.inputs import MAX_BATCH, PNG, InvalidInput, from_model_output, sample_requests, to_model_input
+from latent_models.serving.inputs import (
+    MAX_BATCH,
+    MAX_MESSAGE,
+    MAX_TEMPERATURE,
+    PNG,
+    InvalidInput,
+    behind_rest_server,
+    from_model_output,
+    sample_requests,
+    to_model_input,
+)
 from latent_models.serving.logged_model import model_saver
 from latent_models.serving.png import decode_png, encode_png, images_to_png_frame, png_frame_to_images
 from latent_models.serving.pyfunc import DEFAULT_PARAMS
@@ -38,11 +48,19 @@ def test_accepted_layouts_round_trip(shape):
         (np.zeros((0, 28, 28)), "empty batch"),
         (np.zeros((MAX_BATCH + 1, 28, 28)), f"over the limit of {MAX_BATCH}"),
         ([["a"] * 784], "must be numbers"),
+        (np.ones((2, 784), bool), "got booleans"),
+        ([[True] + [0.5] * 783], "got a boolean (true); booleans are not pixel values"),
+        (np.array(0.5), "got a single number, not a batch of images"),
+        (0.5, "got a single number (0.5), not a batch of images"),
+        (np.array(["x" * 8_000_000]), "must be numbers; got strings"),
+        ([[0.5] * 783 + ["x" * 8_000_000]], "got a string of 8000000 characters"),
+        ([[None] * 784], "got null"),
+        (np.zeros((MAX_BATCH + 1, 784)).tolist(), f"more than {MAX_BATCH} images"),
     ],
 )
 def test_bad_inputs_name_the_problem(value, message):
     with pytest.raises(InvalidInput) as err:
-        to_model_input(value)
+        to_model_input(value, limit=MAX_BATCH)  # the REST server's limit
     assert message in err.value.message
     assert err.value.get_http_status_code() == 400
 
@@ -59,9 +77,11 @@ def test_logged_denoiser_predicts_like_the_model(tracking):
     with torch.inference_mode():
         expected = model(torch.from_numpy(x).unsqueeze(1))[:, 0].numpy()
     assert np.allclose(loaded.predict(x), expected, atol=1e-6)
-    # No input schema (MLflow would reject (N, 784) and PNGs before predict runs), and no output
-    # schema: the answer takes the question's form, (N, 784) floats or a PNG column included.
-    assert info.signature.inputs is None and info.signature.outputs is None
+    # No input schema (MLflow would reject (N, 784) and PNGs before predict runs); the output
+    # schema (a string column `image`) is spark_udf's default result type only: MLflow does not
+    # enforce it, and the answer takes the question's form, (N, 784) floats included.
+    assert info.signature.inputs is None
+    assert info.signature.outputs.to_dict() == [{"type": "string", "name": "image", "required": True}]
     assert [p.name for p in info.signature.params.params] == ["clip"]
     assert loaded.predict(x.reshape(4, 784)).shape == (4, 784)
     png_answer = loaded.predict(images_to_png_frame(x))
@@ -167,7 +187,8 @@ def test_png_that_is_not_8bit_grayscale_28x28_is_rejected(array, mode, message):
 def test_png_batch_limits_and_stray_fields():
     one = encode_png(np.zeros((28, 28), np.uint8))
     with pytest.raises(InvalidInput, match=f"over the limit of {MAX_BATCH}"):
-        to_model_input(pd.DataFrame({"image": [one] * (MAX_BATCH + 1)}))
+        to_model_input(pd.DataFrame({"image": [one] * (MAX_BATCH + 1)}), limit=MAX_BATCH)
+    assert to_model_input(pd.DataFrame({"image": [one] * (MAX_BATCH + 1)}))[0].shape[0] == MAX_BATCH + 1
     with pytest.raises(InvalidInput, match="empty batch"):
         to_model_input(pd.DataFrame({"image": []}))
     with pytest.raises(InvalidInput, match=r"unknown fields \['label'\]"):
@@ -209,6 +230,7 @@ def test_sampling_rows(rows, expected):
         ([{"n": "x"}], "n must be a number; got 'x'"),
         ([{"n": 2, "seed": -1}], "seed must be between 0 and"),
         ([{"n": 2, "temperature": -1}], "temperature must be > 0"),
+        ([{"n": 2, "temperature": 1e38}], f"temperature must be > 0 and at most {MAX_TEMPERATURE:g}; got 1e+38"),
         ([{"seed": 2}], "n is missing"),
         ([{"n": 600}, {"n": 600}], "1200 images in all"),
         ([{"n": 2}, {"seed": 1}], "row 1: n is missing"),
@@ -217,7 +239,7 @@ def test_sampling_rows(rows, expected):
 )
 def test_bad_sampling_rows_name_the_problem(rows, message):
     with pytest.raises(InvalidInput) as err:
-        sample_requests(pd.DataFrame(rows), DEFAULT_PARAMS["vae"])
+        sample_requests(pd.DataFrame(rows), DEFAULT_PARAMS["vae"], limit=MAX_BATCH)
     assert message in err.value.message
 
 
@@ -269,3 +291,96 @@ def test_a_version_logged_by_the_previous_layout_still_loads():
     assert model.config.image_shape == (1, 28, 28)
     with torch.inference_mode():
         assert np.allclose(model(torch.from_numpy(x)[:, None])[:, 0].numpy(), expected, atol=1e-6)
+
+
+def _png_claiming(width: int, height: int) -> str:
+    """A PNG whose header claims width x height, with a few bytes of pixel data."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    "item,message",
+    [
+        (_png_claiming(30000, 30000), "image 0: PNG is 30000x30000; expected 28x28"),  # not a decompression bomb
+        ("A" * 8_000_000, "image 0: 8000000 characters is too long for a 28x28 PNG"),
+    ],
+)
+def test_hostile_pngs_are_refused_before_decoding(item, message):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(InvalidInput) as err:
+        to_model_input(pd.DataFrame({"image": [item]}))
+    assert message in err.value.message
+    assert time.perf_counter() - start < 0.5
+
+
+def test_strings_are_refused_before_conversion_in_milliseconds():
+    import time
+
+    for value in (np.array([["x" * 8_000_000]]), [["x" * 8_000_000]], np.array("x" * 50_000_000)):
+        start = time.perf_counter()
+        with pytest.raises(InvalidInput, match="must be numbers"):
+            to_model_input(value)
+        assert time.perf_counter() - start < 0.1
+
+
+def test_long_messages_keep_our_part_and_cut_the_echoed_input():
+    err = InvalidInput("images must be numbers; got strings")
+    err.message = f"Failed to predict data '{'x' * 8_000_000}'. \nError: {err.message}"  # as MLflow's server does
+    assert len(err.message) <= MAX_MESSAGE + 100
+    assert err.message.endswith("\nError: images must be numbers; got strings")
+    assert "characters cut]" in err.message
+
+
+def test_any_number_of_images_in_process_but_not_behind_the_server(tracking):
+    torch.manual_seed(0)
+    model = build_model(DenoiserConfig(arch="unet", latent_dim=8, width=4)).eval()
+    x = np.random.default_rng(0).random((2 * 1024 + 5, 784), dtype=np.float32)
+    with mlflow.start_run():
+        info = log_model("denoiser", model_saver(model, x[:2].reshape(2, 28, 28)), 0, "denoiser")
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    assert not behind_rest_server()
+    out = loaded.predict(x)  # in chunks of 1024
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x[-3:]).reshape(3, 1, 28, 28)).reshape(3, 784).numpy()
+    assert out.shape == x.shape and np.allclose(out[-3:], expected, atol=1e-5)
+    frame = images_to_png_frame(x[:MAX_BATCH + 1])
+    assert len(loaded.predict(frame)) == MAX_BATCH + 1
+    import sys
+    import types
+
+    sys.modules["mlflow.pyfunc.scoring_server.app"] = types.ModuleType("stand-in")  # as inside `mlflow models serve`
+    try:
+        assert behind_rest_server()
+        with pytest.raises(InvalidInput, match=f"over the limit of {MAX_BATCH}"):
+            loaded.predict(x)
+    finally:
+        del sys.modules["mlflow.pyfunc.scoring_server.app"]
+
+
+def test_unknown_params_and_extreme_requests_are_refused(tracking):
+    torch.manual_seed(0)
+    model = ConvVAE(VAEModelConfig(latent_dim=4, width=8)).eval()
+    x = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
+    with mlflow.start_run():
+        info = log_model("vae", model_saver(model, x), 0, "vae")
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    with pytest.raises(InvalidInput, match=r"unknown params \['temprature'\]; this model takes mode, clip, n, seed"):
+        loaded.predict(x, params={"mode": "sample", "temprature": 0.5})  # refused, not dropped by MLflow
+    with pytest.raises(InvalidInput, match="temperature must be > 0 and at most"):
+        loaded.predict(x, params={"mode": "sample", "n": 2, "temperature": 1e38})
+    with pytest.raises(InvalidInput, match="not finite"):
+        loaded.predict(np.full((1, 4), 3e38, np.float32), params={"mode": "decode"})
+    big = loaded.predict(None, params={"mode": "sample", "n": 1500, "seed": 3})  # any n in-process, in chunks
+    assert big.shape == (1500, 28, 28)
+    small = loaded.predict(None, params={"mode": "sample", "n": 32, "seed": 3})
+    assert np.allclose(big[:32], small, atol=5e-3)  # the same latents; batch size changes only rounding

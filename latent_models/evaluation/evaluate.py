@@ -31,7 +31,7 @@ from latent_models.evaluation.scores import (
     latent_prior,
 )
 from latent_models.evaluation.metrics import class_entropy, frechet_distance
-from latent_models.serving.pyfunc import DenoiserPyfunc, VAEPyfunc, load_torch_model
+from latent_models.serving.pyfunc import load_torch_model
 from latent_models.training.classifier import classifier_for
 
 CLASSIFIER_TARGET = 0.99
@@ -44,7 +44,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         model, wrapper = load_torch_model(cfg.model_uri, resolve_device(cfg.device))
     except (MlflowException, AttributeError, ImportError) as exc:
         raise ConfigError(f"{cfg.model_uri} is not a latent-models denoiser or VAE ({exc})") from None
-    if not isinstance(wrapper, (DenoiserPyfunc, VAEPyfunc)):
+    # By its kind, not its class: a version whose packaged code differs from this process's
+    # runs its own copy of the wrapper classes (serving.isolation).
+    if getattr(wrapper, "kind", None) not in ("denoiser", "vae"):
         raise ConfigError(f"{cfg.model_uri} is a {type(wrapper).__name__}, not a latent-models denoiser or VAE")
     # The split the model was trained with, unless told otherwise: its validation images
     # (which tune the baselines) must not be images it trained on.
@@ -55,7 +57,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     )
     data = load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train,
                        cfg.limit_test)
-    kind = "denoiser" if isinstance(wrapper, DenoiserPyfunc) else "vae"
+    kind = wrapper.kind
 
     with tracking.training_run(cfg.experiment_name, cfg.run_name, system_metrics=cfg.system_metrics) as run:
         tracking.log_params(as_params(cfg))

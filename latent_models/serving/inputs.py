@@ -8,6 +8,8 @@ layout the question came in.
 from __future__ import annotations
 
 import math
+import sys
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -18,16 +20,67 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from latent_models.models.config import MNIST_SHAPE
 from latent_models.serving.png import IMAGE_COLUMN, BadImage, decode_png, describe, encode_png, to_pixels
 
-MAX_BATCH = 1024  # images per request (sum of `n` when sampling), and latents per request
+MAX_BATCH = 1024  # per REST request: images (sum of `n` when sampling), or latents
+CHUNK = 1024  # images per forward pass: in-process and file prediction take any N in bounded memory
+# The largest sampling temperature: z = temperature * N(0, I). At 1e3 the latents lie about a
+# thousand standard deviations from where the decoder was trained, so its images are
+# saturated noise already; far beyond (1e38) z overflows float32 and the images are NaN.
+MAX_TEMPERATURE = 1e3
 SAMPLE_FIELDS = ("n", "seed", "temperature")
 PNG = "png"  # the layout marker of the base64-PNG form
+SPARK_COLUMN = "0"  # the name spark_udf gives one unnamed column (a model without input schema)
+# MLflow's REST scoring app: uvicorn imports this module (which loads the model) in each
+# worker of `mlflow models serve`, and nothing else does: not `mlflow models predict`, not
+# `mlflow.pyfunc.load_model`, not spark_udf with env_manager="local".
+REST_SERVER_MODULE = "mlflow.pyfunc.scoring_server.app"
+AUTO = "auto"  # the batch limit of where predict runs: MAX_BATCH behind the REST server, else none
+
+
+MAX_MESSAGE = 2000  # characters of an error message: MLflow's server puts the request's data before ours
 
 
 class InvalidInput(MlflowException):
-    """A request the caller can fix; MLflow's server answers it with HTTP 400."""
+    """A request the caller can fix; MLflow's server answers it with HTTP 400.
+
+    MLflow's server prefixes the message with the parsed input (`Failed to predict data
+    '...'. Error: ...`), which for a hostile request can be megabytes: the message keeps at
+    most MAX_MESSAGE characters, cutting that echo and never our part after `Error:`.
+    """
 
     def __init__(self, message: str):
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, text) -> None:
+        text = str(text)
+        if len(text) > MAX_MESSAGE:
+            head, sep, ours = text.rpartition("\nError: ")
+            if not sep:
+                head, ours = text, ""
+            keep = max(MAX_MESSAGE - len(ours) - len(sep), 200)
+            text = f"{head[:keep]} [... {len(head) - keep} characters cut]{sep}{ours}"
+        self._message = text
+
+
+def behind_rest_server() -> bool:
+    """True in a worker of MLflow's REST scoring server (`mlflow models serve`).
+
+    Read from the process's own modules rather than an environment variable: MLflow sets
+    its serving flag (`_MLFLOW_IS_IN_SERVING_ENVIRONMENT`) for `mlflow models predict` too,
+    and a variable is inherited by whatever the server's process starts.
+    """
+    return REST_SERVER_MODULE in sys.modules
+
+
+def batch_limit(limit: int | None | str = AUTO) -> int | None:
+    """`limit` as given, or for AUTO: MAX_BATCH behind the REST server, none elsewhere."""
+    if limit == AUTO:
+        return MAX_BATCH if behind_rest_server() else None
+    return limit
 
 
 def float_layouts(image_shape: tuple[int, int, int]) -> str:
@@ -47,25 +100,24 @@ def input_forms(image_shape: tuple[int, int, int]) -> str:
 # --- images in -------------------------------------------------------------------------
 
 
-def to_model_input(images, clip: bool = False, image_shape: tuple[int, int, int] = MNIST_SHAPE
-                   ) -> tuple[torch.Tensor, tuple[int, ...] | str]:
+def to_model_input(images, clip: bool = False, image_shape: tuple[int, int, int] = MNIST_SHAPE,
+                   limit: int | None | str = AUTO) -> tuple[torch.Tensor, tuple[int, ...] | str]:
     """Any accepted image form -> ((N, C, H, W) float32 in [0, 1], the caller's layout).
 
     The layout is the input's shape for float tensors, or `PNG` for base64 PNGs, so that
     `from_model_output` answers in the same form. `clip=True` clips float values into
-    [0, 1] instead of rejecting them (NaN and infinity are rejected either way).
+    [0, 1] instead of rejecting them (NaN and infinity are rejected either way). `limit`:
+    the most images accepted (see `batch_limit`). Anything that is not numbers is refused
+    before it is converted, so a hostile request costs milliseconds.
     """
+    limit = batch_limit(limit)
     pngs = _png_column(images, image_shape)
     if pngs is not None:
-        return _decode_pngs(pngs, image_shape), PNG
-    if isinstance(images, pd.DataFrame):  # one column per pixel
-        images = images.to_numpy()
-    try:
-        array = np.asarray(images, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"images must be numbers in [0, 1]: {exc}") from None
+        return _decode_pngs(pngs, image_shape, limit), PNG
+    if isinstance(images, pd.DataFrame):  # one column per pixel, or one column of flattened images
+        images = _frame_values(images, image_shape)
+    array = _numbers(images, "images", math.prod(image_shape), limit)
     shape = array.shape
-    _check_count(0 if array.ndim == 0 else shape[0], "images")
     if image_shape[0] == 1 and shape[1:] == image_shape[1:]:
         array = array[:, None]
     elif shape[1:] == (math.prod(image_shape),):
@@ -86,23 +138,123 @@ def to_model_input(images, clip: bool = False, image_shape: tuple[int, int, int]
     return torch.from_numpy(np.ascontiguousarray(array)), shape
 
 
-def _check_count(n: int, what: str) -> None:
+def _numbers(value, what: str, per_item: int, limit: int | None) -> np.ndarray:
+    """A batch of numbers -> float32 array, refusing before any conversion what is not one:
+    booleans, strings, nulls and objects (named, never echoed), a bare number, an empty
+    batch, and more than `limit` items (counted from the shape, or while scanning lists)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O":
+            _scan(value.ravel(), what, per_item, limit)
+        else:
+            _check_kind(value.dtype, what)
+        if value.ndim == 0:
+            raise InvalidInput(f"got a single number, not a batch of {what}: send a list, one entry per item")
+        _check_count(value.shape[0], what, limit)
+    elif isinstance(value, (list, tuple)):
+        _scan(value, what, per_item, limit)
+        if len(value) == 0:
+            _check_count(0, what, limit)
+    elif isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+        return _numbers(value, what, per_item, limit)
+    elif isinstance(value, (Real, np.number)) and not isinstance(value, (bool, np.bool_)):
+        raise InvalidInput(f"got a single number ({float(value):g}), not a batch of {what}: "
+                           "send a list, one entry per item")
+    else:
+        raise InvalidInput(f"{what} must be numbers; got {_kind(value)}")
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"{what} must be numbers: {exc}") from None
+    if array.ndim == 0:
+        raise InvalidInput(f"got a single number, not a batch of {what}: send a list, one entry per item")
+    _check_count(array.shape[0], what, limit)
+    return array
+
+
+def _kind(value) -> str:
+    """What a non-number is, in a user's words, without echoing it (it may be megabytes)."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        return "null"
+    if isinstance(value, (bool, np.bool_)):
+        return f"a boolean ({str(bool(value)).lower()}); booleans are not pixel values"
+    if isinstance(value, (str, bytes)):
+        return f"a string of {len(value)} characters"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _check_kind(dtype: np.dtype, what: str) -> None:
+    if dtype.kind == "b":
+        raise InvalidInput(f"{what} must be numbers; got booleans (true/false are not pixel values)")
+    if dtype.kind in "US":
+        raise InvalidInput(f"{what} must be numbers; got strings")
+    if dtype.kind not in "iuf":
+        raise InvalidInput(f"{what} must be numbers; got {dtype}")
+
+
+def _scan(value, what: str, per_item: int, limit: int | None) -> None:
+    """Walk nested lists (or an object array) once, stopping at the first non-number and as
+    soon as the count of numbers is over what `limit` items can hold."""
+    cap = None if limit is None else limit * per_item
+    count, stack = 0, [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (list, tuple)):
+            stack.extend(node)
+            continue
+        if isinstance(node, np.ndarray):
+            if node.dtype.kind == "O":
+                stack.extend(node.ravel().tolist())
+                continue
+            _check_kind(node.dtype, what)
+            count += node.size
+        elif isinstance(node, (bool, np.bool_)) or not isinstance(node, (Real, np.number)):
+            raise InvalidInput(f"{what} must be numbers; got {_kind(node)}")
+        else:
+            count += 1
+        if cap is not None and count > cap:
+            raise InvalidInput(f"more than {limit} {what}: over the limit of {limit} per request")
+
+
+def _frame_values(frame: pd.DataFrame, image_shape: tuple[int, int, int]):
+    """A DataFrame of pixels -> its values: one column per pixel, or one column holding a
+    flattened image per row (as `mlflow.pyfunc.spark_udf` passes an array column)."""
+    if frame.shape[1] == 1 and len(frame) and isinstance(frame.iloc[0, 0], (list, tuple, np.ndarray)):
+        rows = frame.iloc[:, 0].tolist()
+        sizes = {np.size(r) for r in rows}
+        if sizes != {math.prod(image_shape)}:
+            raise InvalidInput(f"a column of flattened images needs {math.prod(image_shape)} numbers per row; "
+                               f"got {sorted(sizes)[:5]}")
+        return rows
+    kinds = frame.dtypes.apply(lambda t: t.kind)
+    if (kinds == "b").any():
+        raise InvalidInput("images must be numbers; got booleans (true/false are not pixel values)")
+    return frame.to_numpy()
+
+
+def _check_count(n: int, what: str, limit: int | None = MAX_BATCH) -> None:
     if n == 0:
         raise InvalidInput(f"empty batch: send at least one of the {what}")
-    if n > MAX_BATCH:
-        raise InvalidInput(f"batch of {n} {what} is over the limit of {MAX_BATCH}")
+    if limit is not None and n > limit:
+        raise InvalidInput(f"batch of {n} {what} is over the limit of {limit} per request")
 
 
 def _png_column(images, image_shape: tuple[int, int, int]) -> list | None:
     """The base64 PNGs of an `image` column (DataFrame) or key (dict), else None."""
     if isinstance(images, pd.DataFrame):
         columns = [str(c) for c in images.columns]
+        if columns == [SPARK_COLUMN] and len(images) and isinstance(images.iloc[0, 0], (str, bytes)):
+            return images.iloc[:, 0].tolist()  # spark_udf's name for one unnamed string column
         if IMAGE_COLUMN not in columns:
             if any(c in SAMPLE_FIELDS for c in columns):
                 raise InvalidInput(
                     f"got fields {columns}: rows with `n` are sampling requests; "
                     "pass params {\"mode\": \"sample\"}"
                 )
+            if len(columns) == 1 and len(images) and isinstance(images.iloc[0, 0], (list, tuple, np.ndarray)):
+                return None  # one column of flattened images (spark_udf's array column)
             if images.dtypes.apply(lambda t: t.kind not in "biuf").any():
                 raise InvalidInput(
                     f"expected a column {IMAGE_COLUMN!r} of base64 PNGs or a float tensor "
@@ -131,8 +283,8 @@ def _only(fields, allowed) -> None:
         raise InvalidInput(f"unknown fields {extra}; expected only {list(allowed)}")
 
 
-def _decode_pngs(items: list, image_shape: tuple[int, int, int]) -> torch.Tensor:
-    _check_count(len(items), "images")
+def _decode_pngs(items: list, image_shape: tuple[int, int, int], limit: int | None = MAX_BATCH) -> torch.Tensor:
+    _check_count(len(items), "images", limit)
     channels, height, width = image_shape
     pixels = np.empty((len(items), height, width, channels), dtype=np.uint8)
     try:
@@ -143,9 +295,14 @@ def _decode_pngs(items: list, image_shape: tuple[int, int, int]) -> torch.Tensor
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
-def from_model_output(images: torch.Tensor, layout: tuple[int, ...] | str):
-    """(N, C, H, W) in [0, 1] -> float32 array in `layout`, or a DataFrame of base64 PNGs."""
-    array = images.detach().cpu().numpy().astype(np.float32, copy=False)
+def from_model_output(images: torch.Tensor | np.ndarray, layout: tuple[int, ...] | str):
+    """(N, C, H, W) in [0, 1] -> float32 array in `layout`, or a DataFrame of base64 PNGs.
+    Never NaN or infinity: a non-finite answer is refused (it would be bare `NaN` in JSON)."""
+    array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise InvalidInput("the model's answer to this request is not finite (NaN or infinity); "
+                           "check that the inputs lie in the ranges the model takes")
     if layout == PNG:
         return pd.DataFrame({IMAGE_COLUMN: [encode_png(p) for p in to_pixels(array)]})
     return array.reshape((images.shape[0], *layout[1:]))
@@ -160,13 +317,16 @@ def generated_layout(image_shape: tuple[int, int, int]) -> tuple[int, ...]:
 # --- sampling rows and latents ---------------------------------------------------------
 
 
-def sample_requests(model_input, params: dict) -> list[tuple[int, int | None, float]]:
+def sample_requests(model_input, params: dict, limit: int | None | str = AUTO) -> list[tuple[int, int | None, float]]:
     """(n, seed or None, temperature) per row of a sampling request.
 
     Rows come as a DataFrame / records / dict with fields n (1..MAX_BATCH), optional seed
     (an integer >= 0; none: random) and temperature (> 0, default 1). With no rows (None, or
     an array as in-process callers pass), the params n, seed, temperature are used.
+    `limit` (see `batch_limit`) bounds the images of all rows together.
     """
+    limit = batch_limit(limit)
+    top = limit if limit is not None else 2**31 - 1
     if model_input is None or isinstance(model_input, np.ndarray) and model_input.dtype.kind in "biuf":
         seed = int(params["seed"])
         rows = [{"n": params["n"], "seed": seed if seed >= 0 else None, "temperature": params["temperature"]}]
@@ -176,16 +336,16 @@ def sample_requests(model_input, params: dict) -> list[tuple[int, int | None, fl
     for i, row in enumerate(rows):
         where = f"row {i}: " if len(rows) > 1 else ""
         if _missing(row.get("n")):
-            raise InvalidInput(f"{where}n is missing: how many images to draw (1..{MAX_BATCH})")
-        n = _whole(row["n"], f"{where}n", 1, MAX_BATCH)
+            raise InvalidInput(f"{where}n is missing: how many images to draw (1..{top})")
+        n = _whole(row["n"], f"{where}n", 1, top)
         seed = None if _missing(row.get("seed")) else _whole(row["seed"], f"{where}seed", 0, 2**63 - 1)
         temperature = 1.0 if _missing(row.get("temperature")) else _number(row["temperature"], f"{where}temperature")
-        if not temperature > 0:
-            raise InvalidInput(f"{where}temperature must be > 0; got {temperature:g}")
+        if not 0 < temperature <= MAX_TEMPERATURE:
+            raise InvalidInput(f"{where}temperature must be > 0 and at most {MAX_TEMPERATURE:g}; got {temperature:g}")
         total += n
         requests.append((n, seed, temperature))
-    if total > MAX_BATCH:
-        raise InvalidInput(f"the rows ask for {total} images in all; the limit per request is {MAX_BATCH}")
+    if limit is not None and total > limit:
+        raise InvalidInput(f"the rows ask for {total} images in all; the limit per request is {limit}")
     return requests
 
 
@@ -237,20 +397,16 @@ def _whole(value, name: str, low: int, high: int) -> int:
     return int(number)
 
 
-def to_latents(model_input, latent_dim: int) -> torch.Tensor:
-    """(N, latent_dim) numbers -> float32 tensor."""
+def to_latents(model_input, latent_dim: int, limit: int | None | str = AUTO) -> torch.Tensor:
+    """(N, latent_dim) numbers -> float32 tensor (at most `limit` vectors, see `batch_limit`)."""
+    limit = batch_limit(limit)
     if isinstance(model_input, pd.DataFrame):
+        if (model_input.dtypes.apply(lambda t: t.kind) == "b").any():
+            raise InvalidInput("latents must be numbers; got booleans")
         model_input = model_input.to_numpy()
-    try:
-        z = np.asarray(model_input, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"latents must be numbers: {exc}") from None
-    if z.ndim == 2:
-        _check_count(z.shape[0], "latent vectors")
+    z = _numbers(model_input, "latent vectors", latent_dim, limit)
     if z.ndim != 2 or z.shape[1] != latent_dim:
         raise InvalidInput(f"latents have shape {z.shape}; expected (N, {latent_dim}) with N >= 1")
     if not np.isfinite(z).all():
         raise InvalidInput("latents contain NaN or infinite values")
     return torch.from_numpy(z)
-
-

@@ -7,9 +7,16 @@ One function, `model_saver`, does this for every model, driven by the model's ow
 
 MLflow enforces a TensorSpec input schema (exact number of dimensions) before `predict`
 runs, so one schema cannot admit the accepted forms, and the answer takes the question's
-form: the denoiser and the VAE are logged with a params schema and no input or output
-schema, and `predict` checks every input itself (`serving.inputs`). The classifier's
-answers are always (N, classes) probabilities, so it has an output schema.
+form: the denoiser and the VAE are logged with a params schema and no input schema, and
+`predict` checks every input itself (`serving.inputs`). The classifier's answers are always
+(N, classes) probabilities, so it has an output schema.
+
+The denoiser's and the VAE's output schema is one string column `image` (the base64-PNG
+form). MLflow does not enforce an output schema on answers (REST answers are as before: the
+question's form); `mlflow.pyfunc.spark_udf` reads it as its default result type, and a
+(-1, 28, 28) tensor spec there is refused ("Only 1D or 2D tensors are supported"). So a
+Spark column of base64 PNGs scores with no `result_type`; a column of flattened floats
+(N, C*H*W) with `result_type="array<float>"` (see README, Batch scoring).
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ import mlflow
 import numpy as np
 import torch
 from mlflow.models import Model, ModelSignature
-from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
 from latent_models.models import save_model_files
 from latent_models.models.prior import GaussianMixturePrior
 from latent_models.serving.inputs import MAX_BATCH, input_forms
+from latent_models.serving.png import IMAGE_COLUMN
 from latent_models.serving.pyfunc import DEFAULT_PARAMS
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -53,7 +61,10 @@ def _pip_requirements() -> list[str]:
 def _signature(kind: str, config) -> ModelSignature:
     defaults = DEFAULT_PARAMS[kind]
     params = ParamSchema([ParamSpec(k, _PARAM_TYPES[type(v)], v) for k, v in defaults.items()]) if defaults else None
-    outputs = (Schema([TensorSpec(np.dtype(np.float32), (-1, config.classes))]) if kind == "classifier" else None)
+    if kind == "classifier":
+        outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, config.classes))])
+    else:  # spark_udf's default result type: a string column of PNGs (see the module's doc)
+        outputs = Schema([ColSpec("string", IMAGE_COLUMN)])
     return ModelSignature(inputs=None, outputs=outputs, params=params)
 
 

@@ -21,6 +21,10 @@ from latent_models.models.config import MNIST_SHAPE
 
 IMAGE_COLUMN = "image"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The longest base64 PNG accepted for one image, in characters: room for any encoder's
+# output of an uncompressed 8-bit image (with ancillary chunks), far below what would hold
+# a worker. A longer string is refused before it is decoded.
+MIN_PNG_CHARS = 64 * 1024
 # Pillow mode of each accepted channel count, and how PNG modes read to a user.
 MODES = {1: ("L", "8-bit grayscale"), 3: ("RGB", "8-bit RGB")}
 _PIL_MODES = {
@@ -54,6 +58,9 @@ def decode_png(item, index: int = 0, image_shape: tuple[int, int, int] = MNIST_S
     channels, height, width = image_shape
     mode, kind = MODES[channels]
     where = f"image {index}"
+    if isinstance(item, (str, bytes, bytearray)) and len(item) > max_png_chars(image_shape):
+        raise BadImage(f"{where}: {len(item)} characters is too long for a {width}x{height} PNG "
+                       f"(at most {max_png_chars(image_shape)})")
     if isinstance(item, str):
         text = item.split(",", 1)[1] if item.startswith("data:") else item
         try:
@@ -67,9 +74,16 @@ def decode_png(item, index: int = 0, image_shape: tuple[int, int, int] = MNIST_S
         raise BadImage(f"{where}: expected a base64 PNG string, got {got}")
     if not raw.startswith(PNG_SIGNATURE):
         raise BadImage(f"{where}: not a PNG ({_sniff(raw)}); send {describe(image_shape)}")
+    # The size is in the header (IHDR, the first chunk): checked before Pillow reads anything,
+    # so a header claiming 30000x30000 is refused here, not as a decompression bomb.
+    if len(raw) < 24 or raw[12:16] != b"IHDR":
+        raise BadImage(f"{where}: unreadable PNG (no IHDR header)")
+    claimed = struct.unpack(">II", raw[16:24])
+    if claimed != (width, height):
+        raise BadImage(f"{where}: PNG is {claimed[0]}x{claimed[1]}; expected {width}x{height}")
     try:
         image = Image.open(io.BytesIO(raw), formats=["PNG"])
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"{where}: unreadable PNG ({exc})") from None
     with image:
         if image.size != (width, height):
@@ -79,9 +93,14 @@ def decode_png(item, index: int = 0, image_shape: tuple[int, int, int] = MNIST_S
             raise BadImage(f"{where}: PNG is {got}; expected {kind}")
         try:
             image.load()
-        except (OSError, SyntaxError, ValueError) as exc:
+        except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, MemoryError) as exc:
             raise BadImage(f"{where}: unreadable PNG ({exc})") from None
         return np.asarray(image, dtype=np.uint8)
+
+
+def max_png_chars(image_shape: tuple[int, int, int]) -> int:
+    """The longest base64 PNG accepted for an image of this shape (see MIN_PNG_CHARS)."""
+    return max(MIN_PNG_CHARS, 4 * math.prod(image_shape))
 
 
 def _sniff(raw: bytes) -> str:

@@ -8,12 +8,14 @@ answers in the caller's form. The code that logs these models is `serving.logged
 from __future__ import annotations
 
 import mlflow
+import numpy as np
 import torch
 
 from latent_models.device import module_device, serving_device
 from latent_models.models import load_model_files
 from latent_models.models.prior import GaussianMixturePrior
 from latent_models.serving.inputs import (
+    CHUNK,
     InvalidInput,
     from_model_output,
     generated_layout,
@@ -32,6 +34,67 @@ DEFAULT_PARAMS = {
 }
 
 
+def check_params(kind: str, params: dict | None) -> dict:
+    """The request's params over the defaults of `kind`; an unknown name is refused (a typo
+    would otherwise be ignored silently), naming the ones this model takes."""
+    allowed = DEFAULT_PARAMS[kind]
+    unknown = sorted(str(k) for k in (params or {}) if k not in allowed)
+    if unknown:
+        takes = f"this model takes {', '.join(allowed)}" if allowed else "this model takes no params"
+        raise InvalidInput(f"unknown params {unknown}; {takes}")
+    return {**allowed, **(params or {})}
+
+
+def _refuse_unknown_params() -> None:
+    """Make MLflow refuse, not drop, unknown params for these models.
+
+    MLflow's pyfunc enforces the logged params schema before `predict` runs and drops any
+    name not in it with a log warning only (`mlflow.pyfunc._enforce_params_schema`), so
+    `predict` never sees a typo such as {"temprature": 0.1}. This wraps that function so that,
+    for a params schema that is exactly one of ours (same names as a kind's DEFAULT_PARAMS),
+    an unknown name is a 400 naming the allowed ones; any other model's params go through
+    unchanged. Installed once per process when this module is imported, i.e. when one of
+    our models is loaded, before any request; tests/test_serving*.py cover it.
+    """
+    import mlflow.pyfunc as pyfunc_module
+
+    enforce = getattr(pyfunc_module, "_enforce_params_schema", None)
+    if enforce is None:
+        return
+    # name set -> check; shared by every copy of this package loaded in the process (see
+    # serving.isolation), each adding its own kinds.
+    checks = getattr(enforce, "_latent_models_checks", None)
+    if checks is None:
+        checks = {}
+
+        def strict(params, schema):
+            names = frozenset(p.name for p in getattr(schema, "params", None) or [])
+            if isinstance(params, dict) and names in checks:
+                checks[names]({str(k): v for k, v in params.items()})
+            return enforce(params, schema)
+
+        strict._latent_models_checks = checks
+        strict.__wrapped__ = enforce
+        pyfunc_module._enforce_params_schema = strict
+    for kind, defaults in DEFAULT_PARAMS.items():
+        if defaults:
+            checks.setdefault(frozenset(defaults), lambda params, kind=kind: check_params(kind, params))
+
+
+_refuse_unknown_params()
+
+
+def in_chunks(fn, x: torch.Tensor, device: torch.device) -> np.ndarray:
+    """fn over x, CHUNK rows at a time, gathered on the CPU: any N in bounded memory."""
+    out = None
+    for start in range(0, len(x), CHUNK):
+        y = fn(x[start:start + CHUNK].to(device)).detach().cpu().numpy()
+        if out is None:
+            out = np.empty((len(x), *y.shape[1:]), dtype=np.float32)
+        out[start:start + len(y)] = y
+    return out
+
+
 class ImageModelPyfunc(mlflow.pyfunc.PythonModel):
     """The model behind `context.artifacts` (config + weights), on $LATENT_MODELS_DEVICE
     (default auto), wherever it was logged."""
@@ -43,7 +106,7 @@ class ImageModelPyfunc(mlflow.pyfunc.PythonModel):
         self.image_shape = self.model.config.image_shape
 
     def params(self, params: dict | None) -> dict:
-        return {**DEFAULT_PARAMS[self.kind], **(params or {})}
+        return check_params(self.kind, params)
 
     def images(self, model_input, clip: bool = False):
         return to_model_input(model_input, clip, self.image_shape)
@@ -63,8 +126,10 @@ class DenoiserPyfunc(ImageModelPyfunc):
         params = self.params(params)
         x, layout = self.images(model_input, clip=bool(params["clip"]))
         with torch.inference_mode():
-            x = x.to(module_device(self.model))
-            return from_model_output(self.model(x.contiguous(memory_format=torch.channels_last)), layout)
+            return from_model_output(in_chunks(self._denoise, x, module_device(self.model)), layout)
+
+    def _denoise(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
 
 
 class VAEPyfunc(ImageModelPyfunc):
@@ -88,11 +153,10 @@ class VAEPyfunc(ImageModelPyfunc):
         with torch.inference_mode():
             if mode == "reconstruct":
                 x, layout = self.images(model_input, clip=bool(params["clip"]))
-                mu, _ = self.model.encode(x.to(device))
-                return from_model_output(self.model.decode(mu), layout)
+                return from_model_output(in_chunks(self._reconstruct, x, device), layout)
             if mode == "decode":
                 z = to_latents(model_input, self.model.latent_dim)
-                return from_model_output(self.model.decode(z.to(device)), generated_layout(self.image_shape))
+                return from_model_output(in_chunks(self.model.decode, z, device), generated_layout(self.image_shape))
             sampler = params["sampler"]
             if sampler not in SAMPLERS:
                 raise InvalidInput(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
@@ -103,10 +167,17 @@ class VAEPyfunc(ImageModelPyfunc):
             for n, seed, temperature in sample_requests(model_input, params):
                 generator = None if seed is None else torch.Generator().manual_seed(seed)
                 if sampler == "fitted":
-                    images.append(self.model.decode(self.prior.sample(n, temperature, generator).to(device)))
-                else:
-                    images.append(self.model.sample(n, temperature, generator))
-            return from_model_output(torch.cat(images), generated_layout(self.image_shape))
+                    z = self.prior.sample(n, temperature, generator)
+                else:  # as ConvVAE.sample draws them, decoded CHUNK at a time
+                    z = torch.randn(n, self.model.latent_dim, generator=generator,
+                                    device=generator.device if generator is not None else device) * temperature
+                # Each row decoded on its own: a row's images do not depend on the other rows.
+                images.append(in_chunks(self.model.decode, z, device))
+            return from_model_output(np.concatenate(images), generated_layout(self.image_shape))
+
+    def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.model.encode(x)
+        return self.model.decode(mu)
 
 
 class ClassifierPyfunc(ImageModelPyfunc):
@@ -116,9 +187,10 @@ class ClassifierPyfunc(ImageModelPyfunc):
     kind = "classifier"
 
     def predict(self, context, model_input, params=None):
+        self.params(params)
         x, _ = self.images(model_input)
         with torch.inference_mode():
-            return self.model(x.to(module_device(self.model))).softmax(dim=1).cpu().numpy()
+            return in_chunks(lambda b: self.model(b).softmax(dim=1), x, module_device(self.model))
 
 
 def load_torch_model(model_uri: str, device: torch.device | None = None):
