@@ -2,6 +2,7 @@ import base64
 import io
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -267,22 +268,25 @@ def test_fitted_prior_is_a_served_sampler(tracking):
         with_prior.unwrap_python_model().predict(None, x, {"mode": "sample", "sampler": "gmm"})
 
 
-OLD_LAYOUT = Path(__file__).parent / "fixtures" / "models" / "denoiser-3deb76c"  # logged by commit 3deb76c
+OLD_MODELS = Path(__file__).parent / "fixtures" / "models"  # denoiser-3deb76c: logged by commit 3deb76c
 
 
-def test_a_version_logged_by_the_previous_layout_still_loads():
-    """A model folder logged before the package moved into subpackages (tests/fixtures/models,
-    written by commit 3deb76c's `denoiser_model`): in a fresh process, as `mlflow models serve`
-    loads it, it runs its own packaged code and answers as it did; the new code also rebuilds
-    its model from the old config.json."""
-    x = np.load(OLD_LAYOUT.parent / "denoiser-3deb76c-input.npy")
-    expected = np.load(OLD_LAYOUT.parent / "denoiser-3deb76c-output.npy")
+def test_a_version_logged_by_the_previous_layout_still_loads(tmp_path):
+    """A model folder logged before the package moved into subpackages (a tarball in
+    tests/fixtures/models, written by commit 3deb76c's `denoiser_model`): in a fresh process, as
+    `mlflow models serve` loads it, it runs its own packaged code and answers as it did; the new
+    code also rebuilds its model from the old config.json."""
+    with tarfile.open(OLD_MODELS / "denoiser-3deb76c.tar.gz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    OLD_LAYOUT = tmp_path / "denoiser-3deb76c"
+    x = np.load(OLD_MODELS / "denoiser-3deb76c-input.npy")
+    expected = np.load(OLD_MODELS / "denoiser-3deb76c-output.npy")
     script = ("import sys, numpy as np, mlflow; m = mlflow.pyfunc.load_model(sys.argv[1]); "
               "import latent_models; print(latent_models.__file__); "
               "np.save(sys.argv[3], m.predict(np.load(sys.argv[2])))")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.npy"
-        done = subprocess.run([sys.executable, "-c", script, str(OLD_LAYOUT), str(OLD_LAYOUT.parent /
+        done = subprocess.run([sys.executable, "-c", script, str(OLD_LAYOUT), str(OLD_MODELS /
                                "denoiser-3deb76c-input.npy"), str(out)], capture_output=True, text=True, cwd=tmp)
         assert done.returncode == 0, done.stderr[-2000:]
         assert str(OLD_LAYOUT / "code") in done.stdout  # its own copy of the package, not this one

@@ -6,7 +6,7 @@ it does not drop modules already imported. So in a process that has imported
 `latent_models` -- from a first loaded version, or from a checkout -- `import latent_models`
 in a second version's entry script returns the first one's code, silently.
 
-The entry scripts (`pyfunc_code/*.py`) therefore load their wrapper with `own_model`, read
+The entry script (`logged_model.ENTRY_SCRIPT`) therefore loads its wrapper with `own_model`, read
 by file path from the model's own `code/` folder (never through the possibly foreign
 package): when the package already imported is the same code (same source files, byte for
 byte) it is used as it is; when it differs, the model's own copy is imported under the same

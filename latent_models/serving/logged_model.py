@@ -1,6 +1,6 @@
 """What a logged model's folder holds, and how training writes it (models-from-code).
 
-MLflow stores the small scripts in `pyfunc_code/` and this package (via `code_paths`), the
+MLflow stores a small entry script (`ENTRY_SCRIPT`) and this package (via `code_paths`), the
 model's `config.json` and `weights.pt` (a state_dict; loading runs
 `torch.load(..., weights_only=True)`), and for a VAE its fitted prior. Nothing is pickled.
 One function, `model_saver`, does this for every model, driven by the model's own config.
@@ -39,6 +39,27 @@ from latent_models.serving.pyfunc import DEFAULT_PARAMS
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _PARAM_TYPES = {bool: "boolean", int: "long", float: "double", str: "string"}
+
+# The models-from-code entry of every logged model, written per kind: MLflow runs it to build the
+# wrapper. In the model's folder it builds it from the package the model shipped, even where
+# another `latent_models` is already imported (see serving.isolation); when a model is being
+# logged, from this checkout.
+ENTRY_SCRIPT = '''"""Models-from-code entry of a latent-models {kind} (see latent_models.serving.isolation)."""
+
+import runpy
+from pathlib import Path
+
+import mlflow
+
+shipped = Path(__file__).resolve().parent / "code" / "latent_models" / "serving" / "isolation.py"
+if shipped.is_file():
+    own_model = runpy.run_path(str(shipped))["own_model"]
+else:
+    from latent_models.serving.isolation import own_model
+
+mlflow.models.set_model(own_model(__file__, "latent_models.serving.pyfunc", "{wrapper}"))
+'''
+WRAPPERS = {"denoiser": "DenoiserPyfunc", "vae": "VAEPyfunc", "classifier": "ClassifierPyfunc"}
 
 # A model's folder: `save(path, mlflow_model)` writes it (tracking.log_model logs it).
 SaveModel = Callable[[str, Model], None]
@@ -102,12 +123,14 @@ def model_saver(model: torch.nn.Module, example: np.ndarray, prior: GaussianMixt
             artifacts = {"config": str(Path(tmp) / "config.json"), "weights": str(Path(tmp) / "weights.pt")}
             Path(artifacts["config"]).write_bytes(config_text)
             torch.save(state, artifacts["weights"])
+            entry = Path(tmp) / f"{kind}.py"
+            entry.write_text(ENTRY_SCRIPT.format(kind=kind, wrapper=WRAPPERS[kind]))
             if prior_state is not None:
                 artifacts["prior"] = str(Path(tmp) / "prior.pt")
                 torch.save(prior_state, artifacts["prior"])
             mlflow.pyfunc.save_model(
                 path,
-                python_model=str(PACKAGE_DIR / "serving" / "pyfunc_code" / f"{kind}.py"),
+                python_model=str(entry),
                 artifacts=artifacts,
                 code_paths=[str(PACKAGE_DIR)],
                 signature=_signature(kind, config),
