@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -39,7 +38,9 @@ def _best(fn, repeats: int) -> float:
 
 
 @click.command()
-@click.option("--model_uri", default=None, help="a registered denoiser (default: an untrained one in a temporary store)")
+@click.option(
+    "--model_uri", default=None, help="a registered denoiser (default: an untrained one in a temporary store)"
+)
 @click.option("--images", default=4096, show_default=True)
 @click.option("--master", default="local[2]", show_default=True)
 @click.option("--repeats", default=3, show_default=True)
@@ -60,16 +61,21 @@ def main(model_uri, images, master, repeats):
         model.predict(flat[:64])
         rows = []
         for form, batch in (("floats (N, 784)", flat), ("base64 PNG", frame)):
-            seconds = _best(lambda: model.predict(batch), repeats)
+            seconds = _best(lambda batch=batch: model.predict(batch), repeats)
             rows.append(("in-process predict", form, seconds))
 
         os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
         from pyspark.sql import SparkSession
         from pyspark.sql.functions import col
 
-        spark = (SparkSession.builder.master(master).appName("batch-scoring-benchmark")
-                 .config("spark.ui.enabled", "false").config("spark.driver.bindAddress", "127.0.0.1")
-                 .config("spark.driver.host", "127.0.0.1").getOrCreate())
+        spark = (
+            SparkSession.builder.master(master)
+            .appName("batch-scoring-benchmark")
+            .config("spark.ui.enabled", "false")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .config("spark.driver.host", "127.0.0.1")
+            .getOrCreate()
+        )
         spark.sparkContext.setLogLevel("ERROR")
         pdf = frame.copy()
         pdf["flat"] = list(flat)
@@ -77,20 +83,24 @@ def main(model_uri, images, master, repeats):
         df.count()
         udfs = {
             "base64 PNG": (mlflow.pyfunc.spark_udf(spark, model_uri, env_manager="local"), "image"),
-            "floats (N, 784)": (mlflow.pyfunc.spark_udf(spark, model_uri, result_type="array<float>",
-                                                        env_manager="local"), "flat"),
+            "floats (N, 784)": (
+                mlflow.pyfunc.spark_udf(spark, model_uri, result_type="array<float>", env_manager="local"),
+                "flat",
+            ),
         }
         for form, (udf, column) in udfs.items():
             scored = df.select(udf(col(column)).alias("out"))
             scored.write.format("noop").mode("overwrite").save()  # warm-up: model into the workers
-            seconds = _best(lambda: scored.write.format("noop").mode("overwrite").save(), repeats)
+            seconds = _best(lambda scored=scored: scored.write.format("noop").mode("overwrite").save(), repeats)
             rows.append((f"spark_udf {master}", form, seconds))
         spark.stop()
 
     load = os.getloadavg()
-    print(f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__.split('+')[0]} "
-          f"({torch.get_num_threads()} threads), mlflow {mlflow.__version__}, N = {images}, "
-          f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}\n")
+    print(
+        f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__.split('+')[0]} "
+        f"({torch.get_num_threads()} threads), mlflow {mlflow.__version__}, N = {images}, "
+        f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}\n"
+    )
     print("| path | input form | seconds (best of %d) | images/s |" % repeats)
     print("|---|---|---:|---:|")
     for path, form, seconds in rows:

@@ -23,25 +23,32 @@ import click
 
 def _denoiser_table(rows: list[dict], trained: tuple[str, float]) -> str:
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    lines = ["| noise | level | " + " | ".join(methods) + " | model − best baseline |",
-             "|---|---:|" + "---:|" * (len(methods) + 1)]
+    lines = [
+        "| noise | level | " + " | ".join(methods) + " | model − best baseline |",
+        "|---|---:|" + "---:|" * (len(methods) + 1),
+    ]
     keys = list(dict.fromkeys((r["noise"], r["level"]) for r in rows))
     for noise, level in keys:
         psnrs = {r["method"]: r["psnr"] for r in rows if (r["noise"], r["level"]) == (noise, level)}
         margin = psnrs["model"] - max(v for m, v in psnrs.items() if m not in ("model", "noisy_input"))
         mark = " (trained)" if (noise, level) == trained else ""
-        lines.append(f"| {noise} | {level:g}{mark} | " + " | ".join(f"{psnrs[m]:.2f}" for m in methods)
-                     + f" | {margin:+.2f} |")
+        lines.append(
+            f"| {noise} | {level:g}{mark} | " + " | ".join(f"{psnrs[m]:.2f}" for m in methods) + f" | {margin:+.2f} |"
+        )
     return "\n".join(lines)
 
 
 def _sampler_table(rows: list[dict]) -> str:
-    lines = ["| sampler | FID (classifier features) | class entropy (max 2.303) | mean confidence | rarest class share |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [
+        "| sampler | FID (classifier features) | class entropy (max 2.303) | mean confidence | rarest class share |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for r in rows:
         rarest = min(r[f"class_{c}"] for c in range(10))
-        lines.append(f"| {r['sampler']} | {r['fid']:.2f} | {r['class_entropy']:.3f} | {r['mean_confidence']:.3f} | "
-                     f"{rarest:.3f} |")
+        lines.append(
+            f"| {r['sampler']} | {r['fid']:.2f} | {r['class_entropy']:.3f} | {r['mean_confidence']:.3f} | "
+            f"{rarest:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -86,8 +93,10 @@ def main(data_dir: str, tracking_uri: str, ae_model_uri: str, vae_model_uri: str
     print(_denoiser_table(ae["table"], trained))
     print(f"\n## VAE ({vae_model_uri}): 10,000 samples per sampler against the 10,000 test digits\n")
     print(_sampler_table(vae["table"]))
-    print(f"\nclassifier test accuracy {vae['classifier_test_accuracy']:.4f}; FID train-vs-test (floor) "
-          f"{vae['fid_train_vs_test']:.2f}; test -ELBO {vae['test_neg_elbo']:.2f}, IW-NLL {vae['test_iw_nll']:.2f}")
+    print(
+        f"\nclassifier test accuracy {vae['classifier_test_accuracy']:.4f}; FID train-vs-test (floor) "
+        f"{vae['fid_train_vs_test']:.2f}; test -ELBO {vae['test_neg_elbo']:.2f}, IW-NLL {vae['test_iw_nll']:.2f}"
+    )
     print("\n" + ", ".join(f"{k}: {v:.0f} s" for k, v in seconds.items()))
 
     checks = {
@@ -103,10 +112,13 @@ def main(data_dir: str, tracking_uri: str, ae_model_uri: str, vae_model_uri: str
     print(f"(FID ratio {vae['fid_ratio_normal_to_fitted']:.2f}, margin {ae['psnr_margin_over_best_baseline']:+.2f} dB)")
     if figures_dir:
         Path(figures_dir).mkdir(parents=True, exist_ok=True)
-        for run_id, artifact, name in ((ae["run_id"], "figures/denoiser_vs_baselines.png", "denoiser_vs_baselines.png"),
-                                       (vae["run_id"], "figures/samplers.png", "samplers.png")):
-            shutil.copy(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact),
-                        Path(figures_dir) / name)
+        for run_id, artifact, name in (
+            (ae["run_id"], "figures/denoiser_vs_baselines.png", "denoiser_vs_baselines.png"),
+            (vae["run_id"], "figures/samplers.png", "samplers.png"),
+        ):
+            shutil.copy(
+                mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact), Path(figures_dir) / name
+            )
         print(f"figures copied to {figures_dir}")
 
 

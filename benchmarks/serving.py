@@ -84,15 +84,28 @@ def _bodies(x: np.ndarray) -> dict[str, bytes]:
 
     return {
         "JSON floats": json.dumps({"inputs": x.tolist()}).encode(),
-        "base64 PNG": json.dumps({"dataframe_split": images_to_png_frame(x).to_dict(orient="split", index=False)}).encode(),
+        "base64 PNG": json.dumps(
+            {"dataframe_split": images_to_png_frame(x).to_dict(orient="split", index=False)}
+        ).encode(),
     }
 
 
 class Server:
     def __init__(self, model_uri: str, env: dict, log: Path):
         self.port = _free_port()
-        cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-               "-h", "127.0.0.1", "-p", str(self.port)]
+        cmd = [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+        ]
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.log = log
@@ -177,8 +190,16 @@ def main(model_uri: str, repeat: float) -> None:
         for batch in BATCHES:
             for form, body in _bodies(x[:batch]).items():
                 t = _time_requests(server.port, body, max(5, int(REQUESTS[batch] * repeat)))
-                rows.append({"batch": batch, "form": form, "bytes": len(body), "p50": np.median(t) * 1e3,
-                             "p95": np.percentile(t, 95) * 1e3, "img_s": batch * len(t) / t.sum()})
+                rows.append(
+                    {
+                        "batch": batch,
+                        "form": form,
+                        "bytes": len(body),
+                        "p50": np.median(t) * 1e3,
+                        "p95": np.percentile(t, 95) * 1e3,
+                        "img_s": batch * len(t) / t.sum(),
+                    }
+                )
     finally:
         server.stop()
 
@@ -190,14 +211,20 @@ def main(model_uri: str, repeat: float) -> None:
         t = _time_predict(model, data, max(5, int(REQUESTS[row["batch"]] * repeat)))
         row["local_p50"], row["local_img_s"] = np.median(t) * 1e3, row["batch"] * len(t) / t.sum()
 
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), mlflow {mlflow.__version__}, 1 uvicorn worker; model {model_uri}")
-    print("| batch | input form | request | p50 (ms) | p95 (ms) | images/s | in-process predict p50 (ms) | in-process images/s |")
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), mlflow {mlflow.__version__}, 1 uvicorn worker; model {model_uri}"
+    )
+    print(
+        "| batch | input form | request | p50 (ms) | p95 (ms) | images/s | in-process predict p50 (ms) | in-process images/s |"
+    )
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         size = f"{r['bytes'] / 1024:.0f} KiB" if r["bytes"] >= 10240 else f"{r['bytes'] / 1024:.1f} KiB"
-        print(f"| {r['batch']} | {r['form']} | {size} | {r['p50']:.1f} | {r['p95']:.1f} | {r['img_s']:.0f} "
-              f"| {r['local_p50']:.1f} | {r['local_img_s']:.0f} |")
+        print(
+            f"| {r['batch']} | {r['form']} | {size} | {r['p50']:.1f} | {r['p95']:.1f} | {r['img_s']:.0f} "
+            f"| {r['local_p50']:.1f} | {r['local_img_s']:.0f} |"
+        )
     one = max(r["p50"] for r in rows if r["batch"] == 1)  # the slower of the two forms
     by = {(r["batch"], r["form"]): r for r in rows}
     ratio = by[64, "base64 PNG"]["img_s"] / by[64, "JSON floats"]["img_s"]

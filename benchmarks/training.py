@@ -45,8 +45,9 @@ def main(data_dir: str, tracking_uri: str, only: str) -> None:
     mlflow.set_tracking_uri(tracking_uri or f"sqlite:///{tmp}/mlflow.db")
     runs = {
         "ae": lambda: run_ae(AEConfig(data_dir=data_dir, register=False, experiment_name="bench-ae")),
-        "ae-gaussian": lambda: run_ae(AEConfig(data_dir=data_dir, register=False, noise="gaussian", noise_level=0.3,
-                                               experiment_name="bench-ae")),
+        "ae-gaussian": lambda: run_ae(
+            AEConfig(data_dir=data_dir, register=False, noise="gaussian", noise_level=0.3, experiment_name="bench-ae")
+        ),
         "vae": lambda: run_vae(VAEConfig(data_dir=data_dir, register=False, experiment_name="bench-vae")),
     }
     rows = []
@@ -57,16 +58,22 @@ def main(data_dir: str, tracking_uri: str, only: str) -> None:
         result = run()
         rows.append((name, time.perf_counter() - started, result))
 
-    print(f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"\n{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print("| run | wall time (s) | train images/s | test result |")
     print("|---|---:|---:|---|")
     for name, wall, r in rows:
         if name.startswith("ae"):
-            text = f"PSNR {r['test_psnr']:.2f} dB (noisy input {r['test_psnr_noisy']:.2f} dB), SSIM {r['test_ssim']:.4f}"
+            text = (
+                f"PSNR {r['test_psnr']:.2f} dB (noisy input {r['test_psnr_noisy']:.2f} dB), SSIM {r['test_ssim']:.4f}"
+            )
         else:
-            text = (f"-ELBO {r['test_neg_elbo']:.2f} nats (recon {r['test_recon']:.2f}, KL {r['test_kl']:.2f}), "
-                    f"IW-NLL(k=100) {r['test_iw_nll']:.2f} ± {r['test_iw_nll_stderr']:.2f}, "
-                    f"active units {r['test_active_units']:.0f}")
+            text = (
+                f"-ELBO {r['test_neg_elbo']:.2f} nats (recon {r['test_recon']:.2f}, KL {r['test_kl']:.2f}), "
+                f"IW-NLL(k=100) {r['test_iw_nll']:.2f} ± {r['test_iw_nll_stderr']:.2f}, "
+                f"active units {r['test_active_units']:.0f}"
+            )
         print(f"| {name} | {wall:.0f} | {r['train_images_per_second']:.0f} | {text} |")
 
 

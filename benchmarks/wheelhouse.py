@@ -26,12 +26,12 @@ import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
 from email.parser import Parser
 from pathlib import Path
 
 import click
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
@@ -39,10 +39,15 @@ REPO = Path(__file__).resolve().parent.parent
 SERVER_ONLY = {  # mlflow's requirements that neither SQLite tracking nor `mlflow models serve` imports
     "mlflow-tracing": "its modules are all in mlflow-skinny",
     "pyarrow": "pandas and MLflow import it only if present (Arrow/Parquet datasets, unused here); 49 MB",
-    "flask": "`mlflow server` and the UI", "flask-cors": "`mlflow server`", "gunicorn": "`mlflow server`",
-    "waitress": "`mlflow server` on Windows", "graphene": "`mlflow server`'s GraphQL API",
-    "huey": "`mlflow server`'s job runner", "aiohttp": "MLflow's AI gateway and assistant",
-    "docker": "`mlflow models build-docker`", "skops": "the scikit-learn flavor's model format",
+    "flask": "`mlflow server` and the UI",
+    "flask-cors": "`mlflow server`",
+    "gunicorn": "`mlflow server`",
+    "waitress": "`mlflow server` on Windows",
+    "graphene": "`mlflow server`'s GraphQL API",
+    "huey": "`mlflow server`'s job runner",
+    "aiohttp": "MLflow's AI gateway and assistant",
+    "docker": "`mlflow models build-docker`",
+    "skops": "the scikit-learn flavor's model format",
 }
 OFF_PATH = {  # this project's requirements that no step of gpu_check.sh imports
     "scikit-image": "non-local-means baseline of `evaluate`",
@@ -59,13 +64,24 @@ def platform_tags(platform: str) -> list[str]:
     m = re.fullmatch(r"manylinux_2_(\d+)_(\w+)", platform)
     if not m:
         return [platform]
-    return ([f"manylinux_2_{k}_{m[2]}" for k in range(int(m[1]), 4, -1)]
-            + [f"manylinux{v}_{m[2]}" for v in ("2014", "2010", "1")])
+    return [f"manylinux_2_{k}_{m[2]}" for k in range(int(m[1]), 4, -1)] + [
+        f"manylinux{v}_{m[2]}" for v in ("2014", "2010", "1")
+    ]
 
 
 def pip_download(dest: Path, python_version: str, platforms: list[str], *args: str) -> None:
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", python_version,
-           "--dest", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--dest",
+        str(dest),
+    ]
     for p in platforms:
         cmd += ["--platform", p]
     subprocess.run(cmd + list(args), check=True)
@@ -96,8 +112,11 @@ def requirements(python_version: str, platforms: list[str]) -> list[str]:
             version = parse_wheel_filename(next(Path(tmp).glob("*.whl")).name)[1]
             pip_download(Path(tmp), python_version, platforms, "--no-deps", f"mlflow=={version}")
             lines.append(f"mlflow-skinny=={version}")
-            lines += [str(r) for r in requires_dist(next(Path(tmp).glob("mlflow-*.whl")))
-                      if canonicalize_name(r.name) not in SERVER_ONLY and canonicalize_name(r.name) != "mlflow-skinny"]
+            lines += [
+                str(r)
+                for r in requires_dist(next(Path(tmp).glob("mlflow-*.whl")))
+                if canonicalize_name(r.name) not in SERVER_ONLY and canonicalize_name(r.name) != "mlflow-skinny"
+            ]
     return lines
 
 
@@ -109,15 +128,18 @@ def wheels(dest: Path) -> dict[str, Path]:
 @click.option("--dest", default="wheelhouse", type=click.Path(path_type=Path), help="folder (created; wheels added)")
 @click.option("--python_version", default="3.12", help="the GPU host's Python, e.g. 3.12")
 @click.option("--platform", default="manylinux_2_28_x86_64", help="the GPU host's platform tag")
-@click.option("--torchvision", default="", help="for a host without torchvision: add torchvision==X (no deps), "
-                                                  "numpy and pillow")
+@click.option(
+    "--torchvision", default="", help="for a host without torchvision: add torchvision==X (no deps), numpy and pillow"
+)
 def main(dest: Path, python_version: str, platform: str, torchvision: str) -> None:
     platforms = platform_tags(platform)
     dest.mkdir(parents=True, exist_ok=True)
     lines = requirements(python_version, platforms)
     (dest / "requirements.txt").write_text(
         "# benchmarks/wheelhouse.py: what gpu_check.sh installs (with pip's resolver) beside latent-models (--no-deps)\n"
-        + "\n".join(lines) + "\n")
+        + "\n".join(lines)
+        + "\n"
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as download:  # the host's torch and torchvision: not here
         download.write("\n".join(x for x in lines if canonicalize_name(Requirement(x).name) not in TORCH) + "\n")
         download.flush()

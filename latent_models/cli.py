@@ -11,16 +11,32 @@ import typing
 
 import click
 
-from latent_models.training import distributed
-from latent_models.config import (AEConfig, ConfigError, EvaluateConfig, MainConfig, PromoteConfig, SearchConfig,
-                                   SweepConfig, VAEConfig)
+from latent_models.config import (
+    AEConfig,
+    ConfigError,
+    EvaluateConfig,
+    MainConfig,
+    PromoteConfig,
+    SearchConfig,
+    SweepConfig,
+    VAEConfig,
+)
 from latent_models.data import DataError
 from latent_models.device import DeviceError
 from latent_models.team_access import PROJECT_MODELS, AccessDenied, AccessError, describe_refusal
 from latent_models.tracking import RegistryError, ResumeError
+from latent_models.training import distributed
 
-USER_ERRORS = (ConfigError, DataError, DeviceError, FloatingPointError, RegistryError, ResumeError, AccessError,
-               AccessDenied)
+USER_ERRORS = (
+    ConfigError,
+    DataError,
+    DeviceError,
+    FloatingPointError,
+    RegistryError,
+    ResumeError,
+    AccessError,
+    AccessDenied,
+)
 
 
 class WholeNumber(click.ParamType):
@@ -51,8 +67,14 @@ def options_from(config_cls):
                 click_type = click.Choice(typing.get_args(kind))
             else:
                 click_type = {bool: click.BOOL, int: WholeNumber(), float: click.FLOAT, str: click.STRING}[kind]
-            fn = click.option(f"--{f.name}", f.name, type=click_type, default=f.default, show_default=True,
-                              help=f.metadata.get("help", ""))(fn)
+            fn = click.option(
+                f"--{f.name}",
+                f.name,
+                type=click_type,
+                default=f.default,
+                show_default=True,
+                help=f.metadata.get("help", ""),
+            )(fn)
         return fn
 
     return decorate
@@ -98,9 +120,12 @@ def _print_summary(result: dict) -> None:
     runs = result.get("runs", {"": result})
     for name, r in runs.items():
         prefix = f"[{name}] " if name else ""
-        shown = {k: v for k, v in r.items()
-                 if k.startswith(("test_", "fid_", "class_entropy_", "classifier_", "best ", "psnr_", "ssim_model"))
-                 or k in ("run_id", "registered_version", "promotion")}
+        shown = {
+            k: v
+            for k, v in r.items()
+            if k.startswith(("test_", "fid_", "class_entropy_", "classifier_", "best ", "psnr_", "ssim_model"))
+            or k in ("run_id", "registered_version", "promotion")
+        }
         click.echo(prefix + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
 
 
@@ -143,8 +168,10 @@ def _sweep(cfg: SweepConfig) -> dict:
     result = run_sweep(cfg)
     _print_table(result["rows"])
     best = result["best"]
-    return {"run_id": result["run_id"], **({f"best {result['metric']}": best[result["metric"]],
-                                            "best run_id": best["run_id"]} if best else {})}
+    return {
+        "run_id": result["run_id"],
+        **({f"best {result['metric']}": best[result["metric"]], "best run_id": best["run_id"]} if best else {}),
+    }
 
 
 def _search(cfg: SearchConfig) -> dict:
@@ -178,8 +205,10 @@ def _promote(cfg: PromoteConfig) -> dict:
     from latent_models.tracking import move_alias
 
     moved = move_alias(cfg.registered_model_name, cfg.version or None, cfg.alias)
-    return {"promotion": f"{moved['registered_model_name']}@{moved['alias']} -> version {moved['version']} "
-                         f"(was {moved['previous'] or 'none'})"}
+    return {
+        "promotion": f"{moved['registered_model_name']}@{moved['alias']} -> version {moved['version']} "
+        f"(was {moved['previous'] or 'none'})"
+    }
 
 
 ae = click.command(name="ae")(run_command(AEConfig, _ae))
@@ -220,12 +249,24 @@ def _names(text: str) -> list[str]:
 @team_access.command(name="apply")
 @click.option("--readers", default="", help="comma-separated users: see experiments and models")
 @click.option("--trainers", default="", help="comma-separated users: log runs, register versions, set candidate")
-@click.option("--release-managers", "release_managers", default="",
-              help="comma-separated users: MANAGE on registered models; only they move champion")
-@click.option("--password-dir", default=None, type=click.Path(file_okay=False),
-              help="a new user's password is read from <dir>/<user>; missing: a random one is written there")
-@click.option("--models", default=",".join(PROJECT_MODELS),
-              show_default=True, help="registered models to create (as admin) if missing")
+@click.option(
+    "--release-managers",
+    "release_managers",
+    default="",
+    help="comma-separated users: MANAGE on registered models; only they move champion",
+)
+@click.option(
+    "--password-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="a new user's password is read from <dir>/<user>; missing: a random one is written there",
+)
+@click.option(
+    "--models",
+    default=",".join(PROJECT_MODELS),
+    show_default=True,
+    help="registered models to create (as admin) if missing",
+)
 @_access_errors
 def team_access_apply(readers, trainers, release_managers, password_dir, models):
     """Create or update the roles readers, trainers and release-managers, their users and the
@@ -234,9 +275,12 @@ def team_access_apply(readers, trainers, release_managers, password_dir, models)
 
     from latent_models.team_access import apply
 
-    changes = apply(mlflow.get_tracking_uri(), {"readers": _names(readers), "trainers": _names(trainers),
-                                                "release-managers": _names(release_managers)},
-                    password_dir, tuple(_names(models)))
+    changes = apply(
+        mlflow.get_tracking_uri(),
+        {"readers": _names(readers), "trainers": _names(trainers), "release-managers": _names(release_managers)},
+        password_dir,
+        tuple(_names(models)),
+    )
     for line in changes or ["nothing to change"]:
         click.echo(line)
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from latent_models.data import Dataset
-from latent_models.device import DEVICE_CHOICES, Precision, check as check_device
+from latent_models.device import DEVICE_CHOICES, Precision
+from latent_models.device import check as check_device
 from latent_models.errors import ConfigError  # defined apart: noise.py and models/prior.py raise it too
 from latent_models.models.denoiser import Arch, DenoiserConfig
 from latent_models.models.prior import check_components
@@ -70,8 +71,9 @@ def defaults(**values):
     def apply(cls):
         annotations = cls.__dict__.get("__annotations__", {})
         for name, value in values.items():
-            inherited = next(b.__dataclass_fields__[name] for b in cls.__mro__[1:]
-                             if name in getattr(b, "__dataclass_fields__", {}))
+            inherited = next(
+                b.__dataclass_fields__[name] for b in cls.__mro__[1:] if name in getattr(b, "__dataclass_fields__", {})
+            )
             annotations[name] = inherited.type
             setattr(cls, name, field(default=value, metadata=inherited.metadata))
         cls.__annotations__ = annotations
@@ -86,28 +88,40 @@ class TrackingOptions:
     run_name: str = _help("MLflow run name (empty: generated)", default="")
     register: bool = _help("register the model in the MLflow Model Registry", default=True)
     promote: bool = _help("make the new version `champion` when it beats the current one on validation", default=True)
-    system_metrics: bool = _help("log MLflow's system metrics (CPU, memory; GPU where present) into the run",
-                                 default=True)
+    system_metrics: bool = _help(
+        "log MLflow's system metrics (CPU, memory; GPU where present) into the run", default=True
+    )
 
 
 @dataclass
 class RunOptions:
-    resume: str = _help("continue an interrupted run from its last finished epoch: a run id, or `last` "
-                        "(the newest unfinished run of this kind in the experiment)", default="")
-    checkpoint_dir: str = _help("local checkpoint folder (one subfolder per run id); "
-                                "empty: $LATENT_MODELS_CHECKPOINT_DIR, else ./checkpoints", default="")
-    nproc_per_node: int = _help("training processes on this machine; > 1 relaunches with torchrun (DDP)",
-                                default=1)
-    log_checkpoints: bool = _help("also log each epoch's weights as a logged model (step = epoch, with that "
-                                  "epoch's validation metrics), to compare and register checkpoints", default=False)
+    resume: str = _help(
+        "continue an interrupted run from its last finished epoch: a run id, or `last` "
+        "(the newest unfinished run of this kind in the experiment)",
+        default="",
+    )
+    checkpoint_dir: str = _help(
+        "local checkpoint folder (one subfolder per run id); empty: $LATENT_MODELS_CHECKPOINT_DIR, else ./checkpoints",
+        default="",
+    )
+    nproc_per_node: int = _help("training processes on this machine; > 1 relaunches with torchrun (DDP)", default=1)
+    log_checkpoints: bool = _help(
+        "also log each epoch's weights as a logged model (step = epoch, with that "
+        "epoch's validation metrics), to compare and register checkpoints",
+        default=False,
+    )
 
 
 @dataclass
 class DeviceOptions:
-    device: str = _help(f"where to train and evaluate: {DEVICE_CHOICES}; auto: CUDA, else MPS, else CPU",
-                        default="auto")
-    precision: Precision = _help("auto: bf16 on a GPU that has it, else fp32; bf16: autocast; fp16: autocast + "
-                                 "gradient scaling, GPU only; losses and metrics stay fp32", default="auto")
+    device: str = _help(
+        f"where to train and evaluate: {DEVICE_CHOICES}; auto: CUDA, else MPS, else CPU", default="auto"
+    )
+    precision: Precision = _help(
+        "auto: bf16 on a GPU that has it, else fp32; bf16: autocast; fp16: autocast + "
+        "gradient scaling, GPU only; losses and metrics stay fp32",
+        default="auto",
+    )
     compile: bool = _help("torch.compile the training step", default=False)
 
 
@@ -130,8 +144,18 @@ class _Validated:
 
 # Kept from the command line when resuming; every other field comes from the resumed run.
 # device, precision and compile say how to run, not what to train: a run resumes on any device.
-RESUME_KEEPS = ("resume", "checkpoint_dir", "nproc_per_node", "data_dir", "download", "experiment_name", "run_name",
-                "device", "precision", "compile")
+RESUME_KEEPS = (
+    "resume",
+    "checkpoint_dir",
+    "nproc_per_node",
+    "data_dir",
+    "download",
+    "experiment_name",
+    "run_name",
+    "device",
+    "precision",
+    "compile",
+)
 
 
 @dataclass
@@ -148,10 +172,10 @@ class ModelOptions:
 class AEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions, _Validated):
     arch: Arch = _help("unet: skip connections, the best denoiser; conv: a true bottleneck", default="unet")
     noise: Noise = _help("corruption model", default="uniform")
-    noise_level: float = _help("gaussian: sigma; uniform: amplitude; salt_pepper: p; mask: masked fraction",
-                               default=0.5)
+    noise_level: float = _help(
+        "gaussian: sigma; uniform: amplitude; salt_pepper: p; mask: masked fraction", default=0.5
+    )
     iterations: int = _help("passes of the iterative-reconstruction figure", default=5)
-
 
     def _check(self) -> None:
         _validate_common(self)
@@ -163,19 +187,30 @@ class AEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOp
 
 
 @dataclass
-@defaults(epochs=12, lr=5e-3, adam_beta2=0.95, experiment_name="latent-models-vae", registered_model_name="latent-vae",
-          latent_dim=16, width=32)
+@defaults(
+    epochs=12,
+    lr=5e-3,
+    adam_beta2=0.95,
+    experiment_name="latent-models-vae",
+    registered_model_name="latent-vae",
+    latent_dim=16,
+    width=32,
+)
 class VAEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOptions, DataOptions, _Validated):
-    likelihood: Likelihood = _help("bernoulli: intensities as pixel probabilities; gaussian: one learned scale",
-                                   default="bernoulli")
+    likelihood: Likelihood = _help(
+        "bernoulli: intensities as pixel probabilities; gaussian: one learned scale", default="bernoulli"
+    )
     beta: float = _help("weight of the KL term after warm-up", default=1.0)
     kl_warmup_epochs: float = _help("epochs over which the KL weight rises linearly from 0", default=1.0)
     binarize: bool = _help("dynamically binarize images (sample pixels ~ Bernoulli(intensity))", default=False)
     iw_samples: int = _help("importance samples k for test_iw_nll", default=100)
-    iw_images: int = _help("first N test images for test_iw_nll (0: all; k=100 on all 10,000 takes minutes)", default=1000)
-    prior_components: int = _help("Gaussian-mixture components fitted to the training latent means and "
-                                  "served as sampler=fitted (0: none)", default=10)
-
+    iw_images: int = _help(
+        "first N test images for test_iw_nll (0: all; k=100 on all 10,000 takes minutes)", default=1000
+    )
+    prior_components: int = _help(
+        "Gaussian-mixture components fitted to the training latent means and served as sampler=fitted (0: none)",
+        default=10,
+    )
 
     def _check(self) -> None:
         _validate_common(self)
@@ -190,8 +225,9 @@ class VAEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainO
         _validate_iw(self)
 
     def model_config(self, image_shape: tuple[int, int, int]) -> VAEModelConfig:
-        return VAEModelConfig(image_shape=image_shape, latent_dim=self.latent_dim, width=self.width,
-                              likelihood=self.likelihood)
+        return VAEModelConfig(
+            image_shape=image_shape, latent_dim=self.latent_dim, width=self.width, likelihood=self.likelihood
+        )
 
 
 @dataclass
@@ -200,7 +236,6 @@ class MainConfig(DeviceOptions, TrackingOptions, DataOptions, _Validated):
     ae_epochs: int = _help("epochs for the denoising autoencoder", default=5)
     vae_epochs: int = _help("epochs for the VAE", default=12)
     seed: int = _help("seed for both runs", default=0)
-
 
     def _check(self) -> None:
         _validate_data(self)
@@ -217,30 +252,42 @@ class MainConfig(DeviceOptions, TrackingOptions, DataOptions, _Validated):
 
 @dataclass
 class EvaluateConfig(DataOptions, _Validated):
-    model_uri: str = _help("the model to evaluate: models:/name@alias, models:/name/version or runs:/id/model",
-                           default="models:/latent-denoiser@champion")
+    model_uri: str = _help(
+        "the model to evaluate: models:/name@alias, models:/name/version or runs:/id/model",
+        default="models:/latent-denoiser@champion",
+    )
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-eval")
     run_name: str = _help("MLflow run name (empty: generated)", default="")
     dataset: Literal[Dataset, ""] = _help("image dataset (empty: the one the model was trained on)", default="")
-    val_size: int = _help("validation images carved from the training set (0: as the model was trained, "
-                          "so its validation images are not ones it trained on)", default=0)
-    seed: int = _help("seed of the validation split, the fitted prior and the classifier "
-                      "(-1: the model's training seed)", default=-1)
-    noise: str = _help(f"denoiser: noise models to evaluate, comma-separated ({', '.join(NOISE_MODELS)}), or all",
-                       default="all")
+    val_size: int = _help(
+        "validation images carved from the training set (0: as the model was trained, "
+        "so its validation images are not ones it trained on)",
+        default=0,
+    )
+    seed: int = _help(
+        "seed of the validation split, the fitted prior and the classifier (-1: the model's training seed)", default=-1
+    )
+    noise: str = _help(
+        f"denoiser: noise models to evaluate, comma-separated ({', '.join(NOISE_MODELS)}), or all", default="all"
+    )
     images: int = _help("denoiser: first N test images per noise level (0: all)", default=2000)
     tune_images: int = _help("denoiser: validation images that tune each classical baseline", default=500)
     iw_samples: int = _help("VAE: importance samples k for test_iw_nll", default=100)
     iw_images: int = _help("VAE: first N test images for test_iw_nll (0: all)", default=1000)
     samples: int = _help("VAE: samples per sampler for FID and class entropy", default=10000)
     components: int = _help("VAE: Gaussian-mixture components of the fitted prior", default=10)
-    classifier_name: str = _help("registered classifier for FID (empty: latent-<dataset>-classifier); "
-                                 "trained and registered on first use", default="")
+    classifier_name: str = _help(
+        "registered classifier for FID (empty: latent-<dataset>-classifier); trained and registered on first use",
+        default="",
+    )
     classifier_epochs: int = _help("epochs when the classifier has to be trained", default=3)
-    system_metrics: bool = _help("log MLflow's system metrics (CPU, memory; GPU where present) into the run",
-                                 default=True)
-    device: str = _help(f"where the model and the classifier run: {DEVICE_CHOICES} (the classical baselines "
-                        "run on the cpu)", default="auto")
+    system_metrics: bool = _help(
+        "log MLflow's system metrics (CPU, memory; GPU where present) into the run", default=True
+    )
+    device: str = _help(
+        f"where the model and the classifier run: {DEVICE_CHOICES} (the classical baselines run on the cpu)",
+        default="auto",
+    )
 
     def _check(self) -> None:
         check_device(self.device)
@@ -267,11 +314,16 @@ class EvaluateConfig(DataOptions, _Validated):
 @dataclass
 class SweepConfig(DeviceOptions, _Validated):
     model: ChildModel = _help("what each child run trains", default="ae")
-    grid: str = _help("swept params: `name=v1,v2,...` per param, params separated by spaces "
-                      "(every combination runs)", default="noise_level=0.1,0.3,0.5 arch=conv,unet")
+    grid: str = _help(
+        "swept params: `name=v1,v2,...` per param, params separated by spaces (every combination runs)",
+        default="noise_level=0.1,0.3,0.5 arch=conv,unet",
+    )
     params: str = _help("fixed params for every child, `name=value` separated by spaces", default="")
-    metric: str = _help("validation metric that ranks the children (empty: val_psnr for ae, val_neg_elbo for vae); "
-                        "test metrics are reported, never chosen on", default="")
+    metric: str = _help(
+        "validation metric that ranks the children (empty: val_psnr for ae, val_neg_elbo for vae); "
+        "test metrics are reported, never chosen on",
+        default="",
+    )
     experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)", default="latent-models-sweep")
     run_name: str = _help("name of the parent run (empty: generated)", default="")
     data_dir: str = _help("dataset root for every child (empty: $LATENT_MODELS_DATA_DIR, else ./data)", default="")
@@ -290,31 +342,47 @@ class SweepConfig(DeviceOptions, _Validated):
 @dataclass
 class SearchConfig(DeviceOptions, _Validated):
     model: ChildModel = _help("what each trial trains", default="ae")
-    space: str = _help("searched params, separated by spaces: `name=loguniform(low,high)`, `uniform(low,high)`, "
-                       "`int(low,high)` or `choice(a,b,...)`; or the path of a YAML file of them",
-                       default="lr=loguniform(1e-3,1e-2) width=int(8,32)")
+    space: str = _help(
+        "searched params, separated by spaces: `name=loguniform(low,high)`, `uniform(low,high)`, "
+        "`int(low,high)` or `choice(a,b,...)`; or the path of a YAML file of them",
+        default="lr=loguniform(1e-3,1e-2) width=int(8,32)",
+    )
     params: str = _help("fixed params for every trial, `name=value` separated by spaces", default="")
-    metric: str = _help("validation metric the search optimises (empty: val_psnr for ae, val_neg_elbo for vae)",
-                        default="")
-    n_trials: int = _help("trials in the study in all (finished ones count, also those of earlier or other "
-                          "processes): only the missing ones run", default=20)
+    metric: str = _help(
+        "validation metric the search optimises (empty: val_psnr for ae, val_neg_elbo for vae)", default=""
+    )
+    n_trials: int = _help(
+        "trials in the study in all (finished ones count, also those of earlier or other "
+        "processes): only the missing ones run",
+        default=20,
+    )
     timeout: float = _help("start no new trial after this many seconds (0: no limit)", default=0.0)
     sampler: Sampler = _help("tpe learns where to look; random is the baseline", default="tpe")
-    pruner: Pruner = _help("median: stop a trial whose validation metric is below the median of earlier trials "
-                           "at the same epoch", default="median")
+    pruner: Pruner = _help(
+        "median: stop a trial whose validation metric is below the median of earlier trials at the same epoch",
+        default="median",
+    )
     pruner_startup_trials: int = _help("trials that finish before the pruner stops any", default=5)
     pruner_warmup_epochs: int = _help("epochs of each trial before it can be pruned", default=1)
     seed: int = _help("sampler seed (-1: unseeded; give different seeds to processes sharing a study)", default=-1)
-    storage: str = _help("Optuna storage URL, e.g. postgresql+psycopg://user@host/db (empty: optuna.db beside "
-                         "a sqlite tracking store, else ./optuna.db)", default="")
-    study_name: str = _help("Optuna study; rerunning with the same name continues it (empty: "
-                            "<experiment_name>-<model>)", default="")
-    experiment_name: str = _help("MLflow experiment (when not launched by `mlflow run`)",
-                                 default="latent-models-search")
+    storage: str = _help(
+        "Optuna storage URL, e.g. postgresql+psycopg://user@host/db (empty: optuna.db beside "
+        "a sqlite tracking store, else ./optuna.db)",
+        default="",
+    )
+    study_name: str = _help(
+        "Optuna study; rerunning with the same name continues it (empty: <experiment_name>-<model>)", default=""
+    )
+    experiment_name: str = _help(
+        "MLflow experiment (when not launched by `mlflow run`)", default="latent-models-search"
+    )
     run_name: str = _help("name of the parent run (empty: generated)", default="")
     data_dir: str = _help("dataset root for every trial (empty: $LATENT_MODELS_DATA_DIR, else ./data)", default="")
-    register: bool = _help("register the best trial's model as `candidate`; it becomes `champion` when it "
-                           "beats the current one on validation", default=False)
+    register: bool = _help(
+        "register the best trial's model as `candidate`; it becomes `champion` when it "
+        "beats the current one on validation",
+        default=False,
+    )
 
     def _check(self) -> None:
         check_device(self.device, self.precision)
@@ -350,8 +418,11 @@ class PromoteConfig(_Validated):
 
 
 def _shared(cfg, target) -> dict:
-    keep = ({f.name for f in dataclasses.fields(DataOptions)} | {f.name for f in dataclasses.fields(DeviceOptions)}
-            | {"seed", "register", "promote", "experiment_name", "system_metrics"})
+    keep = (
+        {f.name for f in dataclasses.fields(DataOptions)}
+        | {f.name for f in dataclasses.fields(DeviceOptions)}
+        | {"seed", "register", "promote", "experiment_name", "system_metrics"}
+    )
     names = {f.name for f in dataclasses.fields(target)}
     return {k: getattr(cfg, k) for k in keep & names}
 
@@ -360,8 +431,11 @@ def _shared(cfg, target) -> dict:
 def choices(config_cls) -> dict[str, tuple]:
     """{field: its allowed values} for the choice (`Literal`-typed) fields of `config_cls`."""
     hints = typing.get_type_hints(config_cls)
-    return {f.name: typing.get_args(hints[f.name]) for f in dataclasses.fields(config_cls)
-            if typing.get_origin(hints[f.name]) is Literal}
+    return {
+        f.name: typing.get_args(hints[f.name])
+        for f in dataclasses.fields(config_cls)
+        if typing.get_origin(hints[f.name]) is Literal
+    }
 
 
 def _choice(name: str, value: str, allowed) -> None:

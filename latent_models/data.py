@@ -60,8 +60,10 @@ class DataSplits:
 
     def as_numpy(self) -> dict[str, tuple]:
         """{split: (images, labels)} as numpy arrays, for logging the splits as run inputs."""
-        return {name: (split.images.numpy(), split.labels.numpy())
-                for name, split in (("train", self.train), ("val", self.val), ("test", self.test))}
+        return {
+            name: (split.images.numpy(), split.labels.numpy())
+            for name, split in (("train", self.train), ("val", self.val), ("test", self.test))
+        }
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -118,9 +120,7 @@ def check_idx_files(name: str, root: Path) -> None:
         if (rows, cols) != (IMAGE_SIZE, IMAGE_SIZE):
             raise DataError(f"{folder / images_file} holds {rows}x{cols} images, expected 28x28")
         if n_images != n_labels:
-            raise DataError(
-                f"{folder}: {split} split has {n_images} images but {n_labels} labels"
-            )
+            raise DataError(f"{folder}: {split} split has {n_images} images but {n_labels} labels")
 
 
 def _missing_files_error(name: str, root: Path, missing: list[Path], reason: str) -> DataError:
@@ -164,9 +164,7 @@ def ensure_files(name: str, root: Path, download: bool) -> list[Path]:
             cls(root=str(root), train=True, download=True)
             cls(root=str(root), train=False, download=True)
         except Exception as exc:  # network errors come in many types
-            raise _missing_files_error(
-                name, root, missing, f"download failed: {type(exc).__name__}: {exc}"
-            ) from None
+            raise _missing_files_error(name, root, missing, f"download failed: {type(exc).__name__}: {exc}") from None
         missing = [p for p in files if not p.is_file()]
     if missing:
         reason = "download is off" if not download else "download did not produce them"

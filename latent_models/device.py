@@ -72,24 +72,32 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("cpu")
     if kind == "mps":
         if not mps_available():
-            raise DeviceError(f"device={spec}: MPS (Apple-silicon GPU) is not available; {machine()}; "
-                              "pass device=auto or cpu")
+            raise DeviceError(
+                f"device={spec}: MPS (Apple-silicon GPU) is not available; {machine()}; pass device=auto or cpu"
+            )
         return torch.device("mps")
     count = cuda_count()
     if count == 0:
-        raise DeviceError(f"device={spec}: CUDA is not available (torch {torch.__version__}, CUDA "
-                          f"{torch.version.cuda or 'none'}); {machine()}; pass device=auto or cpu")
+        raise DeviceError(
+            f"device={spec}: CUDA is not available (torch {torch.__version__}, CUDA "
+            f"{torch.version.cuda or 'none'}); {machine()}; pass device=auto or cpu"
+        )
     if index is not None and int(index) >= count:
-        raise DeviceError(f"device={spec}: there is no GPU {index}; {machine()}; "
-                          f"pass device=cuda:0{f'..cuda:{count - 1}' if count > 1 else ''}, cuda or auto")
+        raise DeviceError(
+            f"device={spec}: there is no GPU {index}; {machine()}; "
+            f"pass device=cuda:0{f'..cuda:{count - 1}' if count > 1 else ''}, cuda or auto"
+        )
     rank = _local_rank()
     if rank is not None:
         if index is not None:
-            raise DeviceError(f"device={spec} names one GPU, but this is one of several processes (one per GPU); "
-                              "pass device=cuda or auto")
+            raise DeviceError(
+                f"device={spec} names one GPU, but this is one of several processes (one per GPU); "
+                "pass device=cuda or auto"
+            )
         if rank >= count:
-            raise DeviceError(f"process {rank} has no GPU of its own; {machine()}; pass nproc_per_node={count} "
-                              "or device=cpu")
+            raise DeviceError(
+                f"process {rank} has no GPU of its own; {machine()}; pass nproc_per_node={count} or device=cpu"
+            )
         return torch.device("cuda", rank)
     return torch.device("cuda", int(index or 0))
 
@@ -116,14 +124,20 @@ def resolve_precision(spec: str, device: torch.device) -> str:
     if spec == "fp32":
         return spec
     if device.type == "cpu" and spec == "fp16":
-        raise DeviceError(f"precision=fp16 on device cpu: fp16 autocast with gradient scaling needs a CUDA GPU; "
-                          f"{machine()}; pass precision=bf16 or fp32 (or auto)")
+        raise DeviceError(
+            f"precision=fp16 on device cpu: fp16 autocast with gradient scaling needs a CUDA GPU; "
+            f"{machine()}; pass precision=bf16 or fp32 (or auto)"
+        )
     if device.type == "mps":
-        raise DeviceError(f"precision={spec} on device mps: mixed precision is not supported on MPS here; "
-                          f"{machine()}; pass precision=fp32 (or auto)")
+        raise DeviceError(
+            f"precision={spec} on device mps: mixed precision is not supported on MPS here; "
+            f"{machine()}; pass precision=fp32 (or auto)"
+        )
     if spec == "bf16" and not bf16_supported(device):
-        raise DeviceError(f"precision=bf16 on {device} ({gpu_name(device)}): this GPU has no bfloat16 support; "
-                          f"{machine()}; pass precision=fp16 or fp32 (or auto)")
+        raise DeviceError(
+            f"precision=bf16 on {device} ({gpu_name(device)}): this GPU has no bfloat16 support; "
+            f"{machine()}; pass precision=fp16 or fp32 (or auto)"
+        )
     return spec
 
 
@@ -133,14 +147,20 @@ def check(device: str, precision: str = "auto", nproc_per_node: int = 1) -> tupl
         resolved = resolve_device(device)
         if resolved.type == "cuda":
             if device.strip().lower() not in ("auto", "cuda"):
-                raise DeviceError(f"device={device} names one GPU, but nproc_per_node={nproc_per_node} starts one "
-                                  "process per GPU; pass device=cuda or auto")
+                raise DeviceError(
+                    f"device={device} names one GPU, but nproc_per_node={nproc_per_node} starts one "
+                    "process per GPU; pass device=cuda or auto"
+                )
             if nproc_per_node > cuda_count():
-                raise DeviceError(f"nproc_per_node={nproc_per_node} with device={device}: one process per GPU, and "
-                                  f"{machine()}; pass nproc_per_node={cuda_count()} or device=cpu")
+                raise DeviceError(
+                    f"nproc_per_node={nproc_per_node} with device={device}: one process per GPU, and "
+                    f"{machine()}; pass nproc_per_node={cuda_count()} or device=cpu"
+                )
         elif resolved.type == "mps":
-            raise DeviceError(f"nproc_per_node={nproc_per_node} on device mps: several processes need CUDA GPUs or "
-                              f"the cpu; {machine()}; pass device=cpu or nproc_per_node=1")
+            raise DeviceError(
+                f"nproc_per_node={nproc_per_node} on device mps: several processes need CUDA GPUs or "
+                f"the cpu; {machine()}; pass device=cpu or nproc_per_node=1"
+            )
     else:
         resolved = resolve_device(device)
     return resolved, resolve_precision(precision, resolved)
@@ -167,8 +187,12 @@ def module_device(module: torch.nn.Module) -> torch.device:
 
 def device_tags(device: torch.device, precision: str | None = None) -> dict[str, str]:
     """Run tags: where it ran (what `auto` became), in which precision, with which torch / CUDA."""
-    tags = {"device_resolved": str(device), "device_name": gpu_name(device), "torch_version": torch.__version__,
-            "cuda_version": torch.version.cuda or "none"}
+    tags = {
+        "device_resolved": str(device),
+        "device_name": gpu_name(device),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "none",
+    }
     return {**tags, "precision_resolved": precision} if precision else tags
 
 

@@ -69,20 +69,25 @@ def read_secret(value_env: str, file_env: str | None = None, what: str = "passwo
     return value
 
 
-def write_auth_config(path: str | Path, database_uri: str, admin_username: str = "admin",
-                      default_permission: str = "READ") -> Path:
+def write_auth_config(
+    path: str | Path, database_uri: str, admin_username: str = "admin", default_permission: str = "READ"
+) -> Path:
     """MLflow's auth ini (`MLFLOW_AUTH_CONFIG_PATH`): the auth database and the admin's name,
     and no password (MLflow takes it from MLFLOW_AUTH_ADMIN_PASSWORD at first start)."""
     path = Path(path)
-    path.write_text("\n".join([
-        "[mlflow]",
-        f"default_permission = {default_permission}",
-        f"database_uri = {database_uri}",
-        f"admin_username = {admin_username}",
-        "# no admin_password here: MLFLOW_AUTH_ADMIN_PASSWORD (or _FILE) gives it at first start",
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
-        "",
-    ]))
+    path.write_text(
+        "\n".join(
+            [
+                "[mlflow]",
+                f"default_permission = {default_permission}",
+                f"database_uri = {database_uri}",
+                f"admin_username = {admin_username}",
+                "# no admin_password here: MLFLOW_AUTH_ADMIN_PASSWORD (or _FILE) gives it at first start",
+                "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+                "",
+            ]
+        )
+    )
     return path
 
 
@@ -128,8 +133,9 @@ def refusal_status(exc: BaseException) -> int | None:
     return None
 
 
-def describe_refusal(exc: BaseException, resources: dict[str, str] | None = None,
-                     action: str | None = None, resource: str | None = None) -> str | None:
+def describe_refusal(
+    exc: BaseException, resources: dict[str, str] | None = None, action: str | None = None, resource: str | None = None
+) -> str | None:
     """One line for a 401/403 from the tracking server, naming the user, the action and the
     resource; None when `exc` is something else. `resources` (experiment, registered_model ->
     name) names the resource when the request's endpoint tells only its kind; `action` and
@@ -148,8 +154,10 @@ def describe_refusal(exc: BaseException, resources: dict[str, str] | None = None
     if endpoint.startswith("http"):
         endpoint = "/" + endpoint.split("://", 1)[1].partition("/")[2]
     if action is None or resource is None:
-        guessed_action, kind = next(((a, k) for suffix, a, k in _ACTIONS if suffix in endpoint),
-                                    (f"call {endpoint or 'the tracking server'}", None))
+        guessed_action, kind = next(
+            ((a, k) for suffix, a, k in _ACTIONS if suffix in endpoint),
+            (f"call {endpoint or 'the tracking server'}", None),
+        )
         action = action or guessed_action
         if resource is None:
             name = (resources or {}).get(kind) if kind else None
@@ -157,8 +165,10 @@ def describe_refusal(exc: BaseException, resources: dict[str, str] | None = None
     where = mlflow.get_tracking_uri()
     if status == 401:
         who = f"user {user!r}" if user else "no user (set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)"
-        return (f"not authenticated (HTTP 401) by {where}: {who} may not {action} {resource}; "
-                "check the user name and password").replace("  ", " ")
+        return (
+            f"not authenticated (HTTP 401) by {where}: {who} may not {action} {resource}; "
+            "check the user name and password"
+        ).replace("  ", " ")
     return f"permission denied (HTTP 403) by {where}: user {user!r} may not {action} {resource}".rstrip()
 
 
@@ -190,22 +200,35 @@ def check_admin(tracking_uri: str) -> str:
 
     user = current_user()
     if not user:
-        raise AccessError("no credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-                          "(or ~/.mlflow/credentials) to the server's admin")
+        raise AccessError(
+            "no credentials: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+            "(or ~/.mlflow/credentials) to the server's admin"
+        )
     me = _auth_client(tracking_uri).get_user(user)
     if not me.is_admin:
-        raise AccessDenied(f"permission denied: user {user!r} may not set up team access on {tracking_uri} "
-                           "(needs an admin)")
-    legacy = requests.get(f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/users/get", params={"username": user},
-                          auth=(user, LEGACY_DEFAULT_ADMIN_PASSWORD), timeout=30)
+        raise AccessDenied(
+            f"permission denied: user {user!r} may not set up team access on {tracking_uri} (needs an admin)"
+        )
+    legacy = requests.get(
+        f"{tracking_uri.rstrip('/')}/api/2.0/mlflow/users/get",
+        params={"username": user},
+        auth=(user, LEGACY_DEFAULT_ADMIN_PASSWORD),
+        timeout=30,
+    )
     if legacy.status_code != 401:
-        raise AccessError(f"admin {user!r} still accepts MLflow's old default password: rotate it now "
-                          "(latent-models team-access password)")
+        raise AccessError(
+            f"admin {user!r} still accepts MLflow's old default password: rotate it now "
+            "(latent-models team-access password)"
+        )
     return user
 
 
-def apply(tracking_uri: str, members: dict[str, list[str]], password_dir: str | Path | None = None,
-          models: tuple[str, ...] = PROJECT_MODELS) -> list[str]:
+def apply(
+    tracking_uri: str,
+    members: dict[str, list[str]],
+    password_dir: str | Path | None = None,
+    models: tuple[str, ...] = PROJECT_MODELS,
+) -> list[str]:
     """Make the server match: the three roles with their grants, each listed user existing and
     holding exactly the listed project roles, the `models` registered (by the admin). Idempotent;
     users not listed are left alone. A new user's password is read from `<password_dir>/<user>`;
@@ -240,7 +263,7 @@ def apply(tracking_uri: str, members: dict[str, list[str]], password_dir: str | 
         for user in users:
             wanted.setdefault(user, set()).add(role)
     for user, user_roles in sorted(wanted.items()):
-        if not _exists(lambda: client.get_user(user)):
+        if not _exists(lambda user=user: client.get_user(user)):
             client.create_user(user, _new_password(user, password_dir))
             changes.append(f"created user {user}")
         held = {r.name for r in client.list_user_roles(user) if r.name in ROLES}
@@ -253,7 +276,7 @@ def apply(tracking_uri: str, members: dict[str, list[str]], password_dir: str | 
 
     registry = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     for name in models:
-        if not _exists(lambda: registry.get_registered_model(name)):
+        if not _exists(lambda name=name: registry.get_registered_model(name)):
             registry.create_registered_model(name)
             changes.append(f"registered model {name} created")
     return changes
@@ -261,8 +284,10 @@ def apply(tracking_uri: str, members: dict[str, list[str]], password_dir: str | 
 
 def _new_password(user: str, password_dir: str | Path | None) -> str:
     if password_dir is None:
-        raise AccessError(f"user {user!r} does not exist: give --password-dir, a folder holding a file "
-                          f"{user!r} with their password (or where one is written)")
+        raise AccessError(
+            f"user {user!r} does not exist: give --password-dir, a folder holding a file "
+            f"{user!r} with their password (or where one is written)"
+        )
     path = Path(password_dir).expanduser() / user
     if path.is_file():
         password = path.read_text().strip()

@@ -33,8 +33,10 @@ import os
 from pathlib import Path
 
 PROTECTED_ALIASES_ENV = "LATENT_MODELS_PROTECTED_ALIASES"
-SECRET_FILE_ENVS = {"MLFLOW_AUTH_ADMIN_PASSWORD": "MLFLOW_AUTH_ADMIN_PASSWORD_FILE",
-                    "MLFLOW_FLASK_SERVER_SECRET_KEY": "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE"}
+SECRET_FILE_ENVS = {
+    "MLFLOW_AUTH_ADMIN_PASSWORD": "MLFLOW_AUTH_ADMIN_PASSWORD_FILE",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "MLFLOW_FLASK_SERVER_SECRET_KEY_FILE",
+}
 
 
 def protected_aliases() -> set[str]:
@@ -56,12 +58,14 @@ def _route(path: str, method: str) -> str | None:
     """Which guarded operation a REST or ajax request is, if any."""
     if "/mlflow/" not in path or not ("/api/" in path or "/ajax-api/" in path):
         return None
-    tail = path[path.index("/mlflow/"):]
-    return {("/mlflow/registered-models/alias", "POST"): "set_alias",
-            ("/mlflow/registered-models/alias", "DELETE"): "delete_alias",
-            ("/mlflow/registered-models/rename", "POST"): "rename",
-            ("/mlflow/registered-models/create", "POST"): "create_model",
-            ("/mlflow/experiments/create", "POST"): "create_experiment"}.get((tail.rstrip("/"), method))
+    tail = path[path.index("/mlflow/") :]
+    return {
+        ("/mlflow/registered-models/alias", "POST"): "set_alias",
+        ("/mlflow/registered-models/alias", "DELETE"): "delete_alias",
+        ("/mlflow/registered-models/rename", "POST"): "rename",
+        ("/mlflow/registered-models/create", "POST"): "create_model",
+        ("/mlflow/experiments/create", "POST"): "create_experiment",
+    }.get((tail.rstrip("/"), method))
 
 
 def _release_rules():
@@ -69,8 +73,11 @@ def _release_rules():
     and applied MLflow's permission check): None lets the request through."""
     from flask import request
     from mlflow.server import auth
-    from mlflow.server.auth.permissions import (RESOURCE_TYPE_EXPERIMENT, RESOURCE_TYPE_REGISTERED_MODEL,
-                                                RESOURCE_TYPE_WORKSPACE)
+    from mlflow.server.auth.permissions import (
+        RESOURCE_TYPE_EXPERIMENT,
+        RESOURCE_TYPE_REGISTERED_MODEL,
+        RESOURCE_TYPE_WORKSPACE,
+    )
     from mlflow.server.auth.requirements import Requirement
 
     operation = _route(request.path, request.method)
@@ -90,10 +97,14 @@ def _release_rules():
     elif operation == "create_model" and auth._registered_model_or_prompt_target() is not None:
         return None  # exists: MLflow answers RESOURCE_ALREADY_EXISTS (mlflow.register_model expects it)
     else:
-        wildcard, action = ((RESOURCE_TYPE_REGISTERED_MODEL, "manage") if operation == "create_model"
-                            else (RESOURCE_TYPE_EXPERIMENT, "update"))
-        allowed = auth.authorize(authorization.username, (RESOURCE_TYPE_WORKSPACE, "*"),
-                                 [Requirement(wildcard, "*", action)])
+        wildcard, action = (
+            (RESOURCE_TYPE_REGISTERED_MODEL, "manage")
+            if operation == "create_model"
+            else (RESOURCE_TYPE_EXPERIMENT, "update")
+        )
+        allowed = auth.authorize(
+            authorization.username, (RESOURCE_TYPE_WORKSPACE, "*"), [Requirement(wildcard, "*", action)]
+        )
     return None if allowed else auth.make_forbidden_response()
 
 

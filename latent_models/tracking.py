@@ -64,7 +64,7 @@ def ready_store() -> None:
     tables on first open; two processes doing that at once collide ("table experiments
     already exists"), so the first open of a sqlite:/// store holds a file lock beside it."""
     uri = mlflow.get_tracking_uri()
-    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
+    path = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else None
     if path is None or _opened.get(uri):
         return
     try:
@@ -85,8 +85,14 @@ _opened: dict[str, bool] = {}
 
 
 @contextlib.contextmanager
-def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | None = None,
-                 resume_run_id: str | None = None, checkpoint_dir: str = "", system_metrics: bool = False):
+def training_run(
+    experiment_name: str,
+    run_name: str = "",
+    parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
+    checkpoint_dir: str = "",
+    system_metrics: bool = False,
+):
     """Start (or join, under `mlflow run`) a run; children go into their parent's experiment.
 
     `resume_run_id` reopens that run instead (under `mlflow run`, the launcher's new run is
@@ -112,8 +118,9 @@ def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | 
     elif os.environ.get("MLFLOW_RUN_ID"):
         run = mlflow.start_run(run_name=run_name or None, log_system_metrics=system_metrics)
     else:
-        run = mlflow.start_run(experiment_id=_experiment_id(experiment_name), run_name=run_name or None,
-                               log_system_metrics=system_metrics)
+        run = mlflow.start_run(
+            experiment_id=_experiment_id(experiment_name), run_name=run_name or None, log_system_metrics=system_metrics
+        )
     run_id = run.info.run_id
     checkpoint = checkpoint_path(run_id, checkpoint_dir)
     with run:
@@ -132,10 +139,12 @@ def training_run(experiment_name: str, run_name: str = "", parent_run_id: str | 
             raise
         except KeyboardInterrupt:
             mlflow.end_run("KILLED")
-            saved = (f"its last finished epoch is saved in {checkpoint}" if checkpoint.is_file()
-                     else "no epoch had finished")
-            raise RunInterrupted(f"interrupted: run {run_id} ended as KILLED; {saved}; "
-                                 f"continue it with resume={run_id}") from None
+            saved = (
+                f"its last finished epoch is saved in {checkpoint}" if checkpoint.is_file() else "no epoch had finished"
+            )
+            raise RunInterrupted(
+                f"interrupted: run {run_id} ended as KILLED; {saved}; continue it with resume={run_id}"
+            ) from None
     if checkpoint.is_file():
         checkpoint.unlink()
         with contextlib.suppress(OSError):
@@ -147,8 +156,14 @@ def pipeline_run(cfg, data, parent_run_id: str | None, resumed, tags: dict):
     """The `ae` / `vae` run: `training_run` for a config, with the config as params and the
     data splits as inputs (a resumed run has them already), and the pipeline's tags.
     Yields the run and the splits as MLflow datasets (split -> Dataset), for linking metrics."""
-    with training_run(cfg.experiment_name, cfg.run_name, parent_run_id,
-                      resumed.info.run_id if resumed else None, cfg.checkpoint_dir, cfg.system_metrics) as run:
+    with training_run(
+        cfg.experiment_name,
+        cfg.run_name,
+        parent_run_id,
+        resumed.info.run_id if resumed else None,
+        cfg.checkpoint_dir,
+        cfg.system_metrics,
+    ) as run:
         datasets = split_datasets(data.name, data.root, data.digest, data.as_numpy())
         if not resumed:
             log_params(dataclasses.asdict(cfg))
@@ -184,8 +199,10 @@ def find_resumable_run(resume: str, experiment_name: str, model_type: str):
                 raise ResumeError(f"resume=last: no experiment named {experiment_name!r}")
             experiment_id = experiment.experiment_id
         runs = client.search_runs(
-            [experiment_id], filter_string=f"tags.model_type = '{model_type}' and attributes.status != 'FINISHED'",
-            order_by=["attributes.start_time DESC"], max_results=5,
+            [experiment_id],
+            filter_string=f"tags.model_type = '{model_type}' and attributes.status != 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=5,
         )
         runs = [r for r in runs if r.info.run_id != launcher]
         if not runs:
@@ -198,8 +215,9 @@ def find_resumable_run(resume: str, experiment_name: str, model_type: str):
     if run.info.status == "FINISHED":
         raise ResumeError(f"resume: run {resume} has finished; nothing to resume")
     if run.data.tags.get("model_type") != model_type:
-        raise ResumeError(f"resume: run {resume} is a {run.data.tags.get('model_type', 'unknown')} run, "
-                          f"not a {model_type} run")
+        raise ResumeError(
+            f"resume: run {resume} is a {run.data.tags.get('model_type', 'unknown')} run, not a {model_type} run"
+        )
     return run
 
 
@@ -210,7 +228,8 @@ def fetch_checkpoint(run_id: str, checkpoint_dir: str = "") -> Path:
         staging = path.parent.parent / f".{run_id}-download"
         with contextlib.suppress(MlflowException, OSError):  # no artifact: the run starts over
             downloaded = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/last.pt", dst_path=str(staging))
+                run_id=run_id, artifact_path=f"{CHECKPOINT_ARTIFACT}/last.pt", dst_path=str(staging)
+            )
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(downloaded, path)
         shutil.rmtree(staging, ignore_errors=True)
@@ -220,8 +239,9 @@ def fetch_checkpoint(run_id: str, checkpoint_dir: str = "") -> Path:
 def check_resumable_data(run, digest: str) -> None:
     logged = run.data.tags.get("dataset_digest")
     if logged and logged != digest:
-        raise ResumeError(f"resume: run {run.info.run_id} trained on data with digest {logged}; "
-                          f"these files have digest {digest}")
+        raise ResumeError(
+            f"resume: run {run.info.run_id} trained on data with digest {logged}; these files have digest {digest}"
+        )
 
 
 def checkpointing(run_id: str, cfg, resumed, *epoch_hooks) -> dict:
@@ -292,30 +312,37 @@ def log_metrics(metrics: dict[str, float], step: int | None = None, prefix: str 
     """Metrics of the active run alone. Through the client, because MLflow's fluent
     `log_metrics` also links a metric to any model the run logged at the same step."""
     timestamp = get_current_time_millis()
-    MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=[
-        Metric(prefix + k, float(v), timestamp, step or 0) for k, v in metrics.items()])
+    MlflowClient().log_batch(
+        mlflow.active_run().info.run_id,
+        metrics=[Metric(prefix + k, float(v), timestamp, step or 0) for k, v in metrics.items()],
+    )
 
 
 SPLIT_CONTEXTS = {"train": "training", "val": "validation", "test": "testing"}
 
 
-def split_dataset(name: str, root: str, digest: str, split: str, features: np.ndarray, targets: np.ndarray,
-                  first: int = 0) -> "mlflow.data.Dataset":
+def split_dataset(
+    name: str, root: str, digest: str, split: str, features: np.ndarray, targets: np.ndarray, first: int = 0
+) -> "mlflow.data.Dataset":
     """A split as an MLflow dataset named `<name>-<split>` (`<name>-<split>[:N]` for its first N
     images), its digest derived from the raw files'."""
     if first and first < len(features):
         features, targets, split = features[:first], targets[:first], f"{split}[:{first}]"
     with warnings.catch_warnings():  # MLflow registers two identical local-file source types
         warnings.simplefilter("ignore", UserWarning)
-        return mlflow.data.from_numpy(features, targets=targets, source=root, name=f"{name}-{split}",
-                                      digest=f"{digest}-{split}"[:36])
+        return mlflow.data.from_numpy(
+            features, targets=targets, source=root, name=f"{name}-{split}", digest=f"{digest}-{split}"[:36]
+        )
 
 
-def split_datasets(name: str, root: str, digest: str,
-                   splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, "mlflow.data.Dataset"]:
+def split_datasets(
+    name: str, root: str, digest: str, splits: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, "mlflow.data.Dataset"]:
     """Each split as an MLflow dataset (see `split_dataset`)."""
-    return {split: split_dataset(name, root, digest, split, features, targets)
-            for split, (features, targets) in splits.items()}
+    return {
+        split: split_dataset(name, root, digest, split, features, targets)
+        for split, (features, targets) in splits.items()
+    }
 
 
 def log_datasets(datasets: dict[str, "mlflow.data.Dataset"], name: str, digest: str) -> None:
@@ -367,8 +394,15 @@ def log_model(name: str, save: Callable[[str, Model], None], step: int, model_ty
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / "model")
-            save(path, Model(artifact_path=model.artifact_location, model_uuid=model.model_id, run_id=run_id,
-                             model_id=model.model_id))
+            save(
+                path,
+                Model(
+                    artifact_path=model.artifact_location,
+                    model_uuid=model.model_id,
+                    run_id=run_id,
+                    model_id=model.model_id,
+                ),
+            )
             client.log_model_artifacts(model.model_id, path)
     except BaseException:
         mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
@@ -378,9 +412,17 @@ def log_model(name: str, save: Callable[[str, Model], None], step: int, model_ty
     return LoggedModelRef(model.model_id)
 
 
-def log_selected_model(name: str, save: Callable[[str, Model], None], model_type: str, step: int,
-                       val_metrics: dict[str, float], val_dataset, test_metrics: dict[str, float], test_dataset,
-                       registered_model_name: str | None = None) -> LoggedModelRef:
+def log_selected_model(
+    name: str,
+    save: Callable[[str, Model], None],
+    model_type: str,
+    step: int,
+    val_metrics: dict[str, float],
+    val_dataset,
+    test_metrics: dict[str, float],
+    test_dataset,
+    registered_model_name: str | None = None,
+) -> LoggedModelRef:
     """The run's model, the weights of the epoch chosen on validation (`step`): logged, linked
     to that epoch's validation metrics and to its test metrics, each on its dataset, and
     registered when a name is given."""
@@ -392,8 +434,7 @@ def log_selected_model(name: str, save: Callable[[str, Model], None], model_type
     return ref
 
 
-def checkpoint_models(name: str, model_type: str, save_now: Callable[[], Callable[[str, Model], None]],
-                      val_dataset):
+def checkpoint_models(name: str, model_type: str, save_now: Callable[[], Callable[[str, Model], None]], val_dataset):
     """An on_epoch callback that logs each epoch's weights (`save_now()` packs the current
     ones) as logged model `<name>-epoch-<epoch>` at step = epoch, linked to that epoch's
     validation metrics. Epochs the run logged before (a resumed run) are not logged again."""
@@ -419,9 +460,17 @@ def link_metrics(model_id: str, metrics: dict[str, float], dataset=None, step: i
     batch = []
     for key, value in metrics.items():
         same = [m.timestamp for m in client.get_metric_history(run_id, key) if m.step == step and m.value == value]
-        batch.append(Metric(key, float(value), same[0] if same else now, step, model_id=model_id,
-                            dataset_name=dataset.name if dataset is not None else None,
-                            dataset_digest=dataset.digest if dataset is not None else None))
+        batch.append(
+            Metric(
+                key,
+                float(value),
+                same[0] if same else now,
+                step,
+                model_id=model_id,
+                dataset_name=dataset.name if dataset is not None else None,
+                dataset_digest=dataset.digest if dataset is not None else None,
+            )
+        )
     client.log_batch(run_id, metrics=batch)
 
 
@@ -498,9 +547,16 @@ def aliases(name: str) -> dict[str, str]:
         return {}
 
 
-def promote_if_better(name: str, version: str, metric: str, value: float, higher_is_better: bool,
-                      comparable: dict[str, object], promote: bool = True,
-                      baseline: tuple[str, float] | None = None) -> Promotion:
+def promote_if_better(
+    name: str,
+    version: str,
+    metric: str,
+    value: float,
+    higher_is_better: bool,
+    comparable: dict[str, object],
+    promote: bool = True,
+    baseline: tuple[str, float] | None = None,
+) -> Promotion:
     """Alias the new `version` `candidate`; make it `champion` when its validation `metric`
     beats the champion's, or when there is no champion.
 
@@ -521,13 +577,22 @@ def promote_if_better(name: str, version: str, metric: str, value: float, higher
     if not promote:
         decision = Promotion("skipped", "promote=false", champion_version)
     elif not beats_baseline:
-        decision = Promotion("rejected", f"{metric} {value:.4f} does not beat {baseline[0]} ({baseline[1]:.4f}): "
-                                         f"worse than doing nothing, so never {CHAMPION}", champion_version)
+        decision = Promotion(
+            "rejected",
+            f"{metric} {value:.4f} does not beat {baseline[0]} ({baseline[1]:.4f}): "
+            f"worse than doing nothing, so never {CHAMPION}",
+            champion_version,
+        )
     elif champion_version is None:
         decision = Promotion(CHAMPION, f"first {CHAMPION} of {name}; {metric} {value:.4f}")
     else:
-        decision = _compare(client.get_model_version(name, champion_version), metric, value, higher_is_better,
-                            {k: str(v) for k, v in comparable.items()})
+        decision = _compare(
+            client.get_model_version(name, champion_version),
+            metric,
+            value,
+            higher_is_better,
+            {k: str(v) for k, v in comparable.items()},
+        )
     if decision.promoted:
         try:
             client.set_registered_model_alias(name, CHAMPION, version)
@@ -546,9 +611,13 @@ def _denied(exc: MlflowException, name: str, version: str, decision: Promotion) 
 
     if refusal_status(exc) != 403:
         raise exc
-    return Promotion("denied", f"{decision.reason}, but user {current_user()!r} may not move {CHAMPION} of {name} "
-                               f"(HTTP 403; a release manager can: latent-models promote "
-                               f"--registered_model_name {name} --version {version})", decision.previous_champion)
+    return Promotion(
+        "denied",
+        f"{decision.reason}, but user {current_user()!r} may not move {CHAMPION} of {name} "
+        f"(HTTP 403; a release manager can: latent-models promote "
+        f"--registered_model_name {name} --version {version})",
+        decision.previous_champion,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -566,9 +635,16 @@ class ChampionRule:
 
     def promote(self, name: str, version: str, cfg, result: dict, promote: bool = True) -> Promotion:
         """`result`: the training pipeline's, holding the metric and the baseline."""
-        return promote_if_better(name, version, self.metric, result[self.metric], self.higher_is_better,
-                                 {k: getattr(cfg, k) for k in self.comparable}, promote,
-                                 (self.baseline_label, result[self.baseline]))
+        return promote_if_better(
+            name,
+            version,
+            self.metric,
+            result[self.metric],
+            self.higher_is_better,
+            {k: getattr(cfg, k) for k in self.comparable},
+            promote,
+            (self.baseline_label, result[self.baseline]),
+        )
 
 
 def _compare(champion, metric: str, value: float, higher_is_better: bool, comparable: dict[str, str]) -> Promotion:
@@ -576,15 +652,18 @@ def _compare(champion, metric: str, value: float, higher_is_better: bool, compar
     previous = str(champion.version)
     differ = [f"{k} {champion.tags.get(k, '?')} (new: {v})" for k, v in comparable.items() if champion.tags.get(k) != v]
     if differ:
-        return Promotion("kept", f"not comparable with {label}, which has {', '.join(differ)}; "
-                                 "move the champion with the promote entry point", previous)
+        return Promotion(
+            "kept",
+            f"not comparable with {label}, which has {', '.join(differ)}; "
+            "move the champion with the promote entry point",
+            previous,
+        )
     theirs = _version_metric(champion, metric, higher_is_better)
     if theirs is None:
         return Promotion("kept", f"{label} has no {metric} to compare with", previous)
     better = value > theirs if higher_is_better else value < theirs
     verb = "beats" if better else "does not beat"
-    return Promotion(CHAMPION if better else "kept", f"{metric} {value:.4f} {verb} {theirs:.4f} of {label}",
-                     previous)
+    return Promotion(CHAMPION if better else "kept", f"{metric} {value:.4f} {verb} {theirs:.4f} of {label}", previous)
 
 
 def _version_metric(version, metric: str, higher_is_better: bool) -> float | None:
@@ -620,7 +699,9 @@ def move_alias(name: str, version: int | str | None, alias: str = CHAMPION) -> d
         client.get_model_version(name, version)
     except MlflowException:
         known = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
-        raise RegistryError(f"{name} has no version {version}; versions: {', '.join(map(str, known)) or 'none'}") from None
+        raise RegistryError(
+            f"{name} has no version {version}; versions: {', '.join(map(str, known)) or 'none'}"
+        ) from None
     previous = current.get(alias)
     try:
         client.set_registered_model_alias(name, alias, version)

@@ -66,8 +66,9 @@ def _forget_active_experiment():
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_store_uri: str, root: Path, port: int, app_name: str | None = None,
-                  env: dict[str, str] | None = None):
+def mlflow_server(
+    backend_store_uri: str, root: Path, port: int, app_name: str | None = None, env: dict[str, str] | None = None
+):
     """`mlflow server --backend-store-uri <uri> --artifacts-destination <root>/artifacts
     --serve-artifacts` on 127.0.0.1:<port>, one worker, in its own process group (log:
     <root>/server.log). Yields its URL once /health answers; stops the group on leaving.
@@ -78,14 +79,26 @@ def mlflow_server(backend_store_uri: str, root: Path, port: int, app_name: str |
     processes and leaves a folder in /dev/shm behind."""
     root.mkdir(parents=True, exist_ok=True)
     url, log = f"http://127.0.0.1:{port}", root / "server.log"
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_store_uri,
-           "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *(["--app-name", app_name] if app_name else [])]
+    cmd = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--serve-artifacts",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        *(["--app-name", app_name] if app_name else []),
+    ]
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **(env or {}))
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=root)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
     try:
         deadline = time.monotonic() + SERVER_DEADLINE_S
         while True:

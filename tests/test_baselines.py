@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from latent_models.evaluation.baselines import BASELINES, gaussian_blur, median_filter, non_local_means, tune
 from latent_models.data import load_splits
+from latent_models.evaluation.baselines import BASELINES, gaussian_blur, median_filter, non_local_means, tune
 from latent_models.evaluation.metrics import psnr
 from latent_models.noise import fixed_noise
 from tests.conftest import FIXTURE_DATA

@@ -24,8 +24,11 @@ from tests.conftest import FIXTURE_DATA
         (cli.main, ["--ae_epochs", "0"], "ae_epochs must be > 0"),
         (cli.vae, ["--adam_beta2", "1"], "adam_beta2 must be in [0, 1), got 1.0"),
         (cli.ae, ["--nproc_per_node", "0"], "nproc_per_node must be > 0, got 0"),
-        (cli.vae, ["--nproc_per_node", "3", "--batch_size", "128"],
-         "batch_size (128) must be divisible by nproc_per_node (3)"),
+        (
+            cli.vae,
+            ["--nproc_per_node", "3", "--batch_size", "128"],
+            "batch_size (128) must be divisible by nproc_per_node (3)",
+        ),
         (cli.ae, ["--nproc_per_node", "2", "--resume", "last"], "resume runs in one process"),
     ],
 )
@@ -90,6 +93,7 @@ def validations(monkeypatch):
     """Count validate() calls per config class (each still validates)."""
     counts = {}
     for cls in (AEConfig, VAEConfig, MainConfig, SweepConfig):
+
         def spy(self, _validate=cls.validate, _name=cls.__name__):
             counts[_name] = counts.get(_name, 0) + 1
             _validate(self)
@@ -101,11 +105,14 @@ def validations(monkeypatch):
 NO_DATA = ["--data_dir", "nowhere", "--download", "false"]  # fails in load_splits, after any validation
 
 
-@pytest.mark.parametrize("command,expected", [
-    (cli.ae, {"AEConfig": 1}),
-    (cli.vae, {"VAEConfig": 1}),
-    (cli.main, {"MainConfig": 1, "AEConfig": 1, "VAEConfig": 1}),
-])
+@pytest.mark.parametrize(
+    "command,expected",
+    [
+        (cli.ae, {"AEConfig": 1}),
+        (cli.vae, {"VAEConfig": 1}),
+        (cli.main, {"MainConfig": 1, "AEConfig": 1, "VAEConfig": 1}),
+    ],
+)
 def test_an_entry_point_validates_each_config_once(command, expected, validations, tracking):
     result = CliRunner().invoke(command, NO_DATA)
     assert result.exit_code == 1 and "download is off" in result.output, result.output
@@ -151,6 +158,8 @@ def test_mixture_limits_are_the_priors_own(tracking):
     assert _message(fit_gaussian_mixture, torch.randn(3, 2), 5, 0) == _message(check_components, 5, 3)
     # More components than training images: found by run_vae before training, with the same rule.
     n = len(load_splits("mnist", str(FIXTURE_DATA), 100, 0, False, 0, 0).train)
-    message = _cli_error(cli.vae, ["--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100",
-                                   "--prior_components", str(n + 1)])
+    message = _cli_error(
+        cli.vae,
+        ["--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100", "--prior_components", str(n + 1)],
+    )
     assert message == _message(check_components, n + 1, n, "prior_components")

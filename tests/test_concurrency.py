@@ -11,9 +11,30 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import FIXTURE_DATA, REPO
 
 EPOCHS = 2
-ARGS = ["--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100", "--limit_train", "300", "--limit_test", "100",
-        "--epochs", str(EPOCHS), "--batch_size", "50", "--width", "8", "--iterations", "1",
-        "--experiment_name", "together", "--registered_model_name", "shared-denoiser"]
+ARGS = [
+    "--data_dir",
+    str(FIXTURE_DATA),
+    "--download",
+    "false",
+    "--val_size",
+    "100",
+    "--limit_train",
+    "300",
+    "--limit_test",
+    "100",
+    "--epochs",
+    str(EPOCHS),
+    "--batch_size",
+    "50",
+    "--width",
+    "8",
+    "--iterations",
+    "1",
+    "--experiment_name",
+    "together",
+    "--registered_model_name",
+    "shared-denoiser",
+]
 
 
 @pytest.mark.e2e
@@ -21,10 +42,25 @@ def test_two_runs_at_once_on_one_sqlite_store(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = dict(os.environ, MLFLOW_TRACKING_URI=uri, LATENT_MODELS_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
     env.pop("MLFLOW_RUN_ID", None)
-    procs = [subprocess.Popen([sys.executable, str(REPO / "entrypoints" / "ae.py"), *ARGS, "--seed", str(seed),
-                               "--run_name", f"seed{seed}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-             for seed in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "entrypoints" / "ae.py"),
+                *ARGS,
+                "--seed",
+                str(seed),
+                "--run_name",
+                f"seed{seed}",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]

@@ -62,19 +62,35 @@ def test_under_torchrun_each_process_takes_its_own_gpu(one_gpu, monkeypatch):
     assert resolve_device("auto") == torch.device("cuda", 1)
 
 
-@pytest.mark.parametrize("machine, device_spec, precision, nproc, expected", [
-    ("cpu_only", "cuda", "auto", 1, ["device=cuda", "CUDA is not available", "only the cpu", "pass device=auto or cpu"]),
-    ("one_gpu", "cuda:3", "auto", 1, ["device=cuda:3", "no GPU 3", "cuda:0 (Tesla T4)", "pass device=cuda:0"]),
-    ("cpu_only", "mps", "auto", 1, ["device=mps", "MPS", "only the cpu", "pass device=auto or cpu"]),
-    ("cpu_only", "cpu", "fp16", 1, ["precision=fp16", "cpu", "needs a CUDA GPU", "pass precision=bf16 or fp32"]),
-    ("one_gpu", "cuda", "bf16", 1, ["precision=bf16", "Tesla T4", "no bfloat16", "pass precision=fp16 or fp32"]),
-    ("one_gpu", "cuda", "auto", 2, ["nproc_per_node=2", "cuda:0 (Tesla T4)", "pass nproc_per_node=1 or device=cpu"]),
-    ("one_gpu", "cuda:0", "auto", 2, ["device=cuda:0 names one GPU", "pass device=cuda or auto"]),
-    ("cpu_only", "gpu", "auto", 1, ["device must be one of auto, cpu, cuda, cuda:N or mps", "'gpu'"]),
-    ("cpu_only", "cpu", "half", 1, ["precision must be one of auto, fp32, bf16, fp16", "'half'"]),
-])
-def test_bad_device_or_precision_is_one_line_naming_what_to_pass(request, machine, device_spec, precision, nproc,
-                                                                  expected):
+@pytest.mark.parametrize(
+    "machine, device_spec, precision, nproc, expected",
+    [
+        (
+            "cpu_only",
+            "cuda",
+            "auto",
+            1,
+            ["device=cuda", "CUDA is not available", "only the cpu", "pass device=auto or cpu"],
+        ),
+        ("one_gpu", "cuda:3", "auto", 1, ["device=cuda:3", "no GPU 3", "cuda:0 (Tesla T4)", "pass device=cuda:0"]),
+        ("cpu_only", "mps", "auto", 1, ["device=mps", "MPS", "only the cpu", "pass device=auto or cpu"]),
+        ("cpu_only", "cpu", "fp16", 1, ["precision=fp16", "cpu", "needs a CUDA GPU", "pass precision=bf16 or fp32"]),
+        ("one_gpu", "cuda", "bf16", 1, ["precision=bf16", "Tesla T4", "no bfloat16", "pass precision=fp16 or fp32"]),
+        (
+            "one_gpu",
+            "cuda",
+            "auto",
+            2,
+            ["nproc_per_node=2", "cuda:0 (Tesla T4)", "pass nproc_per_node=1 or device=cpu"],
+        ),
+        ("one_gpu", "cuda:0", "auto", 2, ["device=cuda:0 names one GPU", "pass device=cuda or auto"]),
+        ("cpu_only", "gpu", "auto", 1, ["device must be one of auto, cpu, cuda, cuda:N or mps", "'gpu'"]),
+        ("cpu_only", "cpu", "half", 1, ["precision must be one of auto, fp32, bf16, fp16", "'half'"]),
+    ],
+)
+def test_bad_device_or_precision_is_one_line_naming_what_to_pass(
+    request, machine, device_spec, precision, nproc, expected
+):
     request.getfixturevalue(machine)
     with pytest.raises(DeviceError) as error:
         check(device_spec, precision, nproc)
@@ -134,9 +150,14 @@ def _fit(precision="fp32", epochs=2, seen=None, compile=False, **options):
 
     generator = seed_everything(0)
     model = Conv()
-    result = fit(model, images, Objective(loss_fn, evaluate, "val_loss", "min"),
-                 Settings(epochs=epochs, batch_size=16, lr=0.01, schedule="cosine", precision=precision,
-                          compile=compile), generator, **options)
+    result = fit(
+        model,
+        images,
+        Objective(loss_fn, evaluate, "val_loss", "min"),
+        Settings(epochs=epochs, batch_size=16, lr=0.01, schedule="cosine", precision=precision, compile=compile),
+        generator,
+        **options,
+    )
     return model, result
 
 
@@ -151,7 +172,9 @@ def test_bf16_autocasts_the_forward_and_keeps_metrics_fp32():
     assert abs(bf16.history[-1]["val_loss"] - fp32.history[-1]["val_loss"]) < 0.01
 
 
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile needs a C compiler")
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile needs a C compiler"
+)
 def test_compile_trains_to_the_same_result():
     eager_model, eager = _fit()
     compiled_model, compiled = _fit(compile=True)
@@ -163,6 +186,7 @@ def test_compile_trains_to_the_same_result():
 
 def _crash_after_the_first_epoch(path):
     """A 3-epoch fit killed after its first epoch, its checkpoint at `path`."""
+
     def crash(epoch, metrics):
         if epoch == 0:
             raise RuntimeError("killed")
@@ -209,8 +233,7 @@ def test_tiny_bf16_ae_run_logs_device_params_and_tags(tracking):
     run = mlflow.get_run(result["run_id"])
     assert run.data.params["device"] == "auto" and run.data.params["precision"] == "bf16"
     assert run.data.params["compile"] == "false"
-    assert run.data.tags["device_name"] == ("cpu" if not torch.cuda.is_available() else
-                                            torch.cuda.get_device_name(0))
+    assert run.data.tags["device_name"] == ("cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(0))
     assert run.data.tags["precision_resolved"] == "bf16"
     assert run.data.tags["device_resolved"] == ("cpu" if not torch.cuda.is_available() else "cuda:0")
     assert run.data.tags["torch_version"] == torch.__version__
@@ -265,20 +288,38 @@ def test_cuda_bf16_and_fp16_fit_and_resume_on_the_cpu(tmp_path):
     objective = Objective(loss_fn, evaluate, "val_loss", "min")
     settings = Settings(epochs=2, batch_size=16, lr=0.01, schedule="cosine")
     for precision in ("bf16", "fp16"):
-        result = fit(Conv().to(gpu), images, objective, dataclasses.replace(settings, precision=precision),
-                     seed_everything(0, gpu))
+        result = fit(
+            Conv().to(gpu),
+            images,
+            objective,
+            dataclasses.replace(settings, precision=precision),
+            seed_everything(0, gpu),
+        )
         assert result.history[-1]["val_loss"] < result.history[0]["val_loss"] * 2
     path = tmp_path / "last.pt"
-    fit(Conv().to(gpu), images, objective, dataclasses.replace(settings, epochs=1), seed_everything(0, gpu),
-        checkpoint_path=path)
+    fit(
+        Conv().to(gpu),
+        images,
+        objective,
+        dataclasses.replace(settings, epochs=1),
+        seed_everything(0, gpu),
+        checkpoint_path=path,
+    )
     assert load_checkpoint(path)["device"] == "cuda:0"
 
     def cpu_loss(model, batch, generator, progress, rows=slice(None)):
         noisy = batch + 0.1 * torch.randn(batch.shape, generator=generator)
         return nn.functional.mse_loss(model(noisy), batch), {}
 
-    resumed = fit(Conv(), images, dataclasses.replace(objective, loss_fn=cpu_loss), settings, seed_everything(0),
-                  checkpoint_path=path, resume=True)
+    resumed = fit(
+        Conv(),
+        images,
+        dataclasses.replace(objective, loss_fn=cpu_loss),
+        settings,
+        seed_everything(0),
+        checkpoint_path=path,
+        resume=True,
+    )
     assert len(resumed.history) == 2
 
 
@@ -306,8 +347,12 @@ def test_cuda_tiny_ae_and_vae_runs_on_the_gpu(tracking, monkeypatch):
 def test_device_check_runs_in_config_validation(cpu_only):
     from latent_models.config import ConfigError, EvaluateConfig, MainConfig, SweepConfig
 
-    for make, kw in ((AEConfig, dict(device="cuda")), (MainConfig, dict(precision="fp16", device="cpu")),
-                     (EvaluateConfig, dict(device="mps")), (SweepConfig, dict(device="cuda:1"))):
+    for make, kw in (
+        (AEConfig, dict(device="cuda")),
+        (MainConfig, dict(precision="fp16", device="cpu")),
+        (EvaluateConfig, dict(device="mps")),
+        (SweepConfig, dict(device="cuda:1")),
+    ):
         with pytest.raises(DeviceError):
             make(**kw)  # a config validates itself when made
     assert not issubclass(DeviceError, ConfigError)  # its own user error (cli.USER_ERRORS)

@@ -13,8 +13,19 @@ from latent_models.config import AEConfig
 from latent_models.training.denoiser import run_ae
 from tests.conftest import FIXTURE_DATA, REPO
 
-TINY = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_train=300, limit_test=100, epochs=2, batch_size=50,
-            width=8, iterations=1, seed=5, registered_model_name="ddp-denoiser")
+TINY = dict(
+    data_dir=str(FIXTURE_DATA),
+    download=False,
+    val_size=100,
+    limit_train=300,
+    limit_test=100,
+    epochs=2,
+    batch_size=50,
+    width=8,
+    iterations=1,
+    seed=5,
+    registered_model_name="ddp-denoiser",
+)
 
 
 @pytest.mark.e2e
@@ -23,8 +34,14 @@ def test_two_process_ddp_matches_one_process(tracking, tmp_path):
     for k, v in {**TINY, "experiment_name": "ddp", "nproc_per_node": 2}.items():
         args += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
     env = dict(os.environ, LATENT_MODELS_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
-    proc = subprocess.run([sys.executable, str(REPO / "entrypoints" / "ae.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "entrypoints" / "ae.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
     client = MlflowClient()

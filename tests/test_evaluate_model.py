@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from latent_models import cli
-from latent_models.evaluation.baselines import BASELINES
 from latent_models.config import AEConfig, ConfigError, EvaluateConfig, VAEConfig
+from latent_models.evaluation.baselines import BASELINES
 from latent_models.evaluation.evaluate import run_evaluate
 from latent_models.evaluation.scores import EVALUATION_LEVELS
 from latent_models.training.denoiser import run_ae
@@ -26,16 +26,21 @@ def _artifact_json(run_id: str, path: str) -> dict:
 
 def test_denoiser_is_compared_with_every_baseline_at_every_level(tracking):
     trained = run_ae(AEConfig(**TINY, limit_test=100, noise_level=0.6, iterations=1))
-    result = run_evaluate(EvaluateConfig(**DATA, model_uri="models:/latent-denoiser@candidate",
-                                         noise="uniform,mask", images=60, tune_images=40))
+    result = run_evaluate(
+        EvaluateConfig(
+            **DATA, model_uri="models:/latent-denoiser@candidate", noise="uniform,mask", images=60, tune_images=40
+        )
+    )
     methods = {"model", "noisy_input", *(b.name for b in BASELINES)}
     rows = result["table"]
     levels = {"uniform": sorted(EVALUATION_LEVELS["uniform"] + [0.6]), "mask": EVALUATION_LEVELS["mask"]}
     assert {(r["noise"], r["level"], r["method"]) for r in rows} == {
-        (noise, level, m) for noise, values in levels.items() for level in values for m in methods}
+        (noise, level, m) for noise, values in levels.items() for level in values for m in methods
+    }
     assert len(rows) == sum(len(v) for v in levels.values()) * len(methods)
-    assert all(r["setting"].startswith(("sigma=", "size=", "h=")) for r in rows if r["method"] in
-               {b.name for b in BASELINES})
+    assert all(
+        r["setting"].startswith(("sigma=", "size=", "h=")) for r in rows if r["method"] in {b.name for b in BASELINES}
+    )
     # The trained level's numbers are the headline metrics, and the margin is computed from them.
     at = {r["method"]: r["psnr"] for r in rows if (r["noise"], r["level"]) == ("uniform", 0.6)}
     assert result["psnr_model"] == at["model"] and result["psnr_noisy_input"] == at["noisy_input"]
@@ -51,31 +56,60 @@ def test_denoiser_is_compared_with_every_baseline_at_every_level(tracking):
     assert run.data.tags["split"] == "val_size=100 seed=0"  # the trained run's split, not the defaults
     assert "test_psnr" not in run.data.metrics  # training's name for the full test set
     assert run.data.metrics["psnr/mask_0.5/median"] == pytest.approx(
-        next(r["psnr"] for r in rows if (r["noise"], r["level"], r["method"]) == ("mask", 0.5, "median")))
+        next(r["psnr"] for r in rows if (r["noise"], r["level"], r["method"]) == ("mask", 0.5, "median"))
+    )
     # The evaluated model is the run's input, and its own metrics are linked to it on the images used.
     assert [i.model_id for i in run.inputs.model_inputs] == [trained["model_id"]]
     linked = {m.key: m for m in mlflow.get_logged_model(trained["model_id"]).metrics if m.run_id == run.info.run_id}
-    assert set(linked) == {"psnr_model", "ssim_model", "mse_model", "psnr_margin_over_best_baseline",
-                           *(k for k in result if k.endswith("/model"))}
+    assert set(linked) == {
+        "psnr_model",
+        "ssim_model",
+        "mse_model",
+        "psnr_margin_over_best_baseline",
+        *(k for k in result if k.endswith("/model")),
+    }
     assert all(m.dataset_name == "mnist-test[:60]" and m.value == pytest.approx(result[m.key]) for m in linked.values())
     assert "psnr_noisy_input" in run.data.metrics and "psnr_noisy_input" not in linked  # a baseline's: the run's
     table = _artifact_json(result["run_id"], "evaluation/denoiser_comparison.json")
     assert len(table["data"]) == len(rows) and "psnr" in table["columns"]
-    png = mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="figures/denoiser_vs_baselines.png")
+    png = mlflow.artifacts.download_artifacts(
+        run_id=result["run_id"], artifact_path="figures/denoiser_vs_baselines.png"
+    )
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_vae_sample_quality_and_the_classifier_is_trained_once(tracking):
     trained = run_vae(VAEConfig(**TINY, limit_test=100, iw_samples=5, prior_components=3))
-    cfg = EvaluateConfig(**DATA, limit_test=100, model_uri="models:/latent-vae@candidate", iw_samples=5,
-                         iw_images=40, samples=300, components=3, classifier_epochs=1)
+    cfg = EvaluateConfig(
+        **DATA,
+        limit_test=100,
+        model_uri="models:/latent-vae@candidate",
+        iw_samples=5,
+        iw_images=40,
+        samples=300,
+        components=3,
+        classifier_epochs=1,
+    )
     first = run_evaluate(cfg)
-    linked = {m.key: m.dataset_name for m in mlflow.get_logged_model(trained["model_id"]).metrics
-              if m.run_id == first["run_id"]}
-    assert linked["fid_fitted"] == linked["test_neg_elbo"] == "mnist-test" and linked["test_iw_nll"] == "mnist-test[:40]"
+    linked = {
+        m.key: m.dataset_name
+        for m in mlflow.get_logged_model(trained["model_id"]).metrics
+        if m.run_id == first["run_id"]
+    }
+    assert (
+        linked["fid_fitted"] == linked["test_neg_elbo"] == "mnist-test" and linked["test_iw_nll"] == "mnist-test[:40]"
+    )
     assert "fid_train_vs_test" not in linked and "classifier_test_accuracy" not in linked
-    for name in ("fid_normal", "fid_fitted", "class_entropy_normal", "class_entropy_fitted",
-                 "mean_confidence_normal", "mean_confidence_fitted", "test_neg_elbo", "test_iw_nll"):
+    for name in (
+        "fid_normal",
+        "fid_fitted",
+        "class_entropy_normal",
+        "class_entropy_fitted",
+        "mean_confidence_normal",
+        "mean_confidence_fitted",
+        "test_neg_elbo",
+        "test_iw_nll",
+    ):
         assert name in first
     assert first["fid_ratio_normal_to_fitted"] == pytest.approx(first["fid_normal"] / first["fid_fitted"])
     rows = {r["sampler"]: r for r in first["table"]}
@@ -102,11 +136,14 @@ def test_vae_sample_quality_and_the_classifier_is_trained_once(tracking):
         run_evaluate(EvaluateConfig(**DATA, model_uri="models:/latent-mnist-classifier/1"))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--model_uri", "models:/no-such-model@champion"], "cannot find a model at 'models:/no-such-model@champion'"),
-    (["--noise", "speckle"], "noise must be one of"),
-    (["--samples", "10"], "samples must be >= 64"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--model_uri", "models:/no-such-model@champion"], "cannot find a model at 'models:/no-such-model@champion'"),
+        (["--noise", "speckle"], "noise must be one of"),
+        (["--samples", "10"], "samples must be >= 64"),
+    ],
+)
 def test_evaluate_mistakes_give_one_clear_error(tracking, args, message):
     result = CliRunner().invoke(cli.evaluate, ["--data_dir", str(FIXTURE_DATA), *args])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a ClickException, no traceback

@@ -22,7 +22,7 @@ def _version_metrics(name: str, version: str) -> list:
     """The metrics a registered version shows: its logged model's (the version's source)."""
     source = MlflowClient().get_model_version(name, version).source
     assert source.startswith("models:/m-"), source
-    return mlflow.get_logged_model(source[len("models:/"):]).metrics
+    return mlflow.get_logged_model(source[len("models:/") :]).metrics
 
 
 @pytest.mark.parametrize("kind", ["ae", "vae"])
@@ -66,8 +66,9 @@ def test_checkpoints_as_models_one_per_epoch_with_its_validation_metrics(trackin
     result = run_ae(AEConfig(**AE, log_checkpoints=True, register=True, registered_model_name="ckpt-denoiser"))
     client = MlflowClient()
     run = client.get_run(result["run_id"])
-    models = {m.name: m for m in mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                                             output_format="list")}
+    models = {
+        m.name: m for m in mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    }
     assert set(models) == {"denoiser", "denoiser-epoch-0", "denoiser-epoch-1", "denoiser-epoch-2"}
     steps = {o.model_id: o.step for o in run.outputs.model_outputs}
     psnr = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_psnr")}
@@ -75,7 +76,8 @@ def test_checkpoints_as_models_one_per_epoch_with_its_validation_metrics(trackin
         checkpoint = models[f"denoiser-epoch-{epoch}"]
         assert steps[checkpoint.model_id] == epoch
         assert {(m.key, m.value, m.dataset_name) for m in checkpoint.metrics if m.key == "val_psnr"} == {
-            ("val_psnr", psnr[epoch], "mnist-val")}
+            ("val_psnr", psnr[epoch], "mnist-val")
+        }
         assert {m.key for m in checkpoint.metrics} == {"val_loss", "val_psnr", "val_ssim"}
     # The registered one is the final model, the selected epoch's weights; any checkpoint can be registered.
     assert client.get_model_version("ckpt-denoiser", "1").source == f"models:/{models['denoiser'].model_id}"

@@ -79,8 +79,9 @@ def test_frechet_distance_with_covariances_that_do_not_commute():
         return v @ np.diag(np.sqrt(np.clip(w, 0, None))) @ v.T
 
     root_a = sqrt_psd(cov_a)
-    expected = (((a.double().mean(0) - b.double().mean(0)) ** 2).sum().item()
-                + np.trace(cov_a + cov_b - 2 * sqrt_psd(root_a @ cov_b @ root_a)))
+    expected = ((a.double().mean(0) - b.double().mean(0)) ** 2).sum().item() + np.trace(
+        cov_a + cov_b - 2 * sqrt_psd(root_a @ cov_b @ root_a)
+    )
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
 
 

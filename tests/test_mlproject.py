@@ -9,14 +9,26 @@ import pytest
 import yaml
 
 from latent_models import cli
-from latent_models.config import (AEConfig, EvaluateConfig, MainConfig, PromoteConfig, SearchConfig, SweepConfig,
-                                   VAEConfig)
+from latent_models.config import (
+    AEConfig,
+    EvaluateConfig,
+    MainConfig,
+    PromoteConfig,
+    SearchConfig,
+    SweepConfig,
+    VAEConfig,
+)
 
 REPO = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = {"ae": (cli.ae, AEConfig), "vae": (cli.vae, VAEConfig), "main": (cli.main, MainConfig),
-                "promote": (cli.promote, PromoteConfig), "evaluate": (cli.evaluate, EvaluateConfig),
-                "sweep": (cli.sweep, SweepConfig),
-                "search": (cli.search, SearchConfig)}
+ENTRY_POINTS = {
+    "ae": (cli.ae, AEConfig),
+    "vae": (cli.vae, VAEConfig),
+    "main": (cli.main, MainConfig),
+    "promote": (cli.promote, PromoteConfig),
+    "evaluate": (cli.evaluate, EvaluateConfig),
+    "sweep": (cli.sweep, SweepConfig),
+    "search": (cli.search, SearchConfig),
+}
 
 
 def _mlproject():

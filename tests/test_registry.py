@@ -71,8 +71,10 @@ def test_a_version_worse_than_doing_nothing_is_never_champion(tracking):
     mean-image model's -ELBO, is `candidate` only, and the decision says why."""
     v1, first = _promote("m", 10.48, baseline=("the noisy input's val_psnr", 19.49))
     assert first.decision == "rejected" and not first.promoted
-    assert first.reason == ("val_psnr 10.4800 does not beat the noisy input's val_psnr (19.4900): worse than doing "
-                            "nothing, so never champion")
+    assert first.reason == (
+        "val_psnr 10.4800 does not beat the noisy input's val_psnr (19.4900): worse than doing "
+        "nothing, so never champion"
+    )
     assert aliases("m") == {CANDIDATE: v1}
     assert MlflowClient().get_model_version("m", v1).tags["promotion"].startswith("rejected (val_psnr 10.4800")
     v2, second = _promote("m", 25.0, baseline=("the noisy input's val_psnr", 19.49))
@@ -87,9 +89,23 @@ def test_a_version_worse_than_doing_nothing_is_never_champion(tracking):
 def test_the_pipeline_keeps_a_denoiser_worse_than_its_input_from_champion(tracking):
     """Tried by a user: a 1-epoch `conv` denoiser on a few hundred images scores far below
     the noisy input. It is registered as candidate, never champion."""
-    result = run_ae(AEConfig(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_train=300, limit_test=50,
-                             batch_size=50, width=8, iterations=1, epochs=1, arch="conv", system_metrics=False,
-                             registered_model_name="bad-denoiser", experiment_name="registry"))
+    result = run_ae(
+        AEConfig(
+            data_dir=str(FIXTURE_DATA),
+            download=False,
+            val_size=100,
+            limit_train=300,
+            limit_test=50,
+            batch_size=50,
+            width=8,
+            iterations=1,
+            epochs=1,
+            arch="conv",
+            system_metrics=False,
+            registered_model_name="bad-denoiser",
+            experiment_name="registry",
+        )
+    )
     assert result["val_psnr"] < result["val_psnr_noisy"], "precondition: worse than doing nothing"
     assert result["promotion"].startswith("rejected (val_psnr") and aliases("bad-denoiser") == {CANDIDATE: "1"}
     run = MlflowClient().get_run(result["run_id"])
@@ -133,9 +149,21 @@ def test_champion_value_falls_back_to_its_run_history(tracking):
 def test_training_promotes_only_a_better_model(tracking):
     """The real pipeline: a version worse than its input is rejected, a tie stays candidate,
     a better one takes champion."""
-    common = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_test=50, batch_size=20, lr=5e-3,
-                  width=8, iterations=1, noise="gaussian", noise_level=0.3, system_metrics=False,
-                  registered_model_name="t-denoiser", experiment_name="registry")
+    common = dict(
+        data_dir=str(FIXTURE_DATA),
+        download=False,
+        val_size=100,
+        limit_test=50,
+        batch_size=20,
+        lr=5e-3,
+        width=8,
+        iterations=1,
+        noise="gaussian",
+        noise_level=0.3,
+        system_metrics=False,
+        registered_model_name="t-denoiser",
+        experiment_name="registry",
+    )
     first = run_ae(AEConfig(**common, epochs=2))
     worse = run_ae(AEConfig(**common, epochs=1))  # below the noisy input's val_psnr
     tie = run_ae(AEConfig(**common, epochs=2))
@@ -148,7 +176,8 @@ def test_training_promotes_only_a_better_model(tracking):
     run = MlflowClient().get_run(tie["run_id"])
     assert run.data.tags["promotion"] == "kept" and "does not beat" in run.data.tags["promotion_reason"]
     assert float(MlflowClient().get_model_version("t-denoiser", "3").tags["val_psnr"]) == pytest.approx(
-        max(m.value for m in MlflowClient().get_metric_history(tie["run_id"], "val_psnr")))
+        max(m.value for m in MlflowClient().get_metric_history(tie["run_id"], "val_psnr"))
+    )
 
 
 # --- the promote entry point -----------------------------------------------------------

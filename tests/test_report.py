@@ -10,23 +10,62 @@ import mlflow
 import pytest
 from PIL import Image
 
-from latent_models.evaluation import report
 from latent_models.config import AEConfig, VAEConfig, as_params
+from latent_models.evaluation import report
 from latent_models.tracking import logged_files
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-AE_METRICS = {"test_psnr": 28.13, "test_ssim": 0.9312, "test_mse": 0.00161, "test_psnr_noisy": 19.52,
-              "test_ssim_noisy": 0.4411, "test_mse_noisy": 0.01116, "best_epoch": 1, "train_seconds": 210.5,
-              "train_images_per_second": 1320.4}
-VAE_METRICS = {"test_neg_elbo": 95.21, "test_recon": 70.11, "test_kl": 25.1, "test_active_units": 14.0,
-               "test_iw_nll": 90.34, "test_iw_nll_stderr": 0.2113, "iw_nll_seconds": 30.2, "best_epoch": 1,
-               "train_seconds": 600.0, "train_images_per_second": 1201.7}
-HISTORY = {"denoiser": [{"train_loss": 0.2, "val_loss": 0.19, "val_psnr": 26.5, "val_ssim": 0.9, "lr": 0.003},
-                        {"train_loss": 0.1, "val_loss": 0.09, "val_psnr": 28.0, "val_ssim": 0.93, "lr": 1e-5}],
-           "vae": [{"train_loss": 120.0, "train_neg_elbo": 130.0, "kl_weight": 0.5, "val_neg_elbo": 110.0,
-                    "val_recon": 90.0, "val_kl": 20.0, "val_active_units": 12.0, "lr": 0.003},
-                   {"train_loss": 96.0, "train_neg_elbo": 96.0, "kl_weight": 1.0, "val_neg_elbo": 95.0,
-                    "val_recon": 70.0, "val_kl": 25.0, "val_active_units": 14.0, "lr": 1e-5}]}
+AE_METRICS = {
+    "test_psnr": 28.13,
+    "test_ssim": 0.9312,
+    "test_mse": 0.00161,
+    "test_psnr_noisy": 19.52,
+    "test_ssim_noisy": 0.4411,
+    "test_mse_noisy": 0.01116,
+    "best_epoch": 1,
+    "train_seconds": 210.5,
+    "train_images_per_second": 1320.4,
+}
+VAE_METRICS = {
+    "test_neg_elbo": 95.21,
+    "test_recon": 70.11,
+    "test_kl": 25.1,
+    "test_active_units": 14.0,
+    "test_iw_nll": 90.34,
+    "test_iw_nll_stderr": 0.2113,
+    "iw_nll_seconds": 30.2,
+    "best_epoch": 1,
+    "train_seconds": 600.0,
+    "train_images_per_second": 1201.7,
+}
+HISTORY = {
+    "denoiser": [
+        {"train_loss": 0.2, "val_loss": 0.19, "val_psnr": 26.5, "val_ssim": 0.9, "lr": 0.003},
+        {"train_loss": 0.1, "val_loss": 0.09, "val_psnr": 28.0, "val_ssim": 0.93, "lr": 1e-5},
+    ],
+    "vae": [
+        {
+            "train_loss": 120.0,
+            "train_neg_elbo": 130.0,
+            "kl_weight": 0.5,
+            "val_neg_elbo": 110.0,
+            "val_recon": 90.0,
+            "val_kl": 20.0,
+            "val_active_units": 12.0,
+            "lr": 0.003,
+        },
+        {
+            "train_loss": 96.0,
+            "train_neg_elbo": 96.0,
+            "kl_weight": 1.0,
+            "val_neg_elbo": 95.0,
+            "val_recon": 70.0,
+            "val_kl": 25.0,
+            "val_active_units": 14.0,
+            "lr": 1e-5,
+        },
+    ],
+}
 CASES = {"denoiser": (AEConfig, AE_METRICS), "vae": (VAEConfig, VAE_METRICS)}
 
 
@@ -81,8 +120,11 @@ class Page(HTMLParser):
 def _render(model_type="denoiser", figures=None, run_name="nightly", **overrides) -> Page:
     config_class, metrics = CASES[model_type]
     metrics = {**metrics, **overrides.pop("metrics", {})}
-    return Page(report.render(model_type, config_class(**overrides), metrics, HISTORY[model_type],
-                              figures or {}, run_name, "0123abcd"))
+    return Page(
+        report.render(
+            model_type, config_class(**overrides), metrics, HISTORY[model_type], figures or {}, run_name, "0123abcd"
+        )
+    )
 
 
 def _table(page: Page, section: str) -> dict[str, list[str]]:
@@ -102,8 +144,10 @@ def test_every_config_value_and_every_metric_with_its_meaning(model_type):
         assert meaning and meaning == report.METRIC_MEANINGS[name].replace("`", ""), name
 
     spelled = {True: "true", False: "false", "": "(empty)"}
-    expected = {k: spelled.get(v, str(v)) if isinstance(v, (bool, str)) else str(v)
-                for k, v in as_params(config_class(seed=7, epochs=3)).items()}
+    expected = {
+        k: spelled.get(v, str(v)) if isinstance(v, (bool, str)) else str(v)
+        for k, v in as_params(config_class(seed=7, epochs=3)).items()
+    }
     assert {k: cells[0] for k, cells in _table(page, "config").items()} == expected
     assert all(cells[1] for cells in _table(page, "config").values())  # each param's help text
 
@@ -118,8 +162,12 @@ def test_every_per_epoch_metric_explained_and_the_kept_epoch_marked():
 
 
 def test_figures_embedded_as_the_logged_png_files_with_captions():
-    figures = {"figures/samples.png": _png(10), "figures/extra.png": _png(20), "figures/loss_curves.png": _png(30),
-               "figures/notes.txt": b"not an image"}
+    figures = {
+        "figures/samples.png": _png(10),
+        "figures/extra.png": _png(20),
+        "figures/loss_curves.png": _png(30),
+        "figures/notes.txt": b"not an image",
+    }
     page = _render("vae", figures)
     embedded = []
     for image in page.images:
@@ -127,19 +175,29 @@ def test_figures_embedded_as_the_logged_png_files_with_captions():
         assert prefix == "data:image/png;base64"
         embedded.append(base64.b64decode(data, validate=True))
     # Known figures in the order of FIGURE_CAPTIONS, then any other image; other files left out.
-    assert embedded == [figures["figures/loss_curves.png"], figures["figures/samples.png"], figures["figures/extra.png"]]
+    assert embedded == [
+        figures["figures/loss_curves.png"],
+        figures["figures/samples.png"],
+        figures["figures/extra.png"],
+    ]
     assert all(data.startswith(PNG_SIGNATURE) for data in embedded)
     captions = report.FIGURE_CAPTIONS["vae"]
-    assert page.captions == [f"figures/loss_curves.png {captions['figures/loss_curves.png']}",
-                             f"figures/samples.png {captions['figures/samples.png']}", "figures/extra.png"]
+    assert page.captions == [
+        f"figures/loss_curves.png {captions['figures/loss_curves.png']}",
+        f"figures/samples.png {captions['figures/samples.png']}",
+        "figures/extra.png",
+    ]
     assert "no figures" in _render("vae", {}).text["figures"]
 
 
 def test_hostile_run_name_config_and_figure_path_are_shown_not_run():
     hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>&amp;'
     cfg = AEConfig(run_name=hostile, data_dir=hostile)
-    page = Page(report.render("denoiser", cfg, AE_METRICS, HISTORY["denoiser"], {f"figures/{hostile}.png": _png(40)},
-                              hostile, "0123abcd"))
+    page = Page(
+        report.render(
+            "denoiser", cfg, AE_METRICS, HISTORY["denoiser"], {f"figures/{hostile}.png": _png(40)}, hostile, "0123abcd"
+        )
+    )
     assert "script" not in page.tags
     assert len(page.images) == 1 and set(page.images[0]) == {"src", "alt"}
     assert hostile in page.text["top"]  # the run name, shown as text
@@ -158,8 +216,14 @@ def test_explanations_follow_the_model_type():
         assert "noise in the input" in text and "noise in the latent space" in text
     for topic in ("iterative reconstruction", "fed back in", "psnr", "ssim", "noisy input", "skip connections"):
         assert topic in ae_text and topic not in vae_text, topic
-    for topic in ("reparameterization", "kl warm-up", "active units", "posterior collapse", "−elbo",
-                  "importance-weighted"):
+    for topic in (
+        "reparameterization",
+        "kl warm-up",
+        "active units",
+        "posterior collapse",
+        "−elbo",
+        "importance-weighted",
+    ):
         assert topic in vae_text and topic not in ae_text, topic
     assert "Denoising autoencoder: run report" in ae.text["top"]
     assert "Variational autoencoder: run report" in vae.text["top"]

@@ -23,8 +23,20 @@ from latent_models.training.denoiser import run_ae
 from tests.conftest import FIXTURE_DATA, REPO
 
 EPOCHS = 3
-TINY = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_train=300, limit_test=100, epochs=EPOCHS, batch_size=50,
-            width=8, iterations=1, register=False, seed=7, experiment_name="resume")
+TINY = dict(
+    data_dir=str(FIXTURE_DATA),
+    download=False,
+    val_size=100,
+    limit_train=300,
+    limit_test=100,
+    epochs=EPOCHS,
+    batch_size=50,
+    width=8,
+    iterations=1,
+    register=False,
+    seed=7,
+    experiment_name="resume",
+)
 PER_EPOCH = ["train_loss", "val_loss", "val_psnr", "val_ssim", "lr"]
 
 # Runs entrypoints/ae.py; after epoch 1 (step 0) is logged and checkpointed, touches MARKER
@@ -59,8 +71,14 @@ def _args(**extra):
 
 
 def _env(tracking_uri, tmp_path, block=False):
-    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri, REPO=str(REPO), MARKER=str(tmp_path / "epoch1"),
-               LATENT_MODELS_CHECKPOINT_DIR=str(tmp_path / "checkpoints"), PYTHONPATH=str(REPO))
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=tracking_uri,
+        REPO=str(REPO),
+        MARKER=str(tmp_path / "epoch1"),
+        LATENT_MODELS_CHECKPOINT_DIR=str(tmp_path / "checkpoints"),
+        PYTHONPATH=str(REPO),
+    )
     env.pop("MLFLOW_RUN_ID", None)
     env.pop("BLOCK", None)
     if block:
@@ -71,9 +89,14 @@ def _env(tracking_uri, tmp_path, block=False):
 def _start_and_stop_after_epoch_1(tracking_uri, tmp_path, sig):
     marker = tmp_path / "epoch1"
     marker.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-c", DRIVER, *_args()], cwd=tmp_path,
-                            env=_env(tracking_uri, tmp_path, block=True), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, *_args()],
+        cwd=tmp_path,
+        env=_env(tracking_uri, tmp_path, block=True),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     while not marker.exists():  # no deadline of our own: pytest's timeout or the exit ends it
         if proc.poll() is not None:
             pytest.fail(f"training exited before epoch 1: {proc.stderr.read()[-3000:]}")
@@ -84,8 +107,14 @@ def _start_and_stop_after_epoch_1(tracking_uri, tmp_path, sig):
 
 
 def _resume(tracking_uri, tmp_path, resume):
-    proc = subprocess.run([sys.executable, "-c", DRIVER, *_args(resume=resume)], cwd=tmp_path,
-                          env=_env(tracking_uri, tmp_path), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, *_args(resume=resume)],
+        cwd=tmp_path,
+        env=_env(tracking_uri, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
@@ -131,8 +160,10 @@ def test_ctrl_c_ends_run_killed_with_one_line_and_checkpoint_artifact(tracking, 
     assert "Traceback" not in err
     local = tmp_path / "checkpoints" / run_id / "last.pt"
     lines = [line for line in err.splitlines() if line.startswith("Error:")]
-    assert lines == [f"Error: interrupted: run {run_id} ended as KILLED; its last finished epoch is saved in "
-                     f"{local}; continue it with resume={run_id}"], err
+    assert lines == [
+        f"Error: interrupted: run {run_id} ended as KILLED; its last finished epoch is saved in "
+        f"{local}; continue it with resume={run_id}"
+    ], err
     assert MlflowClient().get_run(run_id).info.status == "KILLED"
     # On another machine (no local checkpoint) resume fetches the run's artifact copy: the same bytes.
     fetched = tracking_module.fetch_checkpoint(run_id, str(tmp_path / "elsewhere"))

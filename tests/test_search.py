@@ -15,8 +15,8 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from latent_models import cli
-from latent_models.tuning import search
 from latent_models.config import AEConfig, ConfigError, SearchConfig
+from latent_models.tuning import search
 from latent_models.tuning.search import best_trial, parse_space, run_search
 from tests.conftest import FIXTURE_DATA
 
@@ -26,9 +26,19 @@ SPACE = "lr=loguniform(1e-5,1e-2) width=int(4,8)"
 
 
 def _search(**kw) -> SearchConfig:
-    return SearchConfig(**{"space": SPACE, "params": SMALL, "data_dir": str(FIXTURE_DATA), "sampler": "random",
-                           "seed": 3, "pruner_startup_trials": 1, "pruner_warmup_epochs": 0,
-                           "experiment_name": "search-test", **kw})
+    return SearchConfig(
+        **{
+            "space": SPACE,
+            "params": SMALL,
+            "data_dir": str(FIXTURE_DATA),
+            "sampler": "random",
+            "seed": 3,
+            "pruner_startup_trials": 1,
+            "pruner_warmup_epochs": 0,
+            "experiment_name": "search-test",
+            **kw,
+        }
+    )
 
 
 def _children(parent_id: str):
@@ -67,10 +77,19 @@ def test_trials_are_nested_runs_pruned_and_chosen_on_validation_and_a_rerun_adds
     assert parent.data.metrics["best_val_psnr"] == pytest.approx(val[best])
     assert parent.data.tags["model_type"] == "search"
     assert int(parent.data.tags["best_trial"]) == int(client.get_run(best).data.tags["optuna_trial"])
-    table = json.loads(open(mlflow.artifacts.download_artifacts(
-        run_id=first["run_id"], artifact_path="search/trials.json")).read())
-    assert len(table["data"]) == 3 and {"number", "state", "lr", "width", "val_psnr", "test_psnr",
-                                        "run_id", "pruned_at_epoch"} <= set(table["columns"])
+    table = json.loads(
+        open(mlflow.artifacts.download_artifacts(run_id=first["run_id"], artifact_path="search/trials.json")).read()
+    )
+    assert len(table["data"]) == 3 and {
+        "number",
+        "state",
+        "lr",
+        "width",
+        "val_psnr",
+        "test_psnr",
+        "run_id",
+        "pruned_at_epoch",
+    } <= set(table["columns"])
     assert "figures/optimization_history.png" in {a.path for a in client.list_artifacts(first["run_id"], "figures")}
     assert MlflowClient().search_registered_models() == []  # trials are never registered by themselves
 
@@ -83,8 +102,12 @@ def test_best_trial_is_chosen_on_validation_where_test_disagrees():
     def trial(val, test):
         return optuna.trial.create_trial(value=val, params={}, distributions={}, user_attrs={"test_psnr": test})
 
-    trials = [trial(20.0, 25.0), trial(22.0, 21.0), trial(21.0, 30.0),
-              optuna.trial.create_trial(state=TrialState.PRUNED, intermediate_values={0: 99.0})]
+    trials = [
+        trial(20.0, 25.0),
+        trial(22.0, 21.0),
+        trial(21.0, 30.0),
+        optuna.trial.create_trial(state=TrialState.PRUNED, intermediate_values={0: 99.0}),
+    ]
     assert best_trial(trials, maximize=True).value == 22.0  # not the 30 dB test trial, not the pruned one
     assert best_trial(trials, maximize=False).value == 20.0
     assert best_trial(trials[3:], maximize=True) is None
@@ -105,14 +128,15 @@ def test_a_killed_search_continues_without_repeating_finished_trials(tracking, m
     monkeypatch.setattr(search, "trainer", lambda model: killed_in_trial_1)
     with pytest.raises(KeyboardInterrupt, match="rerun the same search"):
         run_search(_search(n_trials=2, pruner="none"))
-    killed = MlflowClient().search_runs([MlflowClient().get_experiment_by_name("search-test").experiment_id],
-                                        "tags.model_type = 'search'")[0]
+    killed = MlflowClient().search_runs(
+        [MlflowClient().get_experiment_by_name("search-test").experiment_id], "tags.model_type = 'search'"
+    )[0]
     assert killed.info.status == "KILLED"
     assert [t.state for t in _study().trials] == [TrialState.COMPLETE, TrialState.FAIL]
     trial_0_run = _study().trials[0].user_attrs["run_id"]
 
     monkeypatch.undo()
-    monkeypatch.chdir(Path(mlflow.get_tracking_uri()[len("sqlite:///"):]).parent)
+    monkeypatch.chdir(Path(mlflow.get_tracking_uri()[len("sqlite:///") :]).parent)
     resumed = run_search(_search(n_trials=2, pruner="none"))
     assert [int(c.data.tags["optuna_trial"]) for c in _children(resumed["run_id"])] == [2]
     trials = _study().trials
@@ -125,11 +149,37 @@ def test_two_processes_share_one_study(tmp_path):
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
     env.pop("MLFLOW_RUN_ID", None)
     env.pop("MLFLOW_EXPERIMENT_ID", None)
-    args = [str(Path(sys.executable).parent / "latent-models"), "search", "--space", SPACE, "--params", SMALL,
-            "--data_dir", str(FIXTURE_DATA), "--n_trials", "3", "--pruner", "none", "--storage", storage,
-            "--study_name", "shared", "--experiment_name", "search-two"]
-    procs = [subprocess.Popen(args + ["--seed", str(seed)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for seed in (1, 2)]
+    args = [
+        str(Path(sys.executable).parent / "latent-models"),
+        "search",
+        "--space",
+        SPACE,
+        "--params",
+        SMALL,
+        "--data_dir",
+        str(FIXTURE_DATA),
+        "--n_trials",
+        "3",
+        "--pruner",
+        "none",
+        "--storage",
+        storage,
+        "--study_name",
+        "shared",
+        "--experiment_name",
+        "search-two",
+    ]
+    procs = [
+        subprocess.Popen(
+            args + ["--seed", str(seed)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
     trials = optuna.load_study(study_name="shared", storage=storage).trials
@@ -148,17 +198,25 @@ def test_two_processes_share_one_study(tmp_path):
 
 
 def test_space_forms():
-    dims = parse_space("lr=loguniform(1e-4,1e-2) width=int(8,32) arch=choice(unet, conv) noise_level=uniform(0.1,0.5)",
-                       AEConfig)
-    assert [str(d) for d in dims] == ["lr=loguniform(0.0001,0.01)", "width=int(8,32)", "arch=choice(unet,conv)",
-                                      "noise_level=uniform(0.1,0.5)"]
+    dims = parse_space(
+        "lr=loguniform(1e-4,1e-2) width=int(8,32) arch=choice(unet, conv) noise_level=uniform(0.1,0.5)", AEConfig
+    )
+    assert [str(d) for d in dims] == [
+        "lr=loguniform(0.0001,0.01)",
+        "width=int(8,32)",
+        "arch=choice(unet,conv)",
+        "noise_level=uniform(0.1,0.5)",
+    ]
 
 
 def test_space_from_yaml(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text("lr: loguniform(1e-4, 1e-2)\narch: [unet, conv]\nwidth: {type: int, low: 8, high: 32}\n")
     assert [str(d) for d in parse_space(str(path), AEConfig)] == [
-        "lr=loguniform(0.0001,0.01)", "arch=choice(unet,conv)", "width=int(8,32)"]
+        "lr=loguniform(0.0001,0.01)",
+        "arch=choice(unet,conv)",
+        "width=int(8,32)",
+    ]
     with pytest.raises(ConfigError, match="cannot read the YAML file"):
         parse_space(str(tmp_path / "missing.yaml"), AEConfig)
 
@@ -175,8 +233,10 @@ BAD_INPUT = [
     (["--space", "noise_level=uniform(-1,0.5)"], "space: noise_level=-1.0: noise_level must be >= 0"),
     (["--metric", "test_psnr"], "metric 'test_psnr' is not a validation metric of ae runs"),
     (["--model", "vae", "--metric", "val_psnr"], "metric 'val_psnr' is not a validation metric of vae runs"),
-    (["--storage", "sqlite:////nonexistent/folder/study.db"], "storage 'sqlite:////nonexistent/folder/study.db' "
-                                                              "cannot be opened"),
+    (
+        ["--storage", "sqlite:////nonexistent/folder/study.db"],
+        "storage 'sqlite:////nonexistent/folder/study.db' cannot be opened",
+    ),
     (["--storage", "nosuchdb://x"], "storage 'nosuchdb://x' cannot be opened"),
 ]
 

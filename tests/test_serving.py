@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from latent_models.models import ConvVAE, DenoiserConfig, VAEModelConfig, build_model, load_model_files
-from latent_models.tracking import log_model
 from latent_models.serving.inputs import (
     MAX_BATCH,
     MAX_MESSAGE,
@@ -28,6 +27,7 @@ from latent_models.serving.inputs import (
 from latent_models.serving.logged_model import model_saver
 from latent_models.serving.png import decode_png, encode_png, images_to_png_frame, png_frame_to_images
 from latent_models.serving.pyfunc import DEFAULT_PARAMS
+from latent_models.tracking import log_model
 
 
 @pytest.mark.parametrize("shape", [(3, 28, 28), (3, 1, 28, 28), (3, 784)])
@@ -106,8 +106,9 @@ def test_logged_vae_modes(tracking):
     assert loaded.predict(x).shape == (3, 28, 28)
     rows = pd.DataFrame([{"n": 2, "seed": 1}, {"n": 3, "seed": 5, "temperature": 0.5}])
     assert loaded.predict(rows, params={"mode": "sample"}).shape == (5, 28, 28)
-    assert np.array_equal(loaded.predict(rows, params={"mode": "sample"}),
-                          loaded.predict(rows, params={"mode": "sample"}))
+    assert np.array_equal(
+        loaded.predict(rows, params={"mode": "sample"}), loaded.predict(rows, params={"mode": "sample"})
+    )
     assert loaded.predict(images_to_png_frame(x), params={"mode": "reconstruct"}).shape == (3, 1)
     a = loaded.predict(x[:1], params={"mode": "sample", "n": 6, "seed": 1})  # params form, for in-process callers
     b = loaded.predict(x[:1], params={"mode": "sample", "n": 6, "seed": 1})
@@ -281,13 +282,19 @@ def test_a_version_logged_by_the_previous_layout_still_loads(tmp_path):
     OLD_LAYOUT = tmp_path / "denoiser-3deb76c"
     x = np.load(OLD_MODELS / "denoiser-3deb76c-input.npy")
     expected = np.load(OLD_MODELS / "denoiser-3deb76c-output.npy")
-    script = ("import sys, numpy as np, mlflow; m = mlflow.pyfunc.load_model(sys.argv[1]); "
-              "import latent_models; print(latent_models.__file__); "
-              "np.save(sys.argv[3], m.predict(np.load(sys.argv[2])))")
+    script = (
+        "import sys, numpy as np, mlflow; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+        "import latent_models; print(latent_models.__file__); "
+        "np.save(sys.argv[3], m.predict(np.load(sys.argv[2])))"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.npy"
-        done = subprocess.run([sys.executable, "-c", script, str(OLD_LAYOUT), str(OLD_MODELS /
-                               "denoiser-3deb76c-input.npy"), str(out)], capture_output=True, text=True, cwd=tmp)
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(OLD_LAYOUT), str(OLD_MODELS / "denoiser-3deb76c-input.npy"), str(out)],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         assert str(OLD_LAYOUT / "code") in done.stdout  # its own copy of the package, not this one
         assert np.allclose(np.load(out), expected, atol=1e-6)
@@ -305,8 +312,12 @@ def _png_claiming(width: int, height: int) -> str:
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    raw = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    raw = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
     return base64.b64encode(raw).decode()
 
 
@@ -357,7 +368,7 @@ def test_any_number_of_images_in_process_but_not_behind_the_server(tracking):
     with torch.inference_mode():
         expected = model(torch.from_numpy(x[-3:]).reshape(3, 1, 28, 28)).reshape(3, 784).numpy()
     assert out.shape == x.shape and np.allclose(out[-3:], expected, atol=1e-5)
-    frame = images_to_png_frame(x[:MAX_BATCH + 1])
+    frame = images_to_png_frame(x[: MAX_BATCH + 1])
     assert len(loaded.predict(frame)) == MAX_BATCH + 1
     import sys
     import types

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from latent_models.models import ConvVAE, DenoiserConfig, VAEModelConfig, build_model
-from latent_models.serving.png import images_to_png_frame, png_frame_to_images
 from latent_models.serving.logged_model import model_saver
+from latent_models.serving.png import images_to_png_frame, png_frame_to_images
 from latent_models.tracking import log_model
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (the test extra installs it)")
@@ -30,10 +30,15 @@ def spark():
     # Spark's Python workers run this interpreter (the venv), not whatever `python3` is on PATH.
     saved = {k: os.environ.get(k) for k in ("PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON")}
     os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    session = (SparkSession.builder.master("local[2]").appName("latent-models-test")
-               .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-               .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
-               .getOrCreate())
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("latent-models-test")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", "127.0.0.1")
+        .getOrCreate()
+    )
     try:
         yield session
     finally:
@@ -50,8 +55,11 @@ def test_spark_udf_scores_both_forms(spark, tracking, kind):
     from pyspark.sql.functions import col, struct
 
     torch.manual_seed(0)
-    model = (build_model(DenoiserConfig(arch="unet", latent_dim=8, width=4)) if kind == "denoiser"
-             else ConvVAE(VAEModelConfig(latent_dim=4, width=8))).eval()
+    model = (
+        build_model(DenoiserConfig(arch="unet", latent_dim=8, width=4))
+        if kind == "denoiser"
+        else ConvVAE(VAEModelConfig(latent_dim=4, width=8))
+    ).eval()
     x = np.random.default_rng(0).random((N, 28, 28), dtype=np.float32)
     with mlflow.start_run():
         info = log_model(kind, model_saver(model, x[:2]), 0, kind)
@@ -66,8 +74,13 @@ def test_spark_udf_scores_both_forms(spark, tracking, kind):
     pngs = mlflow.pyfunc.spark_udf(spark, info.model_uri, env_manager="local")
     # floats in, floats out: (N, 784) per batch, one array<float> per row.
     floats = mlflow.pyfunc.spark_udf(spark, info.model_uri, result_type="array<float>", env_manager="local")
-    scored = (df.withColumn("png_out", pngs(col("image"))).withColumn("named_out", pngs(struct("image")))
-              .withColumn("float_out", floats(col("flat"))).orderBy("id").toPandas())
+    scored = (
+        df.withColumn("png_out", pngs(col("image")))
+        .withColumn("named_out", pngs(struct("image")))
+        .withColumn("float_out", floats(col("flat")))
+        .orderBy("id")
+        .toPandas()
+    )
 
     assert scored["png_out"].map(type).eq(str).all()
     assert scored["png_out"].equals(scored["named_out"])

@@ -57,21 +57,31 @@ def test_refusals_name_user_action_and_resource(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "rita")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
-    forbidden = MlflowException("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
-                                "Response body: 'Permission denied'", error_code="PERMISSION_DENIED")
+    forbidden = MlflowException(
+        "API request to endpoint /api/2.0/mlflow/runs/create failed with error code 403 != 200. "
+        "Response body: 'Permission denied'",
+        error_code="PERMISSION_DENIED",
+    )
     assert refusal_status(forbidden) == 403
     line = describe_refusal(forbidden, {"experiment": "team", "registered_model": "latent-denoiser"})
-    assert line == ("permission denied (HTTP 403) by http://mlflow:5000: user 'rita' may not create a run in "
-                    "experiment 'team'")
+    assert line == (
+        "permission denied (HTTP 403) by http://mlflow:5000: user 'rita' may not create a run in experiment 'team'"
+    )
     assert "\n" not in line
-    alias = MlflowException("API request to endpoint /api/2.0/mlflow/registered-models/alias failed with error code "
-                            "403 != 200. Response body: 'Permission denied'", error_code="PERMISSION_DENIED")
+    alias = MlflowException(
+        "API request to endpoint /api/2.0/mlflow/registered-models/alias failed with error code "
+        "403 != 200. Response body: 'Permission denied'",
+        error_code="PERMISSION_DENIED",
+    )
     assert "may not move an alias of registered model 'latent-denoiser'" in describe_refusal(
-        alias, {"experiment": "team", "registered_model": "latent-denoiser"})
+        alias, {"experiment": "team", "registered_model": "latent-denoiser"}
+    )
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME")
-    unauthenticated = MlflowException("API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with "
-                                      "error code 401 != 200. Response body: 'You are not authenticated.'",
-                                      error_code="UNAUTHENTICATED")
+    unauthenticated = MlflowException(
+        "API request to endpoint /api/2.0/mlflow/experiments/get-by-name failed with "
+        "error code 401 != 200. Response body: 'You are not authenticated.'",
+        error_code="UNAUTHENTICATED",
+    )
     line = describe_refusal(unauthenticated, {"experiment": "team"})
     assert line.startswith("not authenticated (HTTP 401)") and "no user" in line and "experiment 'team'" in line
     assert describe_refusal(RestException({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "x"})) is None

@@ -46,24 +46,45 @@ def postgres():
         shutil.chown(root, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     data, port = root / "data", _free_port()
-    init = subprocess.run([*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust",
-                           "-E", "UTF8"], capture_output=True, text=True)
+    init = subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8"],
+        capture_output=True,
+        text=True,
+    )
     if init.returncode != 0:
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"initdb failed, cannot start PostgreSQL here: {init.stderr.strip()[-500:]}")
-    start = subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w",
-                            "-o", f"-h 127.0.0.1 -p {port} -k {root}", "start"], capture_output=True, text=True)
+    start = subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(root / "log"),
+            "-w",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {root}",
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if start.returncode != 0:
         log = (root / "log").read_text()[-500:] if (root / "log").exists() else start.stderr
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"PostgreSQL did not start: {log.strip()}")
     try:
-        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -87,9 +108,23 @@ def test_train_register_and_serve_through_a_postgres_backed_server(tracking_serv
     mlflow.set_registry_uri(url)
     try:
         # Gaussian 0.3: two short epochs already beat the noisy input, so the version is champion.
-        run_ae(AEConfig(data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_test=100, epochs=2,
-                        batch_size=20, lr=5e-3, noise="gaussian", noise_level=0.3, width=8, iterations=1,
-                        experiment_name="team", registered_model_name="team-denoiser"))
+        run_ae(
+            AEConfig(
+                data_dir=str(FIXTURE_DATA),
+                download=False,
+                val_size=100,
+                limit_test=100,
+                epochs=2,
+                batch_size=20,
+                lr=5e-3,
+                noise="gaussian",
+                noise_level=0.3,
+                width=8,
+                iterations=1,
+                experiment_name="team",
+                registered_model_name="team-denoiser",
+            )
+        )
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
@@ -144,8 +179,11 @@ def auth_server(postgres, tmp_path):
     secret = root / "admin_password"
     secret.write_text(ADMIN_PASSWORD + "\n")
     secret.chmod(0o600)
-    env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": str(secret),
-           "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-tests"}
+    env = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": str(secret),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-tests",
+    }
     with mlflow_server(postgres, root, _free_port(), app_name="latent-models-auth", env=env) as url:
         yield url, root
 
@@ -154,21 +192,57 @@ def _cli(args: list[str], url: str, user: str | None, cwd: Path) -> subprocess.C
     """`latent-models <args>` as `user` (MLflow's credential variables; None: no credentials)."""
     import sys
 
-    env = dict(os.environ, MLFLOW_TRACKING_URI=url, LATENT_MODELS_CHECKPOINT_DIR=str(cwd / "checkpoints"),
-               HOME=str(cwd))  # no ~/.mlflow/credentials of the machine's user
+    env = dict(
+        os.environ, MLFLOW_TRACKING_URI=url, LATENT_MODELS_CHECKPOINT_DIR=str(cwd / "checkpoints"), HOME=str(cwd)
+    )  # no ~/.mlflow/credentials of the machine's user
     for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID"):
         env.pop(var, None)
     if user:
-        env.update(MLFLOW_TRACKING_USERNAME=user,
-                   MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD if user == "admin" else _password(user))
-    return subprocess.run([str(Path(sys.executable).parent / "latent-models"), *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+        env.update(
+            MLFLOW_TRACKING_USERNAME=user,
+            MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD if user == "admin" else _password(user),
+        )
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "latent-models"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-TRAIN = ["ae", "--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100", "--limit_test", "100",
-         "--epochs", "2", "--batch_size", "20", "--lr", "0.005", "--noise", "gaussian", "--noise_level", "0.3",
-         "--width", "8", "--iterations", "1", "--system_metrics", "false", "--experiment_name", "team",
-         "--registered_model_name", "latent-denoiser"]
+TRAIN = [
+    "ae",
+    "--data_dir",
+    str(FIXTURE_DATA),
+    "--download",
+    "false",
+    "--val_size",
+    "100",
+    "--limit_test",
+    "100",
+    "--epochs",
+    "2",
+    "--batch_size",
+    "20",
+    "--lr",
+    "0.005",
+    "--noise",
+    "gaussian",
+    "--noise_level",
+    "0.3",
+    "--width",
+    "8",
+    "--iterations",
+    "1",
+    "--system_metrics",
+    "false",
+    "--experiment_name",
+    "team",
+    "--registered_model_name",
+    "latent-denoiser",
+]
 
 
 def _one_line_error(result) -> str:
@@ -211,13 +285,31 @@ def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
             return CliRunner().invoke(cli, args)
 
     # The server took the admin password from the secret file; MLflow's old default is refused.
-    assert requests.get(f"{url}/api/2.0/mlflow/users/get", params={"username": "admin"},
-                        auth=("admin", ADMIN_PASSWORD), timeout=30).status_code == 200
-    assert requests.get(f"{url}/api/2.0/mlflow/users/get", params={"username": "admin"},
-                        auth=("admin", "password1234"), timeout=30).status_code == 401
+    assert (
+        requests.get(
+            f"{url}/api/2.0/mlflow/users/get", params={"username": "admin"}, auth=("admin", ADMIN_PASSWORD), timeout=30
+        ).status_code
+        == 200
+    )
+    assert (
+        requests.get(
+            f"{url}/api/2.0/mlflow/users/get", params={"username": "admin"}, auth=("admin", "password1234"), timeout=30
+        ).status_code
+        == 401
+    )
 
-    roles = ["team-access", "apply", "--readers", "rita", "--trainers", "tom", "--release-managers", "rosa",
-             "--password-dir", str(passwords)]
+    roles = [
+        "team-access",
+        "apply",
+        "--readers",
+        "rita",
+        "--trainers",
+        "tom",
+        "--release-managers",
+        "rosa",
+        "--password-dir",
+        str(passwords),
+    ]
     first = invoke(roles, "admin")
     assert first.exit_code == 0, first.output
     assert "created role trainers" in first.stdout and "tom: joined trainers" in first.stdout
@@ -260,10 +352,16 @@ def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
         rotate.setenv("LATENT_MODELS_NEW_PASSWORD", "rita-rotated-password")
         assert invoke(["team-access", "password", "rita"], "admin").exit_code == 0
     users_get = f"{url}/api/2.0/mlflow/users/get"
-    assert requests.get(users_get, params={"username": "rita"}, auth=("rita", _password("rita")),
-                        timeout=30).status_code == 401
-    assert requests.get(users_get, params={"username": "rita"}, auth=("rita", "rita-rotated-password"),
-                        timeout=30).status_code == 200
+    assert (
+        requests.get(users_get, params={"username": "rita"}, auth=("rita", _password("rita")), timeout=30).status_code
+        == 401
+    )
+    assert (
+        requests.get(
+            users_get, params={"username": "rita"}, auth=("rita", "rita-rotated-password"), timeout=30
+        ).status_code
+        == 200
+    )
     with monkeypatch.context() as rotate:  # and back, as rita herself (MLflow asks her current password)
         rotate.setenv("LATENT_MODELS_NEW_PASSWORD", _password("rita"))
         rotate.setenv("MLFLOW_TRACKING_PASSWORD", "rita-rotated-password")

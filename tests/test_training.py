@@ -43,9 +43,14 @@ def _fit(epochs=3, seed=0, evaluate=None, on_epoch=lambda e, m: None, **settings
     data, loss_fn, default_eval = _regression()
     gen = seed_everything(seed)
     model = Tiny()
-    result = fit(model, data, Objective(loss_fn, evaluate or default_eval, "val_loss", "min"),
-                 Settings(epochs=epochs, batch_size=32, lr=0.05, schedule="cosine", **settings), gen,
-                 on_epoch=on_epoch)
+    result = fit(
+        model,
+        data,
+        Objective(loss_fn, evaluate or default_eval, "val_loss", "min"),
+        Settings(epochs=epochs, batch_size=32, lr=0.05, schedule="cosine", **settings),
+        gen,
+        on_epoch=on_epoch,
+    )
     return model, result
 
 
@@ -118,7 +123,10 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
             raise RuntimeError("killed")
 
     data, loss_fn, evaluate = _regression()
-    how = (Objective(loss_fn, evaluate, "val_loss", "min"), Settings(epochs=4, batch_size=32, lr=0.05, schedule="cosine"))
+    how = (
+        Objective(loss_fn, evaluate, "val_loss", "min"),
+        Settings(epochs=4, batch_size=32, lr=0.05, schedule="cosine"),
+    )
     gen = seed_everything(0)
     try:
         fit(Tiny(), data, *how, gen, on_epoch=crash_after_two, on_checkpoint=saved.append, checkpoint_path=path)
@@ -145,7 +153,10 @@ def test_checkpoint_carries_the_model_config_and_resume_refuses_another_model(tm
     def loss_fn(model, batch, generator, progress, rows=slice(None)):
         return nn.functional.mse_loss(model(batch[rows]), batch[rows]), {}
 
-    how = (Objective(loss_fn, lambda m: {"val_loss": 0.0}, "val_loss", "min"), Settings(epochs=1, batch_size=4, lr=0.01))
+    how = (
+        Objective(loss_fn, lambda m: {"val_loss": 0.0}, "val_loss", "min"),
+        Settings(epochs=1, batch_size=4, lr=0.01),
+    )
     path = tmp_path / "last.pt"
     small = DenoiserConfig(width=4)
     fit(build_model(small), images, *how, seed_everything(0), checkpoint_path=path)

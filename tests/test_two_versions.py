@@ -56,5 +56,7 @@ def test_each_loaded_version_runs_its_own_code(tracking, changed_package, monkey
     assert all(sys.modules.get(name) is module for name, module in before.items() if name.startswith("latent_models"))
     # Version 2's wrapper came from its own folder; version 1 (the same code as this checkout)
     # uses the package already imported.
-    assert type(second.unwrap_python_model())._denoise.__code__.co_filename.endswith("/code/latent_models/serving/pyfunc.py")
+    assert type(second.unwrap_python_model())._denoise.__code__.co_filename.endswith(
+        "/code/latent_models/serving/pyfunc.py"
+    )
     assert type(first.unwrap_python_model()) is sys.modules["latent_models.serving.pyfunc"].DenoiserPyfunc

@@ -35,16 +35,30 @@ RUNS = {  # run name -> what differs; both runs get the tag model_type=denoiser
 }
 VAE_RUN = "ui-vae"
 PER_EPOCH = ["train_loss", "val_loss", "val_psnr", "val_ssim"]
-FIGURES = {"loss_curves.png", "denoising_val.png", "denoising_test.png", "psnr_vs_noise_level.png",
-           "iterative_reconstruction.png"}
+FIGURES = {
+    "loss_curves.png",
+    "denoising_val.png",
+    "denoising_test.png",
+    "psnr_vs_noise_level.png",
+    "iterative_reconstruction.png",
+}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Virtual time for the single-page app to fetch and render; a longer one is tried when the
 # runs are not in the page yet (a busy CPU). Real time is shorter: idle time is skipped.
 BUDGETS_MS = (10_000, 30_000, 60_000)
 # A wide window: the tables render only the columns in view (the Models tab's metric columns
 # are to the right of its attribute columns).
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--window-size=6000,1600",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--window-size=6000,1600",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +72,34 @@ def server(tmp_path_factory):
             mp.setenv("LATENT_MODELS_CHECKPOINT_DIR", str(root / "checkpoints"))
             with tracking_at(url, mp):
                 results = {
-                    name: run_ae(AEConfig(**TINY, limit_train=300, limit_test=100, iterations=1, register=False,
-                                          experiment_name=EXPERIMENT, run_name=name, **differs))
+                    name: run_ae(
+                        AEConfig(
+                            **TINY,
+                            limit_train=300,
+                            limit_test=100,
+                            iterations=1,
+                            register=False,
+                            experiment_name=EXPERIMENT,
+                            run_name=name,
+                            **differs,
+                        )
+                    )
                     for name, differs in RUNS.items()
                 }
-                results[VAE_RUN] = run_vae(VAEConfig(**TINY, limit_train=300, limit_test=100, latent_dim=4,
-                                                     iw_samples=4, iw_images=20, prior_components=2, register=False,
-                                                     experiment_name=EXPERIMENT, run_name=VAE_RUN))
+                results[VAE_RUN] = run_vae(
+                    VAEConfig(
+                        **TINY,
+                        limit_train=300,
+                        limit_test=100,
+                        latent_dim=4,
+                        iw_samples=4,
+                        iw_images=20,
+                        prior_components=2,
+                        register=False,
+                        experiment_name=EXPERIMENT,
+                        run_name=VAE_RUN,
+                    )
+                )
                 run_ids = {name: result["run_id"] for name, result in results.items() if name in RUNS}
         assert not (root / "client" / "mlflow.db").exists() and not (root / "client" / "mlruns").exists()
         yield url, root / "server", run_ids, results
@@ -105,15 +140,23 @@ def test_both_runs_their_histories_params_and_figures_through_the_rest_api(serve
         run_id = run["info"]["run_id"]
         assert run["info"]["status"] == "FINISHED", name
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
-        expected = {"epochs": str(TINY["epochs"]), "run_name": name, "experiment_name": EXPERIMENT, "register": "false",
-                    **{k: str(v) for k, v in RUNS[name].items()}}
+        expected = {
+            "epochs": str(TINY["epochs"]),
+            "run_name": name,
+            "experiment_name": EXPERIMENT,
+            "register": "false",
+            **{k: str(v) for k, v in RUNS[name].items()},
+        }
         assert {k: params.get(k) for k in expected} == expected, name
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert tags["mlflow.runName"] == name and tags["noise"] == RUNS[name]["noise"] and tags["dataset_digest"]
 
         for metric in PER_EPOCH:
-            history = _api(url, "GET", "/api/2.0/mlflow/metrics/get-history",
-                           params={"run_id": run_id, "metric_key": metric}).json().get("metrics", [])
+            history = (
+                _api(url, "GET", "/api/2.0/mlflow/metrics/get-history", params={"run_id": run_id, "metric_key": metric})
+                .json()
+                .get("metrics", [])
+            )
             assert sorted(m["step"] for m in history) == list(range(TINY["epochs"])), (name, metric)  # step = epoch
             assert all(isinstance(m["value"], float) for m in history), (name, metric)
 
@@ -127,22 +170,32 @@ def test_both_runs_their_histories_params_and_figures_through_the_rest_api(serve
         prefix = "mlflow-artifacts:/"
         artifact_uri = run["info"]["artifact_uri"]
         assert artifact_uri.startswith(prefix), artifact_uri
-        proxied = _api(url, "GET", f"/api/2.0/mlflow-artifacts/artifacts/{artifact_uri[len(prefix):]}"
-                                   "/figures/denoising_test.png")
+        proxied = _api(
+            url, "GET", f"/api/2.0/mlflow-artifacts/artifacts/{artifact_uri[len(prefix) :]}/figures/denoising_test.png"
+        )
         assert proxied.content[:8] == PNG_SIGNATURE and len(proxied.content) == files["figures/denoising_test.png"]
         # Stored by the server, under its --artifacts-destination.
-        assert (server_root / "artifacts" / experiment_id / run_id / "artifacts" / "figures" / "loss_curves.png").is_file()
+        assert (
+            server_root / "artifacts" / experiment_id / run_id / "artifacts" / "figures" / "loss_curves.png"
+        ).is_file()
 
 
 def _dump_dom(chromium: str, page: str, budget_ms: int, home) -> tuple[str, str]:
     """The page's DOM after `budget_ms` of virtual time, and Chromium's stderr; a fresh profile
     and HOME each time. Chromium runs in its own process group, killed if it overruns."""
     home.mkdir()
-    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={home / 'profile'}", f"--virtual-time-budget={budget_ms}",
-           "--dump-dom", page]
+    cmd = [
+        chromium,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={home / 'profile'}",
+        f"--virtual-time-budget={budget_ms}",
+        "--dump-dom",
+        page,
+    ]
     env = dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache"))
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         return proc.communicate(timeout=budget_ms / 1000 + 60)
     except subprocess.TimeoutExpired:
@@ -179,16 +232,19 @@ def test_the_experiment_page_lists_both_runs_in_headless_chromium(request, tmp_p
     page = f"{url}/#/experiments/{_experiment_id(url)}/runs"
     text, missing, err, budget = _page_text(chromium, page, list(RUNS), tmp_path)
     errors = "\n".join(line for line in err.splitlines() if "dbus" not in line)[-1500:]  # no D-Bus here: noise
-    assert not missing, (f"{page} does not show {missing} after {budget} ms of virtual time; "
-                         f"its text: {text[:1500]!r}\nChromium's stderr ends: {errors}")
+    assert not missing, (
+        f"{page} does not show {missing} after {budget} ms of virtual time; "
+        f"its text: {text[:1500]!r}\nChromium's stderr ends: {errors}"
+    )
 
 
 def test_the_models_tab_lists_both_models_with_their_validation_metric(request, tmp_path):
     url, _, _, results = request.getfixturevalue("server")
     experiment_id = _experiment_id(url)
     # Through the REST API: the logged models by name, each with its selected validation metric.
-    found = _api(url, "POST", "/api/2.0/mlflow/logged-models/search",
-                 json={"experiment_ids": [experiment_id], "max_results": 50}).json()["models"]
+    found = _api(
+        url, "POST", "/api/2.0/mlflow/logged-models/search", json={"experiment_ids": [experiment_id], "max_results": 50}
+    ).json()["models"]
     by_name: dict[str, list] = {}
     for model in found:
         by_name.setdefault(model["info"]["name"], []).append(model)
@@ -208,5 +264,7 @@ def test_the_models_tab_lists_both_models_with_their_validation_metric(request, 
     wanted = ["denoiser", "vae", "val_psnr", "val_neg_elbo", *(repr(value) for _, value in expected.values())]
     text, missing, err, budget = _page_text(chromium, page, wanted, tmp_path)
     errors = "\n".join(line for line in err.splitlines() if "dbus" not in line)[-1500:]
-    assert not missing, (f"{page} does not show {missing} after {budget} ms of virtual time; "
-                         f"its text: {text[:3000]!r}\nChromium's stderr ends: {errors}")
+    assert not missing, (
+        f"{page} does not show {missing} after {budget} ms of virtual time; "
+        f"its text: {text[:3000]!r}\nChromium's stderr ends: {errors}"
+    )

@@ -16,10 +16,11 @@ from mlflow.exceptions import MlflowException
 from tqdm.auto import tqdm
 
 from latent_models import tracking
-from latent_models.evaluation import figures
 from latent_models.config import ConfigError, EvaluateConfig, as_params
 from latent_models.data import binarized, load_splits
 from latent_models.device import device_tags, module_device, resolve_device
+from latent_models.evaluation import figures
+from latent_models.evaluation.metrics import class_entropy, frechet_distance
 from latent_models.evaluation.scores import (
     EVALUATION_LEVELS,
     SAMPLE_SEED,
@@ -30,7 +31,6 @@ from latent_models.evaluation.scores import (
     held_out_likelihood,
     latent_prior,
 )
-from latent_models.evaluation.metrics import class_entropy, frechet_distance
 from latent_models.serving.pyfunc import load_torch_model
 from latent_models.training.classifier import classifier_for
 
@@ -51,21 +51,28 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     # The split the model was trained with, unless told otherwise: its validation images
     # (which tune the baselines) must not be images it trained on.
     cfg = dataclasses.replace(
-        cfg, dataset=cfg.dataset or trained.get("dataset", "mnist"),
+        cfg,
+        dataset=cfg.dataset or trained.get("dataset", "mnist"),
         val_size=cfg.val_size or int(float(trained.get("val_size", 5000))),
         seed=cfg.seed if cfg.seed >= 0 else int(float(trained.get("seed", 0))),
     )
-    data = load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train,
-                       cfg.limit_test)
+    data = load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train, cfg.limit_test)
     kind = wrapper.kind
 
     with tracking.training_run(cfg.experiment_name, cfg.run_name, system_metrics=cfg.system_metrics) as run:
         tracking.log_params(as_params(cfg))
-        tracking.set_tags({"model_type": kind, "evaluation": "true", "evaluated_model": cfg.model_uri,
-                           "evaluated_run_id": source.info.run_id if source else "",
-                           # under `mlflow run` the params above are the launcher's (e.g. dataset "")
-                           "evaluated_dataset": cfg.dataset, "split": f"val_size={cfg.val_size} seed={cfg.seed}",
-                           **device_tags(module_device(model))})
+        tracking.set_tags(
+            {
+                "model_type": kind,
+                "evaluation": "true",
+                "evaluated_model": cfg.model_uri,
+                "evaluated_run_id": source.info.run_id if source else "",
+                # under `mlflow run` the params above are the launcher's (e.g. dataset "")
+                "evaluated_dataset": cfg.dataset,
+                "split": f"val_size={cfg.val_size} seed={cfg.seed}",
+                **device_tags(module_device(model)),
+            }
+        )
         if model_id:
             tracking.log_model_input(model_id)
         if kind == "denoiser":
@@ -85,8 +92,7 @@ def _log_results(kind: str, result: dict, model_id: str | None, data, cfg: Evalu
     for first, keys in _model_metrics(kind, result, cfg):
         linked = {k: run_only.pop(k) for k in keys if k in run_only}
         if model_id and linked:
-            dataset = tracking.split_dataset(data.name, data.root, data.digest, "test", test_images, test_labels,
-                                             first)
+            dataset = tracking.split_dataset(data.name, data.root, data.digest, "test", test_images, test_labels, first)
             tracking.log_dataset_input(dataset, "evaluation")
             tracking.link_metrics(model_id, linked, dataset)
         else:
@@ -97,12 +103,18 @@ def _log_results(kind: str, result: dict, model_id: str | None, data, cfg: Evalu
 def _model_metrics(kind: str, result: dict, cfg: EvaluateConfig) -> list[tuple[int, list[str]]]:
     """(first N test images (0: all), the model's metrics computed on them)."""
     if kind == "denoiser":
-        return [(cfg.images, [k for k in result if k.endswith("/model")]
-                 + ["psnr_model", "ssim_model", "mse_model", "psnr_margin_over_best_baseline"])]
+        return [
+            (
+                cfg.images,
+                [k for k in result if k.endswith("/model")]
+                + ["psnr_model", "ssim_model", "mse_model", "psnr_margin_over_best_baseline"],
+            )
+        ]
     samplers = [f"{m}_{s}" for m in ("fid", "class_entropy", "mean_confidence") for s in ("normal", "fitted")]
-    return [(0, ["test_neg_elbo", "test_recon", "test_kl", "test_active_units", *samplers,
-                 "fid_ratio_normal_to_fitted"]),
-            (cfg.iw_images, ["test_iw_nll", "test_iw_nll_stderr"])]
+    return [
+        (0, ["test_neg_elbo", "test_recon", "test_kl", "test_active_units", *samplers, "fid_ratio_normal_to_fitted"]),
+        (cfg.iw_images, ["test_iw_nll", "test_iw_nll_stderr"]),
+    ]
 
 
 def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:
@@ -113,12 +125,12 @@ def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:
     test = data.test.images[: cfg.images] if cfg.images else data.test.images
     total = sum(len(v) for v in levels.values())
     with tqdm(total=total, desc="noise levels", unit="level", disable=None) as bar:
+
         def progress(text):
             bar.set_postfix_str(text)
             bar.update(1)
 
-        rows = compare_denoisers(model, data.val.images[: cfg.tune_images], test, levels,
-                                 VAL_SEED, TEST_SEED, progress)
+        rows = compare_denoisers(model, data.val.images[: cfg.tune_images], test, levels, VAL_SEED, TEST_SEED, progress)
     tracking.log_table(rows, "evaluation/denoiser_comparison.json")
     tracking.log_figure(figures.method_comparison(rows, trained_at), figures.DENOISER_VS_BASELINES)
 
@@ -129,14 +141,23 @@ def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:
         at = {r["method"]: r for r in rows if (r["noise"], r["level"]) == trained_at}
         baselines = {m: r["psnr"] for m, r in at.items() if m not in ("model", "noisy_input")}
         # Named apart from training's test_psnr: these use the first `images` test images.
-        result.update({
-            "psnr_model": at["model"]["psnr"], "ssim_model": at["model"]["ssim"], "mse_model": at["model"]["mse"],
-            "psnr_noisy_input": at["noisy_input"]["psnr"],
-            **{f"psnr_{m}": v for m, v in baselines.items()},
-            "psnr_margin_over_best_baseline": at["model"]["psnr"] - max(baselines.values()),
-        })
-        tracking.set_tags({"trained_noise": trained_at[0], "trained_noise_level": trained_at[1],
-                           "beats_all_baselines": result["psnr_margin_over_best_baseline"] > 0})
+        result.update(
+            {
+                "psnr_model": at["model"]["psnr"],
+                "ssim_model": at["model"]["ssim"],
+                "mse_model": at["model"]["mse"],
+                "psnr_noisy_input": at["noisy_input"]["psnr"],
+                **{f"psnr_{m}": v for m, v in baselines.items()},
+                "psnr_margin_over_best_baseline": at["model"]["psnr"] - max(baselines.values()),
+            }
+        )
+        tracking.set_tags(
+            {
+                "trained_noise": trained_at[0],
+                "trained_noise_level": trained_at[1],
+                "beats_all_baselines": result["psnr_margin_over_best_baseline"] > 0,
+            }
+        )
     result["table"], result["trained_at"] = rows, trained_at
     return result
 
@@ -151,9 +172,11 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
     classifier, facts = classifier_for(data, classifier_name, cfg.classifier_epochs, cfg.seed, run_id, cfg.device)
     result.update({k: float(v) for k, v in facts.items()})
     if facts["classifier_test_accuracy"] < CLASSIFIER_TARGET:
-        tqdm.write(f"warning: {classifier_name} version {facts['classifier_version']} has test accuracy "
-                   f"{facts['classifier_test_accuracy']:.4f} < {CLASSIFIER_TARGET}; FID in its features is less "
-                   "meaningful (train a better one with more classifier_epochs and a new classifier_name)")
+        tqdm.write(
+            f"warning: {classifier_name} version {facts['classifier_version']} has test accuracy "
+            f"{facts['classifier_test_accuracy']:.4f} < {CLASSIFIER_TARGET}; FID in its features is less "
+            "meaningful (train a better one with more classifier_epochs and a new classifier_name)"
+        )
     tracking.set_tags({"classifier": f"{classifier_name} version {facts['classifier_version']}"})
 
     if served_prior is not None and served_prior.components == cfg.components:
@@ -165,12 +188,15 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
 
     generator = torch.Generator().manual_seed(SAMPLE_SEED)
     with torch.inference_mode():
-        z = {"normal": torch.randn((cfg.samples, model.latent_dim), generator=generator),
-             "fitted": prior.sample(cfg.samples, generator=generator)}
+        z = {
+            "normal": torch.randn((cfg.samples, model.latent_dim), generator=generator),
+            "fitted": prior.sample(cfg.samples, generator=generator),
+        }
         samples = {name: batched(model.decode, latents) for name, latents in z.items()}
     reference = batched(classifier.features, data.test.images)
-    result["fid_train_vs_test"] = frechet_distance(batched(classifier.features, data.train.images[: cfg.samples]),
-                                                   reference)
+    result["fid_train_vs_test"] = frechet_distance(
+        batched(classifier.features, data.train.images[: cfg.samples]), reference
+    )
     rows, counts, scores = [], {}, {}
     for name, images in samples.items():
         features = batched(classifier.features, images)
@@ -178,16 +204,20 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
             probs = classifier.head(features.to(module_device(classifier))).softmax(dim=1).cpu()
         predicted = probs.argmax(dim=1)
         counts[name] = torch.bincount(predicted, minlength=probs.shape[1])
-        row = {"sampler": name, "fid": frechet_distance(features, reference),
-               "class_entropy": class_entropy(predicted, probs.shape[1]),
-               "mean_confidence": probs.max(dim=1).values.mean().item()}
+        row = {
+            "sampler": name,
+            "fid": frechet_distance(features, reference),
+            "class_entropy": class_entropy(predicted, probs.shape[1]),
+            "mean_confidence": probs.max(dim=1).values.mean().item(),
+        }
         row.update({f"class_{c}": (counts[name][c] / len(predicted)).item() for c in range(probs.shape[1])})
         rows.append(row)
         scores[name] = f"FID {row['fid']:.2f}, entropy {row['class_entropy']:.3f}"
         result.update({f"{k}_{name}": row[k] for k in ("fid", "class_entropy", "mean_confidence")})
     result["fid_ratio_normal_to_fitted"] = result["fid_normal"] / max(result["fid_fitted"], 1e-12)
     tracking.log_table(rows, "evaluation/sample_quality.json")
-    tracking.log_figure(figures.sampler_comparison({k: v[:64] for k, v in samples.items()}, counts, scores),
-                        figures.SAMPLERS)
+    tracking.log_figure(
+        figures.sampler_comparison({k: v[:64] for k, v in samples.items()}, counts, scores), figures.SAMPLERS
+    )
     result["table"] = rows
     return result

@@ -11,7 +11,6 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-
 # Where each figure is logged (artifact paths): the pipelines write them, the report captions them.
 LOSS_CURVES = "figures/loss_curves.png"
 DENOISING = {"val": "figures/denoising_val.png", "test": "figures/denoising_test.png"}
@@ -111,8 +110,12 @@ def psnr_versus_level(sweep: dict[str, list[float]], noise: str, trained_level: 
 def iterative_reconstruction(steps: list[torch.Tensor], psnrs: list[float], n_images: int = 6) -> Figure:
     """Rows: images; columns: input, then each pass of feeding the output back in."""
     n_cols = len(steps)
-    fig, axes = plt.subplots(n_images + 1, n_cols, figsize=(1.2 * n_cols + 0.8, 1.2 * n_images + 2.2),
-                             gridspec_kw={"height_ratios": [1.0] * n_images + [2.0]})
+    fig, axes = plt.subplots(
+        n_images + 1,
+        n_cols,
+        figsize=(1.2 * n_cols + 0.8, 1.2 * n_images + 2.2),
+        gridspec_kw={"height_ratios": [1.0] * n_images + [2.0]},
+    )
     for c, step in enumerate(steps):
         for r in range(n_images):
             _show(axes[r][c], step[r])
@@ -128,8 +131,9 @@ def iterative_reconstruction(steps: list[torch.Tensor], psnrs: list[float], n_im
 
 def latent_map(points: torch.Tensor, labels: torch.Tensor, axis_names: tuple[str, str], title: str) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 5))
-    sc = ax.scatter(points[:, 0].numpy(), points[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=4, alpha=0.7,
-                    vmin=-0.5, vmax=9.5)
+    sc = ax.scatter(
+        points[:, 0].numpy(), points[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=4, alpha=0.7, vmin=-0.5, vmax=9.5
+    )
     cbar = fig.colorbar(sc, ax=ax, ticks=range(10))
     cbar.set_label("class")
     ax.set_xlabel(axis_names[0])
@@ -138,7 +142,10 @@ def latent_map(points: torch.Tensor, labels: torch.Tensor, axis_names: tuple[str
     return _finished(fig)
 
 
-METHOD_STYLES = {"model": dict(marker="o", linewidth=2.5), "noisy_input": dict(marker="s", linestyle="--", color="gray")}
+METHOD_STYLES = {
+    "model": dict(marker="o", linewidth=2.5),
+    "noisy_input": dict(marker="s", linestyle="--", color="gray"),
+}
 
 
 def method_comparison(rows: list[dict], trained: tuple[str, float] | None) -> Figure:
@@ -157,8 +164,9 @@ def method_comparison(rows: list[dict], trained: tuple[str, float] | None) -> Fi
     return _finished(fig, "Denoiser versus classical baselines")
 
 
-def sampler_comparison(samples: dict[str, torch.Tensor], class_counts: dict[str, torch.Tensor],
-                       scores: dict[str, str]) -> Figure:
+def sampler_comparison(
+    samples: dict[str, torch.Tensor], class_counts: dict[str, torch.Tensor], scores: dict[str, str]
+) -> Figure:
     """Per sampler: a grid of samples and the histogram of the classes a classifier sees."""
     fig = plt.figure(figsize=(5.2 * len(samples), 8.2))
     grid = fig.add_gridspec(2, len(samples), height_ratios=[2.2, 1.0])

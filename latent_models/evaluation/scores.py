@@ -31,13 +31,19 @@ def _device_of(fn) -> torch.device | None:
 
 
 @torch.inference_mode()
-def batched(fn, *tensors: torch.Tensor, batch_size: int = EVAL_BATCH, device: torch.device | None = None) -> torch.Tensor:
+def batched(
+    fn, *tensors: torch.Tensor, batch_size: int = EVAL_BATCH, device: torch.device | None = None
+) -> torch.Tensor:
     """Apply fn to aligned slices of tensors and concatenate the results, on the CPU. The
     slices move to `device` (default: fn's module's device, if fn is a module or its method)."""
     device = device or _device_of(fn)
     n = tensors[0].shape[0]
-    return torch.cat([fn(*(t[i : i + batch_size].to(device) if device else t[i : i + batch_size] for t in tensors)).cpu()
-                      for i in range(0, n, batch_size)])
+    return torch.cat(
+        [
+            fn(*(t[i : i + batch_size].to(device) if device else t[i : i + batch_size] for t in tensors)).cpu()
+            for i in range(0, n, batch_size)
+        ]
+    )
 
 
 def image_quality(output: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
@@ -158,8 +164,7 @@ def latent_means(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return batched(lambda x: model.encode(x)[0], images, device=module_device(model))
 
 
-def held_out_likelihood(model: nn.Module, test_x: torch.Tensor, iw_samples: int, iw_images: int
-                        ) -> tuple[dict, float]:
+def held_out_likelihood(model: nn.Module, test_x: torch.Tensor, iw_samples: int, iw_images: int) -> tuple[dict, float]:
     """The test -ELBO terms and the IW-NLL on the first `iw_images` (0: all), in training and
     in evaluate alike; also the seconds the IW-NLL took."""
     test = {f"test_{k}": v for k, v in evaluate_vae(model, test_x, TEST_SEED).items()}
@@ -169,8 +174,9 @@ def held_out_likelihood(model: nn.Module, test_x: torch.Tensor, iw_samples: int,
     return test, time.perf_counter() - started
 
 
-def latent_prior(model: nn.Module, train_images: torch.Tensor, binarize: bool, components: int, seed: int
-                 ) -> GaussianMixturePrior:
+def latent_prior(
+    model: nn.Module, train_images: torch.Tensor, binarize: bool, components: int, seed: int
+) -> GaussianMixturePrior:
     """The Gaussian mixture on the training-set latent means (of the binarized digits for a
     binarize=true model): the `fitted` sampler, in training and in evaluate alike."""
     check_components(components, len(train_images))
@@ -186,9 +192,15 @@ EVALUATION_LEVELS = {
 }
 
 
-def compare_denoisers(model: nn.Module, val_clean: torch.Tensor, test_clean: torch.Tensor,
-                      levels: dict[str, list[float]], val_seed: int, test_seed: int,
-                      progress=lambda text: None) -> list[dict]:
+def compare_denoisers(
+    model: nn.Module,
+    val_clean: torch.Tensor,
+    test_clean: torch.Tensor,
+    levels: dict[str, list[float]],
+    val_seed: int,
+    test_seed: int,
+    progress=lambda text: None,
+) -> list[dict]:
     """One row per (noise, level, method): the model, the noisy input and each classical
     baseline (its setting tuned on the validation images at that noise and level)."""
     from latent_models.evaluation.baselines import BASELINES, tune
@@ -204,6 +216,13 @@ def compare_denoisers(model: nn.Module, val_clean: torch.Tensor, test_clean: tor
                 value = tune(baseline, val_clean, val_noisy)
                 outputs[baseline.name] = (baseline.apply(test_noisy, value), f"{baseline.setting}={value:g}")
             for method, (output, setting) in outputs.items():
-                rows.append({"noise": noise, "level": level, "method": method, "setting": setting,
-                             **image_quality(output, test_clean)})
+                rows.append(
+                    {
+                        "noise": noise,
+                        "level": level,
+                        "method": method,
+                        "setting": setting,
+                        **image_quality(output, test_clean),
+                    }
+                )
     return rows

@@ -40,13 +40,26 @@ def save_model_files(model: nn.Module, folder: str | Path) -> dict[str, str]:
     return paths
 
 
-def load_model_files(config_path: str | Path, weights_path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+def load_model_files(
+    config_path: str | Path, weights_path: str | Path, device: torch.device | str = "cpu"
+) -> nn.Module:
     """The model `save_model_files` wrote, in eval mode on `device`, wherever it was trained."""
     model = build_model(config_from_dict(json.loads(Path(config_path).read_text())))
     model.load_state_dict(torch.load(weights_path, map_location=device, weights_only=True))
     return model.to(device).eval()
 
 
-__all__ = ["ClassifierConfig", "ConvAutoencoder", "ConvVAE", "DenoiserConfig", "DigitClassifier", "ModelConfig",
-           "UNetDenoiser", "VAEModelConfig", "build_model", "config_from_dict", "load_model_files",
-           "save_model_files"]
+__all__ = [
+    "ClassifierConfig",
+    "ConvAutoencoder",
+    "ConvVAE",
+    "DenoiserConfig",
+    "DigitClassifier",
+    "ModelConfig",
+    "UNetDenoiser",
+    "VAEModelConfig",
+    "build_model",
+    "config_from_dict",
+    "load_model_files",
+    "save_model_files",
+]

@@ -29,9 +29,15 @@ class DigitClassifier(nn.Module):
         self.config = config
         w, (c, h, wd), feature_dim = config.width, config.image_shape, config.feature_dim
         self.body = nn.Sequential(
-            nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(c, w, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(w, w, 3, padding=1),
+            nn.ReLU(),
             nn.MaxPool2d(2),  # 14x14
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.ReLU(),
             nn.MaxPool2d(2),  # 7x7
             nn.Flatten(),
             nn.Dropout(0.25),

@@ -27,8 +27,9 @@ class ModelConfig:
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
         channels, height, width = self.image_shape
         if channels not in (1, 3) or height % 4 or width % 4 or min(height, width) < 4:
-            raise ValueError(f"image shape {self.image_shape} not supported: 1 or 3 channels, height and width "
-                             "multiples of 4")
+            raise ValueError(
+                f"image shape {self.image_shape} not supported: 1 or 3 channels, height and width multiples of 4"
+            )
 
     @property
     def channels(self) -> int:

@@ -50,8 +50,10 @@ def check_components(components: int, points: int | None = None, name: str = "co
     if not components >= 1:
         raise ConfigError(f"{name} must be >= 1, got {components}")
     if points is not None and components > points:
-        raise ConfigError(f"{name} ({components}) must not exceed the training images ({points}): "
-                          "the mixture is fitted to one latent mean per image")
+        raise ConfigError(
+            f"{name} ({components}) must not exceed the training images ({points}): "
+            "the mixture is fitted to one latent mean per image"
+        )
 
 
 def fit_gaussian_mixture(latents: torch.Tensor, components: int, seed: int) -> GaussianMixturePrior:
@@ -59,8 +61,9 @@ def fit_gaussian_mixture(latents: torch.Tensor, components: int, seed: int) -> G
     from sklearn.mixture import GaussianMixture
 
     check_components(components, latents.shape[0])
-    gmm = GaussianMixture(n_components=components, covariance_type="full", reg_covar=1e-5,
-                          random_state=seed, max_iter=200)
+    gmm = GaussianMixture(
+        n_components=components, covariance_type="full", reg_covar=1e-5, random_state=seed, max_iter=200
+    )
     gmm.fit(latents.double().numpy())
     covariances = torch.from_numpy(gmm.covariances_)
     return GaussianMixturePrior(

@@ -116,6 +116,10 @@ class ConvVAE(nn.Module):
     def sample(self, n: int, temperature: float = 1.0, generator=None) -> torch.Tensor:
         device = self.log_scale.device
         # Drawn where the generator lives (a seeded CPU generator gives the same images on any device).
-        z = torch.randn(n, self.latent_dim, generator=generator,
-                        device=generator.device if generator is not None else device) * temperature
+        z = (
+            torch.randn(
+                n, self.latent_dim, generator=generator, device=generator.device if generator is not None else device
+            )
+            * temperature
+        )
         return self.decode(z.to(device))

@@ -93,15 +93,18 @@ def float_layouts(image_shape: tuple[int, int, int]) -> str:
 
 
 def input_forms(image_shape: tuple[int, int, int]) -> str:
-    return (f"float32 {float_layouts(image_shape)} in [0, 1] ('inputs' or 'instances'), or a column "
-            f"'{IMAGE_COLUMN}' of base64 {describe(image_shape)}; answered in the same form")
+    return (
+        f"float32 {float_layouts(image_shape)} in [0, 1] ('inputs' or 'instances'), or a column "
+        f"'{IMAGE_COLUMN}' of base64 {describe(image_shape)}; answered in the same form"
+    )
 
 
 # --- images in -------------------------------------------------------------------------
 
 
-def to_model_input(images, clip: bool = False, image_shape: tuple[int, int, int] = MNIST_SHAPE,
-                   limit: int | None | str = AUTO) -> tuple[torch.Tensor, tuple[int, ...] | str]:
+def to_model_input(
+    images, clip: bool = False, image_shape: tuple[int, int, int] = MNIST_SHAPE, limit: int | None | str = AUTO
+) -> tuple[torch.Tensor, tuple[int, ...] | str]:
     """Any accepted image form -> ((N, C, H, W) float32 in [0, 1], the caller's layout).
 
     The layout is the input's shape for float tensors, or `PNG` for base64 PNGs, so that
@@ -133,7 +136,7 @@ def to_model_input(images, clip: bool = False, image_shape: tuple[int, int, int]
         if low < 0.0 or high > 1.0:
             raise InvalidInput(
                 f"pixel values must lie in [0, 1]; got min {low:g}, max {high:g} "
-                "(scale 8-bit pixels by 1/255, or pass params {\"clip\": true} to clip)"
+                '(scale 8-bit pixels by 1/255, or pass params {"clip": true} to clip)'
             )
     return torch.from_numpy(np.ascontiguousarray(array)), shape
 
@@ -158,8 +161,9 @@ def _numbers(value, what: str, per_item: int, limit: int | None) -> np.ndarray:
         value = value.detach().cpu().numpy()
         return _numbers(value, what, per_item, limit)
     elif isinstance(value, (Real, np.number)) and not isinstance(value, (bool, np.bool_)):
-        raise InvalidInput(f"got a single number ({float(value):g}), not a batch of {what}: "
-                           "send a list, one entry per item")
+        raise InvalidInput(
+            f"got a single number ({float(value):g}), not a batch of {what}: send a list, one entry per item"
+        )
     else:
         raise InvalidInput(f"{what} must be numbers; got {_kind(value)}")
     try:
@@ -225,8 +229,9 @@ def _frame_values(frame: pd.DataFrame, image_shape: tuple[int, int, int]):
         rows = frame.iloc[:, 0].tolist()
         sizes = {np.size(r) for r in rows}
         if sizes != {math.prod(image_shape)}:
-            raise InvalidInput(f"a column of flattened images needs {math.prod(image_shape)} numbers per row; "
-                               f"got {sorted(sizes)[:5]}")
+            raise InvalidInput(
+                f"a column of flattened images needs {math.prod(image_shape)} numbers per row; got {sorted(sizes)[:5]}"
+            )
         return rows
     kinds = frame.dtypes.apply(lambda t: t.kind)
     if (kinds == "b").any():
@@ -250,8 +255,7 @@ def _png_column(images, image_shape: tuple[int, int, int]) -> list | None:
         if IMAGE_COLUMN not in columns:
             if any(c in SAMPLE_FIELDS for c in columns):
                 raise InvalidInput(
-                    f"got fields {columns}: rows with `n` are sampling requests; "
-                    "pass params {\"mode\": \"sample\"}"
+                    f'got fields {columns}: rows with `n` are sampling requests; pass params {{"mode": "sample"}}'
                 )
             if len(columns) == 1 and len(images) and isinstance(images.iloc[0, 0], (list, tuple, np.ndarray)):
                 return None  # one column of flattened images (spark_udf's array column)
@@ -266,8 +270,11 @@ def _png_column(images, image_shape: tuple[int, int, int]) -> list | None:
     if isinstance(images, dict):
         keys = [str(k) for k in images]
         if IMAGE_COLUMN not in images:
-            hint = (" (rows with `n` are sampling requests; pass params {\"mode\": \"sample\"})"
-                    if any(k in SAMPLE_FIELDS for k in keys) else "")
+            hint = (
+                ' (rows with `n` are sampling requests; pass params {"mode": "sample"})'
+                if any(k in SAMPLE_FIELDS for k in keys)
+                else ""
+            )
             raise InvalidInput(
                 f"expected a field {IMAGE_COLUMN!r} of base64 PNGs or a float tensor {float_layouts(image_shape)}; "
                 f"got fields {keys}{hint}"
@@ -301,8 +308,10 @@ def from_model_output(images: torch.Tensor | np.ndarray, layout: tuple[int, ...]
     array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
     array = array.astype(np.float32, copy=False)
     if not np.isfinite(array).all():
-        raise InvalidInput("the model's answer to this request is not finite (NaN or infinity); "
-                           "check that the inputs lie in the ranges the model takes")
+        raise InvalidInput(
+            "the model's answer to this request is not finite (NaN or infinity); "
+            "check that the inputs lie in the ranges the model takes"
+        )
     if layout == PNG:
         return pd.DataFrame({IMAGE_COLUMN: [encode_png(p) for p in to_pixels(array)]})
     return array.reshape((images.shape[0], *layout[1:]))
@@ -352,7 +361,9 @@ def sample_requests(model_input, params: dict, limit: int | None | str = AUTO) -
 def _rows(model_input) -> list[dict]:
     if isinstance(model_input, dict):
         try:
-            model_input = pd.DataFrame({k: np.atleast_1d(np.asarray(v, dtype=object)).ravel() for k, v in model_input.items()})
+            model_input = pd.DataFrame(
+                {k: np.atleast_1d(np.asarray(v, dtype=object)).ravel() for k, v in model_input.items()}
+            )
         except ValueError as exc:
             raise InvalidInput(f"sampling fields must have one value per row: {exc}") from None
     if isinstance(model_input, list) and all(isinstance(r, dict) for r in model_input):
@@ -360,12 +371,12 @@ def _rows(model_input) -> list[dict]:
     if not isinstance(model_input, pd.DataFrame):
         raise InvalidInput(
             "sampling takes rows with fields n, seed, temperature, e.g. "
-            "{\"dataframe_records\": [{\"n\": 8, \"seed\": 0}]}; "
+            '{"dataframe_records": [{"n": 8, "seed": 0}]}; '
             f"got {type(model_input).__name__}"
         )
     fields = [str(c) for c in model_input.columns]
     if IMAGE_COLUMN in fields and "n" not in fields:
-        raise InvalidInput("got images, but mode is sample: pass params {\"mode\": \"reconstruct\"} to reconstruct them")
+        raise InvalidInput('got images, but mode is sample: pass params {"mode": "reconstruct"} to reconstruct them')
     _only(fields, SAMPLE_FIELDS)
     if len(model_input) == 0:
         raise InvalidInput("empty batch: send at least one row with n")

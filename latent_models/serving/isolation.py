@@ -38,8 +38,7 @@ def source_digest(package_dir: Path) -> str:
 
 
 def _package_modules() -> dict:
-    return {name: module for name, module in sys.modules.items()
-            if name == PACKAGE or name.startswith(PACKAGE + ".")}
+    return {name: module for name, module in sys.modules.items() if name == PACKAGE or name.startswith(PACKAGE + ".")}
 
 
 @contextlib.contextmanager
@@ -63,9 +62,15 @@ def own_model(entry_file: str, module: str, cls: str):
     code_dir = Path(entry_file).resolve().parent / "code"
     own_dir = code_dir / PACKAGE
     loaded = sys.modules.get(PACKAGE)
-    loaded_dir = Path(loaded.__file__).resolve().parent if loaded is not None and getattr(loaded, "__file__", None) else None
-    if not own_dir.is_dir() or loaded_dir is None or loaded_dir == own_dir.resolve() \
-            or source_digest(loaded_dir) == source_digest(own_dir):
+    loaded_dir = (
+        Path(loaded.__file__).resolve().parent if loaded is not None and getattr(loaded, "__file__", None) else None
+    )
+    if (
+        not own_dir.is_dir()
+        or loaded_dir is None
+        or loaded_dir == own_dir.resolve()
+        or source_digest(loaded_dir) == source_digest(own_dir)
+    ):
         # Nothing imported yet (MLflow put code/ first on sys.path), or the very same code.
         return getattr(importlib.import_module(module), cls)()
     own: dict = {}
@@ -74,8 +79,10 @@ def own_model(entry_file: str, module: str, cls: str):
         try:
             instance = getattr(importlib.import_module(module), cls)()
         except Exception as exc:
-            raise ImportError(f"this model's own {PACKAGE} (in {code_dir}) cannot be imported beside the "
-                              f"{PACKAGE} already loaded from {loaded_dir}: {exc}") from exc
+            raise ImportError(
+                f"this model's own {PACKAGE} (in {code_dir}) cannot be imported beside the "
+                f"{PACKAGE} already loaded from {loaded_dir}: {exc}"
+            ) from exc
         finally:
             sys.path.remove(str(code_dir))
         own.update(_package_modules())

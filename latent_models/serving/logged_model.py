@@ -92,15 +92,17 @@ def _signature(kind: str, config) -> ModelSignature:
 def _metadata(kind: str, config, prior: GaussianMixturePrior | None) -> dict:
     images = input_forms(config.image_shape)
     if kind == "vae":
-        return {"inputs": {
-            "reconstruct": images,
-            "sample": f"rows with n (1..{MAX_BATCH}), optional seed (>= 0) and temperature (> 0, default 1); "
-                      "n images per row, in row order",
-            "decode": f"float32 (N, {config.latent_dim}) latent vectors",
-            "samplers": "normal: z ~ N(0, I); fitted: the Gaussian mixture fitted to the training latent means"
-                        + ("" if prior else " (not in this model)"),
-            "max_batch": MAX_BATCH,
-        }}
+        return {
+            "inputs": {
+                "reconstruct": images,
+                "sample": f"rows with n (1..{MAX_BATCH}), optional seed (>= 0) and temperature (> 0, default 1); "
+                "n images per row, in row order",
+                "decode": f"float32 (N, {config.latent_dim}) latent vectors",
+                "samplers": "normal: z ~ N(0, I); fitted: the Gaussian mixture fitted to the training latent means"
+                + ("" if prior else " (not in this model)"),
+                "max_batch": MAX_BATCH,
+            }
+        }
     metadata = {"inputs": {"images": images, "max_batch": MAX_BATCH}}
     if kind == "classifier":
         metadata["outputs"] = f"class probabilities (N, {config.classes})"

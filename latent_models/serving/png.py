@@ -59,8 +59,10 @@ def decode_png(item, index: int = 0, image_shape: tuple[int, int, int] = MNIST_S
     mode, kind = MODES[channels]
     where = f"image {index}"
     if isinstance(item, (str, bytes, bytearray)) and len(item) > max_png_chars(image_shape):
-        raise BadImage(f"{where}: {len(item)} characters is too long for a {width}x{height} PNG "
-                       f"(at most {max_png_chars(image_shape)})")
+        raise BadImage(
+            f"{where}: {len(item)} characters is too long for a {width}x{height} PNG "
+            f"(at most {max_png_chars(image_shape)})"
+        )
     if isinstance(item, str):
         text = item.split(",", 1)[1] if item.startswith("data:") else item
         try:
@@ -106,8 +108,14 @@ def max_png_chars(image_shape: tuple[int, int, int]) -> int:
 def _sniff(raw: bytes) -> str:
     if not raw:
         return "empty"
-    for magic, name in ((b"\xff\xd8\xff", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"RIFF", "RIFF/WebP"),
-                        (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF")):
+    for magic, name in (
+        (b"\xff\xd8\xff", "JPEG"),
+        (b"GIF8", "GIF"),
+        (b"BM", "BMP"),
+        (b"RIFF", "RIFF/WebP"),
+        (b"II*\x00", "TIFF"),
+        (b"MM\x00*", "TIFF"),
+    ):
         if raw.startswith(magic):
             return f"looks like {name}"
     return f"{len(raw)} bytes starting {raw[:8]!r}"
@@ -125,8 +133,12 @@ def encode_png(pixels: np.ndarray) -> str:
     rows[:, 1:] = pixels.reshape(height, width * channels)
     colour_type = {1: 0, 3: 2}[channels]
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    png = (PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
-           + _chunk(b"IEND", b""))
+    png = (
+        PNG_SIGNATURE
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+        + _chunk(b"IEND", b"")
+    )
     return base64.b64encode(png).decode("ascii")
 
 

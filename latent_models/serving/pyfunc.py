@@ -88,10 +88,10 @@ def in_chunks(fn, x: torch.Tensor, device: torch.device) -> np.ndarray:
     """fn over x, CHUNK rows at a time, gathered on the CPU: any N in bounded memory."""
     out = None
     for start in range(0, len(x), CHUNK):
-        y = fn(x[start:start + CHUNK].to(device)).detach().cpu().numpy()
+        y = fn(x[start : start + CHUNK].to(device)).detach().cpu().numpy()
         if out is None:
             out = np.empty((len(x), *y.shape[1:]), dtype=np.float32)
-        out[start:start + len(y)] = y
+        out[start : start + len(y)] = y
     return out
 
 
@@ -141,8 +141,11 @@ class VAEPyfunc(ImageModelPyfunc):
     def load_context(self, context):
         super().load_context(context)
         prior = context.artifacts.get("prior")
-        self.prior = (GaussianMixturePrior.from_state_dict(torch.load(prior, map_location="cpu", weights_only=True))
-                      if prior else None)
+        self.prior = (
+            GaussianMixturePrior.from_state_dict(torch.load(prior, map_location="cpu", weights_only=True))
+            if prior
+            else None
+        )
 
     def predict(self, context, model_input, params=None):
         params = self.params(params)
@@ -161,16 +164,24 @@ class VAEPyfunc(ImageModelPyfunc):
             if sampler not in SAMPLERS:
                 raise InvalidInput(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
             if sampler == "fitted" and self.prior is None:
-                raise InvalidInput("this model was logged without a fitted prior (prior_components=0); "
-                                   "use sampler \"normal\"")
+                raise InvalidInput(
+                    'this model was logged without a fitted prior (prior_components=0); use sampler "normal"'
+                )
             images = []
             for n, seed, temperature in sample_requests(model_input, params):
                 generator = None if seed is None else torch.Generator().manual_seed(seed)
                 if sampler == "fitted":
                     z = self.prior.sample(n, temperature, generator)
                 else:  # as ConvVAE.sample draws them, decoded CHUNK at a time
-                    z = torch.randn(n, self.model.latent_dim, generator=generator,
-                                    device=generator.device if generator is not None else device) * temperature
+                    z = (
+                        torch.randn(
+                            n,
+                            self.model.latent_dim,
+                            generator=generator,
+                            device=generator.device if generator is not None else device,
+                        )
+                        * temperature
+                    )
                 # Each row decoded on its own: a row's images do not depend on the other rows.
                 images.append(in_chunks(self.model.decode, z, device))
             return from_model_output(np.concatenate(images), generated_layout(self.image_shape))

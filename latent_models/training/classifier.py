@@ -16,13 +16,15 @@ from latent_models.serving.logged_model import model_saver
 from latent_models.serving.pyfunc import load_torch_model
 from latent_models.training.loop import FitResult, Objective, Settings, fit, seed_everything
 
+
 def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     model.eval()
     return (batched(model, images).argmax(1) == labels).double().mean().item()
 
 
-def train_classifier(data: DataSplits, epochs: int, seed: int,
-                     device: torch.device = torch.device("cpu")) -> tuple[DigitClassifier, FitResult, dict]:
+def train_classifier(
+    data: DataSplits, epochs: int, seed: int, device: torch.device | str = "cpu"
+) -> tuple[DigitClassifier, FitResult, dict]:
     """A few epochs of AdamW + one-cycle; ~99.2% on MNIST after 3 (fp32, on `device`). Returns
     the model (best epoch on validation), the fit and the test accuracy."""
     generator = seed_everything(seed, device)
@@ -34,17 +36,24 @@ def train_classifier(data: DataSplits, epochs: int, seed: int,
         idx = idx[rows]
         return F.cross_entropy(m(images[idx]), labels[idx]), {}
 
-    objective = Objective(loss_fn, lambda m: {"val_accuracy": accuracy(m, data.val.images, data.val.labels)},
-                          "val_accuracy", "max")
-    result = fit(model, torch.arange(len(images)), objective,
-                 Settings(epochs=epochs, batch_size=128, lr=3e-3, weight_decay=1e-4), generator,
-                 on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch))
+    objective = Objective(
+        loss_fn, lambda m: {"val_accuracy": accuracy(m, data.val.images, data.val.labels)}, "val_accuracy", "max"
+    )
+    result = fit(
+        model,
+        torch.arange(len(images)),
+        objective,
+        Settings(epochs=epochs, batch_size=128, lr=3e-3, weight_decay=1e-4),
+        generator,
+        on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch),
+    )
     model.eval()
     return model, result, {"test_accuracy": accuracy(model, data.test.images, data.test.labels)}
 
 
-def classifier_for(data: DataSplits, name: str, epochs: int, seed: int,
-                   parent_run_id: str, device: str = "cpu") -> tuple[DigitClassifier, dict]:
+def classifier_for(
+    data: DataSplits, name: str, epochs: int, seed: int, parent_run_id: str, device: str = "cpu"
+) -> tuple[DigitClassifier, dict]:
     """The registered classifier for exactly this data, or a new one trained and registered
     (in a child run of `parent_run_id`). Returns it and its registry facts."""
     tags = {"dataset_digest": data.digest, "train_images": str(len(data.train))}
@@ -57,9 +66,16 @@ def classifier_for(data: DataSplits, name: str, epochs: int, seed: int,
             model, result, test = train_classifier(data, epochs, seed, resolve_device(device))
             tracking.log_metrics({"best_epoch": result.best_epoch})
             version = tracking.log_selected_model(
-                "classifier", model_saver(model, data.test.images[:2].numpy()), "classifier",
-                result.best_epoch, result.selected_validation_metrics(), datasets["val"], test, datasets["test"],
-                name).version
+                "classifier",
+                model_saver(model, data.test.images[:2].numpy()),
+                "classifier",
+                result.best_epoch,
+                result.selected_validation_metrics(),
+                datasets["val"],
+                test,
+                datasets["test"],
+                name,
+            ).version
             tracking.tag_model_version(name, version, {**tags, "test_accuracy": round(test["test_accuracy"], 5)})
     model, _ = load_torch_model(f"models:/{name}/{version}", resolve_device(device))
     facts = tracking.model_version_tags(name, version)

@@ -11,13 +11,13 @@ from latent_models.data import DataSplits
 from latent_models.evaluation import figures
 from latent_models.evaluation.metrics import psnr
 from latent_models.evaluation.scores import (
+    TEST_SEED,
+    VAL_SEED,
     batched,
     default_levels,
     evaluate_denoiser,
     iterate_denoiser,
     psnr_by_level,
-    TEST_SEED,
-    VAL_SEED,
 )
 from latent_models.noise import add_noise, fixed_noise
 from latent_models.training.loop import EpochHook
@@ -43,8 +43,9 @@ class DenoiserRecipe(Recipe):
     kind = "denoiser"
     # Champion: higher validation PSNR at the same dataset, noise model and level, and above the
     # noisy input's own (a denoiser below it is worse than no denoiser).
-    champion = tracking.ChampionRule("val_psnr", True, ("dataset", "noise", "noise_level"), "val_psnr_noisy",
-                                     "the noisy input's val_psnr")
+    champion = tracking.ChampionRule(
+        "val_psnr", True, ("dataset", "noise", "noise_level"), "val_psnr_noisy", "the noisy input's val_psnr"
+    )
     monitor, mode = "val_psnr", "max"
 
     def __init__(self, cfg: AEConfig, data: DataSplits):
@@ -60,10 +61,18 @@ class DenoiserRecipe(Recipe):
 
     def validate(self, model) -> dict[str, float]:
         metrics = evaluate_denoiser(model, self.data.val.images, self.val_noisy)
-        metrics["loss"] = batched(
-            lambda x, y: F.binary_cross_entropy_with_logits(model.logits(x), y, reduction="none").flatten(1).mean(1),
-            self.val_noisy, self.data.val.images, device=next(model.parameters()).device,
-        ).mean().item()
+        metrics["loss"] = (
+            batched(
+                lambda x, y: (
+                    F.binary_cross_entropy_with_logits(model.logits(x), y, reduction="none").flatten(1).mean(1)
+                ),
+                self.val_noisy,
+                self.data.val.images,
+                device=next(model.parameters()).device,
+            )
+            .mean()
+            .item()
+        )
         return {f"val_{k}": metrics[k] for k in ("loss", "psnr", "ssim")}
 
     def example(self):
@@ -79,24 +88,42 @@ class DenoiserRecipe(Recipe):
 
     def version_tags(self, measured):
         cfg = self.cfg
-        return {"dataset": cfg.dataset, "noise": cfg.noise, "noise_level": cfg.noise_level, "arch": cfg.arch,
-                "test_psnr": round(measured["test_psnr"], 3), "test_psnr_noisy": round(measured["test_psnr_noisy"], 3),
-                "test_ssim": round(measured["test_ssim"], 4)}
+        return {
+            "dataset": cfg.dataset,
+            "noise": cfg.noise,
+            "noise_level": cfg.noise_level,
+            "arch": cfg.arch,
+            "test_psnr": round(measured["test_psnr"], 3),
+            "test_psnr_noisy": round(measured["test_psnr_noisy"], 3),
+            "test_ssim": round(measured["test_ssim"], 4),
+        }
 
     def log_figures(self, model, history) -> None:
         cfg, data, n = self.cfg, self.data, N_FIGURE_IMAGES
         tracking.log_figure(
-            figures.loss_curves(history, {"BCE loss": ["train_loss", "val_loss"], "validation PSNR (dB)": ["val_psnr"],
-                                          "validation SSIM": ["val_ssim"]},
-                                f"Denoising AE ({cfg.arch}) on {cfg.dataset}, {cfg.noise} {cfg.noise_level:g}"),
+            figures.loss_curves(
+                history,
+                {
+                    "BCE loss": ["train_loss", "val_loss"],
+                    "validation PSNR (dB)": ["val_psnr"],
+                    "validation SSIM": ["val_ssim"],
+                },
+                f"Denoising AE ({cfg.arch}) on {cfg.dataset}, {cfg.noise} {cfg.noise_level:g}",
+            ),
             figures.LOSS_CURVES,
         )
-        for split, clean, noisy in (("val", data.val.images, self.val_noisy), ("test", data.test.images, self.test_noisy)):
+        for split, clean, noisy in (
+            ("val", data.val.images, self.val_noisy),
+            ("test", data.test.images, self.test_noisy),
+        ):
             denoised = batched(model, noisy[:n])
             captions = [f"{a:.1f}→{b:.1f} dB" for a, b in zip(psnr(noisy[:n], clean[:n]), psnr(denoised, clean[:n]))]
             tracking.log_figure(
-                figures.image_rows({"noisy": noisy[:n], "clean": clean[:n], "denoised": denoised},
-                                   f"{split}: {cfg.noise} noise {cfg.noise_level:g} (PSNR noisy→denoised)", captions),
+                figures.image_rows(
+                    {"noisy": noisy[:n], "clean": clean[:n], "denoised": denoised},
+                    f"{split}: {cfg.noise} noise {cfg.noise_level:g} (PSNR noisy→denoised)",
+                    captions,
+                ),
                 figures.DENOISING[split],
             )
         sweep_clean = data.test.images[:SWEEP_IMAGES]
@@ -106,12 +133,13 @@ class DenoiserRecipe(Recipe):
         psnrs = [psnr(s, sweep_clean[: s.shape[0]]).mean().item() for s in steps]
         for k, value in enumerate(psnrs):
             tracking.log_metrics({"iterative_psnr": value}, step=k)
-        tracking.log_figure(figures.iterative_reconstruction([s[:6] for s in steps], psnrs),
-                            figures.ITERATIVE_RECONSTRUCTION)
+        tracking.log_figure(
+            figures.iterative_reconstruction([s[:6] for s in steps], psnrs), figures.ITERATIVE_RECONSTRUCTION
+        )
 
 
-def run_ae(cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | None = None,
-           epoch_hook: EpochHook | None = None) -> dict:
+def run_ae(
+    cfg: AEConfig, parent_run_id: str | None = None, data: DataSplits | None = None, epoch_hook: EpochHook | None = None
+) -> dict:
     """The `ae` entry point (see `training.pipeline.run_pipeline`)."""
     return run_pipeline(DenoiserRecipe, cfg, parent_run_id, data, epoch_hook)
-

@@ -25,8 +25,7 @@ def under_torchrun() -> bool:
 def launch(nproc_per_node: int, argv: list[str] | None = None) -> int:
     """Run this command again as `nproc_per_node` torchrun workers on this machine; their exit code."""
     argv = list(sys.argv if argv is None else argv)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}",
-           *argv]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc_per_node}", *argv]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc_per_node)))
     return subprocess.run(cmd, env=env).returncode

@@ -19,7 +19,8 @@ from torch import nn
 from latent_models import tracking
 from latent_models.config import with_logged_params
 from latent_models.data import DataSplits, load_splits
-from latent_models.device import check as check_device, device_tags
+from latent_models.device import check as check_device
+from latent_models.device import device_tags
 from latent_models.evaluation import report
 from latent_models.models import build_model
 from latent_models.serving.logged_model import model_saver
@@ -70,8 +71,13 @@ class Recipe:
         raise NotImplementedError
 
 
-def run_pipeline(recipe_class: type[Recipe], cfg, parent_run_id: str | None = None, data: DataSplits | None = None,
-                 epoch_hook: EpochHook | None = None) -> dict:
+def run_pipeline(
+    recipe_class: type[Recipe],
+    cfg,
+    parent_run_id: str | None = None,
+    data: DataSplits | None = None,
+    epoch_hook: EpochHook | None = None,
+) -> dict:
     """An `ae` or `vae` run: returns test metrics, the selected epoch's validation metrics, run
     id, model id and URI, registered version and promotion ({} on torchrun ranks other than
     0, which only train). `epoch_hook(epoch, metrics)` sees each finished epoch and may raise
@@ -82,8 +88,9 @@ def run_pipeline(recipe_class: type[Recipe], cfg, parent_run_id: str | None = No
     resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, kind) if cfg.resume else None
     if resumed:  # the run's own settings, not the command line's defaults
         cfg = with_logged_params(cfg, resumed.data.params)
-    data = data or load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download,
-                               cfg.limit_train, cfg.limit_test)
+    data = data or load_splits(
+        cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train, cfg.limit_test
+    )
     if resumed:
         check_resumable_data(resumed, data.digest)
     recipe = recipe_class(cfg, data)
@@ -100,8 +107,14 @@ def run_pipeline(recipe_class: type[Recipe], cfg, parent_run_id: str | None = No
         saver = lambda: model_saver(model, recipe.example())  # noqa: E731 (the weights as they are when called)
         checkpoints = tracking.checkpoint_models(kind, kind, saver, datasets["val"]) if cfg.log_checkpoints else None
         started = time.perf_counter()
-        result = fit(model, data.train.images, objective, settings, generator,
-                     **checkpointing(run.info.run_id, cfg, resumed, checkpoints, epoch_hook))
+        result = fit(
+            model,
+            data.train.images,
+            objective,
+            settings,
+            generator,
+            **checkpointing(run.info.run_id, cfg, resumed, checkpoints, epoch_hook),
+        )
         train_seconds = time.perf_counter() - started
         model.eval()
 
@@ -115,20 +128,49 @@ def run_pipeline(recipe_class: type[Recipe], cfg, parent_run_id: str | None = No
         tracking.log_metrics(facts)  # the run's alone: MLflow links none of them to the model
         recipe.log_figures(model, result.history)
         tracking.set_description("\n\n".join(report.summary(kind, cfg, {**test, **facts})))
-        tracking.log_report(report.render(kind, cfg, {**test, **facts}, result.history,
-                                          tracking.logged_files("figures"), run.info.run_name, run.info.run_id))
+        tracking.log_report(
+            report.render(
+                kind,
+                cfg,
+                {**test, **facts},
+                result.history,
+                tracking.logged_files("figures"),
+                run.info.run_name,
+                run.info.run_id,
+            )
+        )
         validation = result.selected_validation_metrics()
         ref = tracking.log_selected_model(
-            kind, model_saver(model, recipe.example(), **recipe.served_with(model)), kind, result.best_epoch,
-            validation, datasets["val"], test, datasets["test"], cfg.registered_model_name if cfg.register else None)
+            kind,
+            model_saver(model, recipe.example(), **recipe.served_with(model)),
+            kind,
+            result.best_epoch,
+            validation,
+            datasets["val"],
+            test,
+            datasets["test"],
+            cfg.registered_model_name if cfg.register else None,
+        )
         if ref.version:
-            tracking.tag_model_version(cfg.registered_model_name, ref.version,
-                                       {**recipe.version_tags({**test, **run_only}), "run_id": run.info.run_id})
-        outcome = {**test, **facts, **validation, "run_id": run.info.run_id, "model_id": ref.model_id,
-                   "model_uri": ref.model_uri, "registered_version": ref.version, "promotion": None}
+            tracking.tag_model_version(
+                cfg.registered_model_name,
+                ref.version,
+                {**recipe.version_tags({**test, **run_only}), "run_id": run.info.run_id},
+            )
+        outcome = {
+            **test,
+            **facts,
+            **validation,
+            "run_id": run.info.run_id,
+            "model_id": ref.model_id,
+            "model_uri": ref.model_uri,
+            "registered_version": ref.version,
+            "promotion": None,
+        }
         if ref.version:
-            outcome["promotion"] = str(recipe.champion.promote(cfg.registered_model_name, ref.version, cfg, outcome,
-                                                               cfg.promote))
+            outcome["promotion"] = str(
+                recipe.champion.promote(cfg.registered_model_name, ref.version, cfg, outcome, cfg.promote)
+            )
         return outcome
 
 

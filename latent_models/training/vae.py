@@ -49,8 +49,13 @@ class VAERecipe(Recipe):
     kind = "vae"
     # Champion: lower validation -ELBO on the same dataset, likelihood and binarization, and below
     # that of independent pixels around the training mean.
-    champion = tracking.ChampionRule("val_neg_elbo", False, ("dataset", "likelihood", "binarize"),
-                                     "val_neg_elbo_mean_image", "the mean-image model's val_neg_elbo")
+    champion = tracking.ChampionRule(
+        "val_neg_elbo",
+        False,
+        ("dataset", "likelihood", "binarize"),
+        "val_neg_elbo_mean_image",
+        "the mean-image model's val_neg_elbo",
+    )
     monitor, mode = "val_neg_elbo", "min"
 
     def __init__(self, cfg: VAEConfig, data: DataSplits):
@@ -82,30 +87,43 @@ class VAERecipe(Recipe):
 
     def version_tags(self, measured):
         cfg = self.cfg
-        return {"dataset": cfg.dataset, "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood,
-                "binarize": cfg.binarize, "test_neg_elbo": round(measured["test_neg_elbo"], 3),
-                "test_iw_nll": round(measured["test_iw_nll"], 3), "test_kl": round(measured["test_kl"], 3)}
+        return {
+            "dataset": cfg.dataset,
+            "latent_dim": cfg.latent_dim,
+            "likelihood": cfg.likelihood,
+            "binarize": cfg.binarize,
+            "test_neg_elbo": round(measured["test_neg_elbo"], 3),
+            "test_iw_nll": round(measured["test_iw_nll"], 3),
+            "test_kl": round(measured["test_kl"], 3),
+        }
 
     def log_figures(self, model: ConvVAE, history) -> None:
         cfg, data, test_x = self.cfg, self.data, self.test_x
         gen = torch.Generator().manual_seed(FIGURE_SEED)
         tracking.log_figure(
-            figures.loss_curves(history, {
-                "-ELBO (nats/image)": ["train_neg_elbo", "val_neg_elbo"],
-                "reconstruction (nats)": ["val_recon"],
-                "KL (nats)": ["val_kl"],
-                "active latent units": ["val_active_units"],
-            }, f"VAE (latent {cfg.latent_dim}, {cfg.likelihood}) on {cfg.dataset}"),
+            figures.loss_curves(
+                history,
+                {
+                    "-ELBO (nats/image)": ["train_neg_elbo", "val_neg_elbo"],
+                    "reconstruction (nats)": ["val_recon"],
+                    "KL (nats)": ["val_kl"],
+                    "active latent units": ["val_active_units"],
+                },
+                f"VAE (latent {cfg.latent_dim}, {cfg.likelihood}) on {cfg.dataset}",
+            ),
             figures.LOSS_CURVES,
         )
         device = module_device(model)
         with torch.inference_mode():
             x = test_x[:10].to(device)
             recon = model.decode(model.encode(x)[0])
-            tracking.log_figure(figures.image_rows({"test": x, "reconstruction": recon},
-                                                   "VAE reconstructions (posterior mean)"), figures.RECONSTRUCTIONS)
-            tracking.log_figure(figures.image_grid(model.sample(100, generator=gen), "100 samples, z ~ N(0, I)"),
-                                figures.SAMPLES)
+            tracking.log_figure(
+                figures.image_rows({"test": x, "reconstruction": recon}, "VAE reconstructions (posterior mean)"),
+                figures.RECONSTRUCTIONS,
+            )
+            tracking.log_figure(
+                figures.image_grid(model.sample(100, generator=gen), "100 samples, z ~ N(0, I)"), figures.SAMPLES
+            )
             # Interpolate between two test digits of different classes.
             labels = data.test.labels
             a = 0
@@ -122,26 +140,38 @@ class VAERecipe(Recipe):
         _, _, v = torch.linalg.svd(centred, full_matrices=False)
         points = centred @ v[:2].T
         tracking.log_figure(
-            figures.latent_map(points, data.test.labels[: mu.shape[0]], ("PC 1", "PC 2"),
-                               "Test-set latent means (PCA), coloured by class"),
+            figures.latent_map(
+                points,
+                data.test.labels[: mu.shape[0]],
+                ("PC 1", "PC 2"),
+                "Test-set latent means (PCA), coloured by class",
+            ),
             figures.LATENT_MAP,
         )
         # The mixture over the training latents: served as sampler=fitted (see evaluate for FID).
         if cfg.prior_components:
             self.prior = latent_prior(model, data.train.images, cfg.binarize, cfg.prior_components, cfg.seed)
             with torch.inference_mode():
-                images = model.decode(self.prior.sample(100, generator=torch.Generator().manual_seed(FIGURE_SEED))
-                                      .to(device))
-            tracking.log_figure(figures.image_grid(images, f"100 samples, z ~ the {self.prior.components}-component "
-                                                           "mixture fitted to the training latents"),
-                                figures.SAMPLES_FITTED_PRIOR)
+                images = model.decode(
+                    self.prior.sample(100, generator=torch.Generator().manual_seed(FIGURE_SEED)).to(device)
+                )
+            tracking.log_figure(
+                figures.image_grid(
+                    images,
+                    f"100 samples, z ~ the {self.prior.components}-component mixture fitted to the training latents",
+                ),
+                figures.SAMPLES_FITTED_PRIOR,
+            )
 
     def served_with(self, model) -> dict:
         return {"prior": self.prior}
 
 
-def run_vae(cfg: VAEConfig, parent_run_id: str | None = None, data: DataSplits | None = None,
-            epoch_hook: EpochHook | None = None) -> dict:
+def run_vae(
+    cfg: VAEConfig,
+    parent_run_id: str | None = None,
+    data: DataSplits | None = None,
+    epoch_hook: EpochHook | None = None,
+) -> dict:
     """The `vae` entry point (see `training.pipeline.run_pipeline`)."""
     return run_pipeline(VAERecipe, cfg, parent_run_id, data, epoch_hook)
-

@@ -22,7 +22,9 @@ def settable(config_cls) -> list[str]:
     return sorted(set(typing.get_type_hints(config_cls)) - NOT_SWEEPABLE)
 
 
-def parse_assignments(text: str, what: str, config_cls, setter: str = "a sweep can set for its children") -> dict[str, list]:
+def parse_assignments(
+    text: str, what: str, config_cls, setter: str = "a sweep can set for its children"
+) -> dict[str, list]:
     """`a=1,2 b=x` -> {"a": [1, 2], "b": ["x"]}, values typed like the config's fields."""
     hints = typing.get_type_hints(config_cls)
     allowed = settable(config_cls)
@@ -66,8 +68,15 @@ def splits_for(child, loaded: dict) -> DataSplits:
     """The child's data splits, loaded on first use of its data setting (and seed) and kept in `loaded`."""
     key = tuple(getattr(child, f) for f in DATA_FIELDS) + (child.seed,)
     if key not in loaded:
-        loaded[key] = load_splits(child.dataset, child.data_dir, child.val_size, child.seed,
-                                  child.download, child.limit_train, child.limit_test)
+        loaded[key] = load_splits(
+            child.dataset,
+            child.data_dir,
+            child.val_size,
+            child.seed,
+            child.download,
+            child.limit_train,
+            child.limit_test,
+        )
     return loaded[key]
 
 
@@ -106,5 +115,7 @@ TEST_METRICS = {"ae": "test_psnr", "vae": "test_neg_elbo"}
 
 def check_validation_metric(model: str, metric: str) -> None:
     if metric not in VALIDATION_METRICS[model]:
-        raise ConfigError(f"metric {metric!r} is not a validation metric of {model} runs; choose from "
-                          f"{', '.join(VALIDATION_METRICS[model])} (test metrics are reported, never chosen on)")
+        raise ConfigError(
+            f"metric {metric!r} is not a validation metric of {model} runs; choose from "
+            f"{', '.join(VALIDATION_METRICS[model])} (test metrics are reported, never chosen on)"
+        )

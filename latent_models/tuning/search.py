@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from latent_models import tracking
+from latent_models.config import ConfigError, SearchConfig, as_params
 from latent_models.tuning.child_runs import (
     TEST_METRICS,
     VALIDATION_METRICS,
@@ -38,7 +39,6 @@ from latent_models.tuning.child_runs import (
     trainer,
     typed,
 )
-from latent_models.config import ConfigError, SearchConfig, as_params
 
 KINDS = ("loguniform", "uniform", "int", "choice")
 SETTER = "a search can set for its trials"
@@ -125,8 +125,10 @@ def _space_file(path: str) -> list[tuple[str, str, list[str]]]:
             args = spec.get("choices", []) if spec["type"] == "choice" else [spec.get("low"), spec.get("high")]
             items.append((str(name), str(spec["type"]), [_text(v) for v in args if v is not None]))
         else:
-            raise ConfigError(f"space: {name}: write a distribution like {_FORMS}, a list of choices, "
-                              "or {type: ..., low: ..., high: ...}")
+            raise ConfigError(
+                f"space: {name}: write a distribution like {_FORMS}, a list of choices, "
+                "or {type: ..., low: ..., high: ...}"
+            )
     return items
 
 
@@ -150,8 +152,8 @@ def _dimension(name: str, kind: str, args: list[str], config_cls) -> Dimension:
         return Dimension(name, kind, choices=choices)
     wanted = int if kind == "int" else float
     if field_type is not wanted:
-        raise ConfigError(f"space: {name} is a {field_type.__name__} param; "
-                          f"use {'int(low,high)' if field_type is int else 'choice(...)' if field_type is not float else 'uniform or loguniform'}")
+        forms = {int: "int(low,high)", float: "uniform or loguniform"}.get(field_type, "choice(...)")
+        raise ConfigError(f"space: {name} is a {field_type.__name__} param; use {forms}")
     if len(args) != 2:
         raise ConfigError(f"space: {name}={kind}(...) takes two numbers, low and high; got {len(args)}")
     low, high = (typed(a, wanted, name, "space") for a in args)
@@ -175,8 +177,9 @@ class Plan:
 
     def signature(self) -> str:
         """What a study's trials must share to be compared: a rerun must match it."""
-        return json.dumps({"space": [str(d) for d in self.dims], "params": self.fixed, "metric": self.metric},
-                          sort_keys=True)
+        return json.dumps(
+            {"space": [str(d) for d in self.dims], "params": self.fixed, "metric": self.metric}, sort_keys=True
+        )
 
 
 def plan_search(cfg: SearchConfig) -> Plan:
@@ -205,9 +208,17 @@ def plan_search(cfg: SearchConfig) -> Plan:
 def trial_config(cfg: SearchConfig, plan: Plan, sampled: dict, number):
     """A trial's config: fixed params, sampled params; never registered by itself."""
     shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sampled.items())
-    return plan.config_cls(**plan.fixed, **sampled, data_dir=cfg.data_dir, register=False, promote=False,
-                           device=cfg.device, precision=cfg.precision, compile=cfg.compile,
-                           run_name=f"trial {number}: {shown}")
+    return plan.config_cls(
+        **plan.fixed,
+        **sampled,
+        data_dir=cfg.data_dir,
+        register=False,
+        promote=False,
+        device=cfg.device,
+        precision=cfg.precision,
+        compile=cfg.compile,
+        run_name=f"trial {number}: {shown}",
+    )
 
 
 # --- the study ---------------------------------------------------------------------------
@@ -218,7 +229,7 @@ def storage_url(cfg: SearchConfig) -> str:
     if cfg.storage:
         return cfg.storage
     uri = mlflow.get_tracking_uri()
-    folder = Path(uri[len("sqlite:///"):]).parent if uri.startswith("sqlite:///") else Path()
+    folder = Path(uri[len("sqlite:///") :]).parent if uri.startswith("sqlite:///") else Path()
     return f"sqlite:///{(folder / 'optuna.db').resolve()}"
 
 
@@ -240,8 +251,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     try:
         with _creation_lock(url if sqlite else ""), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S,
-                                              grace_period=GRACE_S)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
+            )
     except Exception as exc:  # SQLAlchemy and drivers raise many kinds; the user fixes the URL
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"storage {shown_url(url)!r} cannot be opened: {message}") from None
@@ -265,19 +277,30 @@ def _creation_lock(url: str):
 
 def open_study(cfg: SearchConfig, plan: Plan, storage) -> optuna.Study:
     seed = None if cfg.seed < 0 else cfg.seed
-    sampler = (optuna.samplers.TPESampler(seed=seed) if cfg.sampler == "tpe"
-               else optuna.samplers.RandomSampler(seed=seed))
-    pruner = (optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials,
-                                          n_warmup_steps=cfg.pruner_warmup_epochs)
-              if cfg.pruner == "median" else optuna.pruners.NopPruner())
-    study = optuna.create_study(storage=storage, study_name=cfg.default_study_name(), direction=plan.direction,
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    sampler = (
+        optuna.samplers.TPESampler(seed=seed) if cfg.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed)
+    )
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_epochs)
+        if cfg.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=cfg.default_study_name(),
+        direction=plan.direction,
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
     known = study.user_attrs.get("search")
     if known is None:
         study.set_user_attr("search", plan.signature())
     elif known != plan.signature():
-        raise ConfigError(f"study {study.study_name!r} searches {known}; this search differs "
-                          "(space, params or metric): give another study_name")
+        raise ConfigError(
+            f"study {study.study_name!r} searches {known}; this search differs "
+            "(space, params or metric): give another study_name"
+        )
     return study
 
 
@@ -311,13 +334,29 @@ def run_search(cfg: SearchConfig) -> dict:
     with tracking.training_run(cfg.experiment_name, cfg.run_name) as parent:
         parent_id = parent.info.run_id
         tracking.log_params({**as_params(cfg), "storage": shown_url(url), "study": study.study_name})
-        tracking.set_tags({"model_type": "search", "search_model": cfg.model, "optuna_study": study.study_name,
-                           "searched": ",".join(d.name for d in plan.dims)})
-        mlflow.log_dict({"space": [str(d) for d in plan.dims], "params": plan.fixed, "metric": plan.metric,
-                         "direction": plan.direction}, "search/space.json")
+        tracking.set_tags(
+            {
+                "model_type": "search",
+                "search_model": cfg.model,
+                "optuna_study": study.study_name,
+                "searched": ",".join(d.name for d in plan.dims),
+            }
+        )
+        mlflow.log_dict(
+            {
+                "space": [str(d) for d in plan.dims],
+                "params": plan.fixed,
+                "metric": plan.metric,
+                "direction": plan.direction,
+            },
+            "search/space.json",
+        )
 
         def objective(trial: optuna.Trial) -> float:
-            if len([t for t in study.get_trials(deepcopy=False, states=COUNTED) if t.number < trial.number]) >= cfg.n_trials:
+            if (
+                len([t for t in study.get_trials(deepcopy=False, states=COUNTED) if t.number < trial.number])
+                >= cfg.n_trials
+            ):
                 raise SurplusTrial(f"trial {trial.number}: the study has its {cfg.n_trials} trials")
             sampled = {d.name: d.suggest(trial) for d in plan.dims}
             run_ids: list[str] = []
@@ -326,22 +365,31 @@ def run_search(cfg: SearchConfig) -> dict:
                 if not run_ids:
                     run_ids.append(mlflow.active_run().info.run_id)
                     trial.set_user_attr("run_id", run_ids[0])
-                    tracking.set_tags({"optuna_study": study.study_name, "optuna_trial": trial.number,
-                                       "optuna_state": "running", "search_run_id": parent_id})
+                    tracking.set_tags(
+                        {
+                            "optuna_study": study.study_name,
+                            "optuna_trial": trial.number,
+                            "optuna_state": "running",
+                            "search_run_id": parent_id,
+                        }
+                    )
                 value = metrics[plan.metric]
                 trial.report(value, epoch)
                 if trial.should_prune():
                     trial.set_user_attr("pruned_at_epoch", epoch + 1)
-                    reason = (f"pruned after epoch {epoch + 1} of {child.epochs}: {plan.metric} {value:.4g} is behind "
-                              "the median of earlier trials at that epoch")
-                    raise tracking.RunStopped(reason, "FINISHED", {"optuna_state": "pruned",
-                                                                   "pruned_at_epoch": epoch + 1,
-                                                                   "mlflow.note.content": reason})
+                    reason = (
+                        f"pruned after epoch {epoch + 1} of {child.epochs}: {plan.metric} {value:.4g} is behind "
+                        "the median of earlier trials at that epoch"
+                    )
+                    raise tracking.RunStopped(
+                        reason,
+                        "FINISHED",
+                        {"optuna_state": "pruned", "pruned_at_epoch": epoch + 1, "mlflow.note.content": reason},
+                    )
 
             try:
                 child = trial_config(cfg, plan, sampled, trial.number)  # validates itself
-                result = train(child, parent_run_id=parent_id, data=splits_for(child, loaded),
-                               epoch_hook=report_epoch)
+                result = train(child, parent_run_id=parent_id, data=splits_for(child, loaded), epoch_hook=report_epoch)
             except tracking.RunStopped as stopped:
                 raise optuna.TrialPruned(str(stopped)) from None
             except BaseException as exc:  # diverged, bad combination, interrupted: a failed trial
@@ -368,27 +416,42 @@ def run_search(cfg: SearchConfig) -> dict:
                     print(f"search: timeout of {cfg.timeout:g} s reached; no new trial", flush=True)
                     break
                 attempts += 1
-                study.optimize(objective, n_trials=1, catch=(FloatingPointError, ConfigError, SurplusTrial),
-                               gc_after_trial=False)
+                study.optimize(
+                    objective, n_trials=1, catch=(FloatingPointError, ConfigError, SurplusTrial), gc_after_trial=False
+                )
         except KeyboardInterrupt:
             raise tracking.RunInterrupted(
                 f"interrupted: search run {parent_id} ended as KILLED; the trial in progress is marked failed; "
-                f"rerun the same search (study {study.study_name!r}) to continue it") from None
+                f"rerun the same search (study {study.study_name!r}) to continue it"
+            ) from None
         return _summarise(cfg, plan, study, parent_id, attempts)
 
 
 def _summarise(cfg: SearchConfig, plan: Plan, study: optuna.Study, parent_id: str, attempts: int) -> dict:
     trials = study.get_trials(deepcopy=False)
     test_metric = TEST_METRICS[cfg.model]
-    rows = [{"number": t.number, "state": t.state.name.lower(), **{d.name: t.params.get(d.name) for d in plan.dims},
-             plan.metric: t.value if t.state == TrialState.COMPLETE else None,
-             test_metric: t.user_attrs.get(test_metric), "run_id": t.user_attrs.get("run_id"),
-             "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch")} for t in trials]
+    rows = [
+        {
+            "number": t.number,
+            "state": t.state.name.lower(),
+            **{d.name: t.params.get(d.name) for d in plan.dims},
+            plan.metric: t.value if t.state == TrialState.COMPLETE else None,
+            test_metric: t.user_attrs.get(test_metric),
+            "run_id": t.user_attrs.get("run_id"),
+            "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
+        }
+        for t in trials
+    ]
     tracking.log_table(rows, "search/trials.json")
     states = [t.state for t in trials]
-    tracking.log_metrics({"trials_complete": states.count(TrialState.COMPLETE),
-                          "trials_pruned": states.count(TrialState.PRUNED),
-                          "trials_failed": states.count(TrialState.FAIL), "trials_this_process": attempts})
+    tracking.log_metrics(
+        {
+            "trials_complete": states.count(TrialState.COMPLETE),
+            "trials_pruned": states.count(TrialState.PRUNED),
+            "trials_failed": states.count(TrialState.FAIL),
+            "trials_this_process": attempts,
+        }
+    )
     _log_study_figures(study)
     best = best_trial(trials, plan.direction == "maximize")
     summary = {"run_id": parent_id, "rows": rows, "metric": plan.metric, "best": None, "study": study.study_name}
@@ -396,10 +459,16 @@ def _summarise(cfg: SearchConfig, plan: Plan, study: optuna.Study, parent_id: st
         return summary
     best_params = " ".join(f"{k}={v}" for k, v in best.params.items())
     tracking.log_metrics({f"best_{plan.metric}": best.value})
-    tracking.set_tags({"best_trial": best.number, "best_run_id": best.user_attrs.get("run_id"),
-                       "best_params": best_params})
-    summary["best"] = {"number": best.number, "params": best.params, plan.metric: best.value,
-                       "run_id": best.user_attrs.get("run_id"), test_metric: best.user_attrs.get(test_metric)}
+    tracking.set_tags(
+        {"best_trial": best.number, "best_run_id": best.user_attrs.get("run_id"), "best_params": best_params}
+    )
+    summary["best"] = {
+        "number": best.number,
+        "params": best.params,
+        plan.metric: best.value,
+        "run_id": best.user_attrs.get("run_id"),
+        test_metric: best.user_attrs.get(test_metric),
+    }
     if cfg.register:
         summary.update(register_best(cfg, plan, best))
     return summary
@@ -430,9 +499,15 @@ def register_best(cfg: SearchConfig, plan: Plan, best) -> dict:
     version = tracking.find_model_version(name, {"run_id": run_id})
     if version is None:
         version = str(mlflow.register_model(best.user_attrs["model_uri"], name).version)
-        tracking.tag_model_version(name, version, {
-            **{k: getattr(child, k) for k in champion_rule(cfg.model).comparable}, "run_id": run_id,
-            TEST_METRICS[cfg.model]: best.user_attrs.get(TEST_METRICS[cfg.model]), "search_trial": best.number,
-        })
+        tracking.tag_model_version(
+            name,
+            version,
+            {
+                **{k: getattr(child, k) for k in champion_rule(cfg.model).comparable},
+                "run_id": run_id,
+                TEST_METRICS[cfg.model]: best.user_attrs.get(TEST_METRICS[cfg.model]),
+                "search_trial": best.number,
+            },
+        )
     promotion = champion_rule(cfg.model).promote(name, version, child, best.user_attrs)
     return {"registered_version": version, "promotion": str(promotion)}

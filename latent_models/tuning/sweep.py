@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 
 from latent_models import tracking
+from latent_models.config import ConfigError, SweepConfig, as_params
 from latent_models.evaluation import figures
 from latent_models.tuning.child_runs import (
     TEST_METRICS,
@@ -17,7 +18,6 @@ from latent_models.tuning.child_runs import (
     splits_for,
     trainer,
 )
-from latent_models.config import ConfigError, SweepConfig, as_params
 
 
 def child_configs(cfg: SweepConfig) -> list:
@@ -40,8 +40,17 @@ def child_configs(cfg: SweepConfig) -> list:
         swept = dict(zip(grid, combination))
         run_name = " ".join(f"{k}={v}" for k, v in swept.items())
         try:  # a config validates itself when made
-            child = config_cls(**base, **swept, data_dir=cfg.data_dir, register=cfg.register, promote=cfg.register,
-                               device=cfg.device, precision=cfg.precision, compile=cfg.compile, run_name=run_name)
+            child = config_cls(
+                **base,
+                **swept,
+                data_dir=cfg.data_dir,
+                register=cfg.register,
+                promote=cfg.register,
+                device=cfg.device,
+                precision=cfg.precision,
+                compile=cfg.compile,
+                run_name=run_name,
+            )
         except ConfigError as exc:
             raise ConfigError(f"child {run_name}: {exc}") from None
         children.append((swept, child))
@@ -80,10 +89,16 @@ def run_sweep(cfg: SweepConfig) -> dict:
         _summarise(rows, swept_names, metric)
         best = best_row(rows, cfg.model, metric)
         if best:
-            tracking.log_metrics({f"best_{metric}": best[metric], f"best_run_{TEST_METRICS[cfg.model]}":
-                                  best[TEST_METRICS[cfg.model]]})
-            tracking.set_tags({"best_run_id": best["run_id"], "selected_on": metric,
-                               "best_params": " ".join(f"{k}={best[k]}" for k in swept_names)})
+            tracking.log_metrics(
+                {f"best_{metric}": best[metric], f"best_run_{TEST_METRICS[cfg.model]}": best[TEST_METRICS[cfg.model]]}
+            )
+            tracking.set_tags(
+                {
+                    "best_run_id": best["run_id"],
+                    "selected_on": metric,
+                    "best_params": " ".join(f"{k}={best[k]}" for k in swept_names),
+                }
+            )
         return {"run_id": parent.info.run_id, "rows": rows, "best": best, "metric": metric}
 
 
@@ -91,5 +106,4 @@ def _summarise(rows: list[dict], swept_names: list[str], metric: str) -> None:
     tracking.log_table(rows, "sweep/summary.json")
     for name in swept_names:
         others = [o for o in swept_names if o != name]
-        tracking.log_figure(figures.metric_versus_param(rows, name, metric, others),
-                            f"figures/{metric}_vs_{name}.png")
+        tracking.log_figure(figures.metric_versus_param(rows, name, metric, others), f"figures/{metric}_vs_{name}.png")
