@@ -353,11 +353,23 @@ DENOISER_BAD = {
     "8 MB PNG string": (_split(["A" * 8_000_000]), None, "image 0: 8000000 characters is too long for a 28x28 PNG"),
     "a bare number": ({"inputs": 0.5}, None, "got a single number, not a batch of images"),
     "nulls": ({"inputs": [[None] * 784]}, None, "images must be numbers; got null"),
+    # refused before MLflow's np.array: it read `true` among numbers as 1.0 (a 200), and built
+    # a 784 x 8 MB string array around one long string (the worker ran out of memory)
+    "a boolean among numbers": (
+        {"inputs": [[0.5] * 783 + [True]]},
+        None,
+        "inputs must hold numbers only; found a boolean (true) among the numbers",
+    ),
+    "8 MB string among numbers": (
+        {"inputs": [[0.5] * 783 + ["x" * 8_000_000]]},
+        None,
+        "inputs must hold numbers only; found a string of 8000000 characters among the numbers",
+    ),
 }
 
 # Hostile requests answered within a second even on a busy machine (an 8 MB string held the
 # worker 10.7 s before they were refused ahead of conversion).
-FAST = ("8 MB string", "8 MB PNG string", "booleans", "30000x30000 PNG header")
+FAST = ("8 MB string", "8 MB PNG string", "booleans", "30000x30000 PNG header", "8 MB string among numbers")
 
 VAE_BAD = {
     "n too big": (

@@ -222,6 +222,31 @@ def _scan(value, what: str, per_item: int, limit: int | None) -> None:
             raise InvalidInput(f"more than {limit} {what}: over the limit of {limit} per request")
 
 
+def check_json_tensor(data: dict) -> None:
+    """A parsed JSON request's tensor form ({"inputs": [[...]]} or {"instances": [[...]]}),
+    before MLflow turns it into one array: `np.array` reads `true` among numbers as 1.0, and
+    builds a huge string array around one long string among numbers. Refuses a leaf that is
+    not a number once numbers are seen (or the other way round), without converting
+    anything; a tensor of one kind (all booleans, all strings) and other forms (columns,
+    records) go on to `predict`, which names the problem for the mode asked."""
+    for key in ("inputs", "instances"):
+        value = data.get(key) if isinstance(data, dict) else None
+        if not (isinstance(value, list) and value and isinstance(value[0], (list, Real))):
+            continue
+        numbers, other, stack = False, None, [value]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, list):
+                stack.extend(node)
+            elif isinstance(node, Real) and not isinstance(node, bool):
+                numbers = True
+            elif other is None:
+                other = node
+            if numbers and other is not None:
+                found = f"a boolean ({str(other).lower()})" if isinstance(other, bool) else _kind(other)
+                raise InvalidInput(f"{key} must hold numbers only; found {found} among the numbers")
+
+
 def _frame_values(frame: pd.DataFrame, image_shape: tuple[int, int, int]):
     """A DataFrame of pixels -> its values: one column per pixel, or one column holding a
     flattened image per row (as `mlflow.pyfunc.spark_udf` passes an array column)."""

@@ -17,6 +17,7 @@ from latent_models.models.prior import GaussianMixturePrior
 from latent_models.serving.inputs import (
     CHUNK,
     InvalidInput,
+    check_json_tensor,
     from_model_output,
     generated_layout,
     sample_requests,
@@ -82,6 +83,30 @@ def _refuse_unknown_params() -> None:
 
 
 _refuse_unknown_params()
+
+
+def _check_json_before_mlflow_parses_it() -> None:
+    """Where MLflow's scoring code runs in this process (`mlflow models serve`, `mlflow models
+    predict`), check a JSON tensor's leaves before MLflow converts them (see
+    inputs.check_json_tensor): it is imported before the model loads, so this runs before any
+    request. Wraps `scoring_server.infer_and_parse_data`, which its JSON path calls by name."""
+    import sys
+
+    server = sys.modules.get("mlflow.pyfunc.scoring_server")
+    parse = getattr(server, "infer_and_parse_data", None)
+    if parse is None or getattr(parse, "_latent_models_checked", False):
+        return
+
+    def checked(data, *args, **kwargs):
+        check_json_tensor(data)
+        return parse(data, *args, **kwargs)
+
+    checked._latent_models_checked = True
+    checked.__wrapped__ = parse
+    server.infer_and_parse_data = checked
+
+
+_check_json_before_mlflow_parses_it()
 
 
 def in_chunks(fn, x: torch.Tensor, device: torch.device) -> np.ndarray:
