@@ -25,8 +25,9 @@ def test_secret_from_environment_or_file_never_a_default(tmp_path, monkeypatch):
 
 
 def test_server_app_reads_secret_files(tmp_path, monkeypatch):
-    for var in team_server.SECRET_FILE_ENVS:
-        monkeypatch.delenv(var, raising=False)
+    for var in team_server.SECRET_FILE_ENVS:  # set, then removed: monkeypatch removes what the app sets
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     (tmp_path / "admin").write_text("admin-password-1\n")
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD_FILE", str(tmp_path / "admin"))
     team_server.load_secret_files()

@@ -181,6 +181,7 @@ def auth_server(postgres, tmp_path):
     secret.chmod(0o600)
     env = {
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "",  # unset: whatever this process's environment holds, the file counts
         "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": str(secret),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-tests",
     }
