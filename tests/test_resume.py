@@ -24,6 +24,7 @@ from tests.conftest import FIXTURE_DATA, REPO
 
 EPOCHS = 3
 TINY = dict(
+    system_metrics=False,  # no sampling thread to stop while the run is being killed: these tests are about resume
     data_dir=str(FIXTURE_DATA),
     download=False,
     val_size=100,
@@ -102,7 +103,12 @@ def _start_and_stop_after_epoch_1(tracking_uri, tmp_path, sig):
             pytest.fail(f"training exited before epoch 1: {proc.stderr.read()[-3000:]}")
         time.sleep(0.1)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"training did not end within 120 s of signal {sig}:\n{err[-3000:]}")
     return marker.read_text(), proc.returncode, out, err
 
 
