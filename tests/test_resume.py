@@ -94,6 +94,9 @@ def _start_and_stop_after_epoch_1(tracking_uri, tmp_path, sig):
         [sys.executable, "-c", DRIVER, *_args()],
         cwd=tmp_path,
         env=_env(tracking_uri, tmp_path, block=True),
+        # as from a terminal: a test run started in the background (`cmd &`) ignores SIGINT, and a
+        # child would inherit that, so Python would never raise KeyboardInterrupt in it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
