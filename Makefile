@@ -39,16 +39,18 @@ benchmark: install
 # this project's wheel and what the check's steps import, for Python $(PY) on $(PLATFORM); no torch,
 # torchvision, CUDA, numpy or pillow (the host's), mlflow-skinny for mlflow (benchmarks/wheelhouse.py says
 # what is left out and why). TORCHVISION=<version matching the host's torch>, for a host without
-# torchvision, adds that torchvision wheel (no deps) and numpy and pillow.
+# torchvision, adds that torchvision wheel (no deps) and numpy and pillow. HOST_HAS=scipy,pandas,... leaves out
+# the wheels of packages the host already has (pip still checks their versions there).
 PY ?= 3.12
 PLATFORM ?= manylinux_2_28_x86_64
 WHEELHOUSE ?= wheelhouse
 TORCHVISION ?=
+HOST_HAS ?=
 
 .PHONY: wheels
 wheels: install
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
 	$(VENV)/bin/python -m pip wheel -q --no-deps -w $(WHEELHOUSE) .
 	$(VENV)/bin/python benchmarks/wheelhouse.py --dest $(WHEELHOUSE) --python_version $(PY) --platform $(PLATFORM) \
-		$(if $(TORCHVISION),--torchvision $(TORCHVISION))
+		$(if $(TORCHVISION),--torchvision $(TORCHVISION)) $(if $(HOST_HAS),--host_has $(HOST_HAS))
 	@du -sh $(WHEELHOUSE); ls $(WHEELHOUSE)/*.whl | wc -l

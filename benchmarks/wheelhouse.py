@@ -15,7 +15,8 @@ pip's resolver, so every version bound below is still checked on the host.
 - Not torch, torchvision or the CUDA stack (the host's), nor HOST: numpy and pillow are
   torchvision's own requirements, so a host with torchvision has them (pip still checks their
   versions). --torchvision X, for a host without torchvision, adds torchvision==X (no deps)
-  and numpy and pillow.
+  and numpy and pillow. --host_has leaves out more of what the host has (a GPU image with the
+  scientific stack needs only about 25 MB: --host_has scipy,pandas,matplotlib,scikit-learn).
 - PURE_PYTHON: packages that publish a pure-Python wheel beside compiled ones whose compiled
   parts are optional speed-ups; the pure wheel (same version) replaces the compiled one.
 """
@@ -53,6 +54,9 @@ OFF_PATH = {  # this project's requirements that no step of gpu_check.sh imports
     "scikit-image": "non-local-means baseline of `evaluate`",
     "optuna": "`search`",
     "psycopg": "the team-server tests (PostgreSQL)",
+    "pyspark": "tests/test_spark.py (and it publishes no wheel)",
+    "hypothesis": "the fuzz test of the served models",
+    "ruff": "`make lint`",
 }
 TORCH = ("torch", "torchvision")
 HOST = ("numpy", "pillow")
@@ -101,8 +105,8 @@ def requirements(python_version: str, platforms: list[str]) -> list[str]:
     for spec in project["dependencies"] + project["optional-dependencies"]["test"]:
         req = Requirement(spec)
         name = canonicalize_name(req.name)
-        if name in OFF_PATH:
-            continue
+        if name in OFF_PATH or (name == "mlflow" and any(x.startswith("mlflow-skinny==") for x in lines)):
+            continue  # not imported by the check, or mlflow again (the test extra's mlflow[auth])
         if name != "mlflow":
             lines.append(spec)
             continue
@@ -131,7 +135,13 @@ def wheels(dest: Path) -> dict[str, Path]:
 @click.option(
     "--torchvision", default="", help="for a host without torchvision: add torchvision==X (no deps), numpy and pillow"
 )
-def main(dest: Path, python_version: str, platform: str, torchvision: str) -> None:
+@click.option(
+    "--host_has",
+    default="",
+    help="comma-separated packages the host already has (e.g. scipy,pandas): their wheels are left out, "
+    "their lines stay in requirements.txt, so pip still checks the host's versions",
+)
+def main(dest: Path, python_version: str, platform: str, torchvision: str, host_has: str) -> None:
     platforms = platform_tags(platform)
     dest.mkdir(parents=True, exist_ok=True)
     lines = requirements(python_version, platforms)
@@ -153,7 +163,7 @@ def main(dest: Path, python_version: str, platform: str, torchvision: str) -> No
                 continue  # no pure wheel of that version: keep the compiled one
             wheel.unlink()
     for name, wheel in wheels(dest).items():
-        if name in HOST and not torchvision:
+        if (name in HOST and not torchvision) or name in {canonicalize_name(n) for n in host_has.split(",") if n}:
             wheel.unlink()
     if torchvision:
         pip_download(dest, python_version, platforms, "--no-deps", f"torchvision=={torchvision}")
