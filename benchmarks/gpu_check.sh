@@ -5,7 +5,8 @@
 #
 # DATA_DIR: MNIST in torchvision's layout (DATA_DIR/MNIST/raw/...). WHEELHOUSE (default
 # ./wheelhouse): the folder `make wheels PY=<host python> PLATFORM=<host platform>` built on a
-# networked machine (about 90 MB): this project's wheel and what these steps import, with
+# networked machine (about 90 MB; 25 MB with HOST_HAS=scipy,pandas,matplotlib,scikit-learn where the host
+# has those): this project's wheel and what these steps import, with
 # mlflow-skinny for mlflow (benchmarks/wheelhouse.py lists what is left out and why).
 #
 # Expects a Python (PYTHON, default python3; a venv's is fine) with CUDA,
