@@ -88,7 +88,7 @@ class VAERecipe(Recipe):
     def version_tags(self, measured):
         cfg = self.cfg
         return {
-            "dataset": cfg.dataset,
+            "dataset": self.data.identity,
             "latent_dim": cfg.latent_dim,
             "likelihood": cfg.likelihood,
             "binarize": cfg.binarize,
