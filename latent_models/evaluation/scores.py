@@ -200,11 +200,16 @@ def compare_denoisers(
     val_seed: int,
     test_seed: int,
     progress=lambda text: None,
+    baselines=None,
 ) -> list[dict]:
     """One row per (noise, level, method): the model, the noisy input and each classical
-    baseline (its setting tuned on the validation images at that noise and level)."""
+    baseline (its setting tuned on the validation images at that noise and level).
+
+    `baselines`: which (default `baselines.BASELINES`, the fast ones; BM3D is opt-in, see
+    `latent_models.evaluation.baselines`); one that does not take images this small is left out."""
     from latent_models.evaluation.baselines import BASELINES, tune
 
+    baselines = [b for b in (BASELINES if baselines is None else baselines) if b.accepts(test_clean)]
     rows = []
     for noise, noise_levels in levels.items():
         for level in noise_levels:
@@ -212,7 +217,7 @@ def compare_denoisers(
             val_noisy = fixed_noise(val_clean, noise, level, val_seed)
             test_noisy = fixed_noise(test_clean, noise, level, test_seed)
             outputs = {"model": (batched(model, test_noisy), ""), "noisy_input": (test_noisy, "")}
-            for baseline in BASELINES:
+            for baseline in baselines:
                 value = tune(baseline, val_clean, val_noisy)
                 outputs[baseline.name] = (baseline.apply(test_noisy, value), f"{baseline.setting}={value:g}")
             for method, (output, setting) in outputs.items():
