@@ -124,17 +124,21 @@ class VAERecipe(Recipe):
             tracking.log_figure(
                 figures.image_grid(model.sample(100, generator=gen), "100 samples, z ~ N(0, I)"), figures.SAMPLES
             )
-            # Interpolate between two test digits of different classes.
+            # Interpolate between two test digits of different classes (images without classes:
+            # the first two).
             labels = data.test.labels
             a = 0
-            b = int((labels != labels[a]).nonzero()[0])
+            others = (labels != labels[a]).nonzero()
+            b = int(others[0]) if len(others) else 1
             mu = model.encode(test_x[[a, b]].to(device))[0]
             t = torch.linspace(0, 1, 10, device=device)[:, None]
             path = model.decode((1 - t) * mu[0] + t * mu[1])
-            tracking.log_figure(
-                figures.image_rows({"": path}, f"Latent interpolation: a {int(labels[a])} to a {int(labels[b])}"),
-                figures.INTERPOLATION,
+            title = (
+                f"Latent interpolation: a {int(labels[a])} to a {int(labels[b])}"
+                if len(others)
+                else "Latent interpolation between two test images"
             )
+            tracking.log_figure(figures.image_rows({"": path}, title), figures.INTERPOLATION)
         mu = latent_means(model, test_x[:5000])
         centred = mu - mu.mean(0)
         _, _, v = torch.linalg.svd(centred, full_matrices=False)
