@@ -75,7 +75,7 @@ class DataOptions:
         "folder without a val/ sub-folder: share of training images (by image) for validation", default=0.1
     )
     test_fraction: float = _help("folder without a test/ sub-folder: share of images (by image) for test", default=0.1)
-    memory_budget_mb: int = _help(
+    memory_budget_mb: float = _help(
         "folder: MiB the training images may take in memory, else they stream from disk (0: half the free memory)",
         default=0,
     )
