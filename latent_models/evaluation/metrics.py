@@ -32,13 +32,19 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Structural similarity per image (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5,
-    K1=0.01, K2=0.03, 'valid' borders), for (N, 1, H, W) tensors."""
-    window = _gaussian_window().to(x.dtype).to(x.device)
+    K1=0.01, K2=0.03, 'valid' borders), for (N, C, H, W) tensors: each channel on its own,
+    then the mean over channels and positions (colour SSIM as scikit-image computes it)."""
+    channels = x.shape[1]
+    window = _gaussian_window().to(x.dtype).to(x.device).expand(channels, 1, -1, -1)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = F.conv2d(x, window), F.conv2d(y, window)
-    sxx = F.conv2d(x * x, window) - mu_x**2
-    syy = F.conv2d(y * y, window) - mu_y**2
-    sxy = F.conv2d(x * y, window) - mu_x * mu_y
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t, window, groups=channels)
+
+    mu_x, mu_y = blur(x), blur(y)
+    sxx = blur(x * x) - mu_x**2
+    syy = blur(y * y) - mu_y**2
+    sxy = blur(x * y) - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
     return (num / den).flatten(1).mean(dim=1)
