@@ -25,6 +25,8 @@ from latent_models.data import Dataset
 from latent_models.device import DEVICE_CHOICES, Precision
 from latent_models.device import check as check_device
 from latent_models.errors import ConfigError  # defined apart: noise.py and models/prior.py raise it too
+from latent_models.image_folder import Channels, ImagePolicy
+from latent_models.models.config import MNIST_SHAPE, check_image_size
 from latent_models.models.denoiser import Arch, DenoiserConfig
 from latent_models.models.prior import check_components
 from latent_models.models.vae import Likelihood, VAEModelConfig
@@ -42,15 +44,41 @@ def _help(text: str, **kwargs):
 
 @dataclass
 class DataOptions:
-    dataset: Dataset = _help("image dataset", default="mnist")
+    dataset: Dataset = _help("image dataset; folder: your own images under data_dir", default="mnist")
     data_dir: str = _help(
-        "dataset root in torchvision's layout; empty: $LATENT_MODELS_DATA_DIR, else ./data",
+        "dataset root in torchvision's layout (dataset=folder: the folder of images, flat or with "
+        "train/ val/ test/ sub-folders); empty: $LATENT_MODELS_DATA_DIR, else ./data",
         default="",
     )
     download: bool = _help("download the dataset if its files are missing", default=True)
-    val_size: int = _help("validation images carved (seeded) from the training set", default=5000)
+    val_size: int = _help(
+        "validation images carved (seeded) from the training set (MNIST-style datasets)", default=5000
+    )
     limit_train: int = _help("use only the first N training images (0: all)", default=0)
     limit_test: int = _help("use only the first N test images (0: all)", default=0)
+    image_size: int = _help(
+        "height and width the models see, a multiple of 4 (0: the dataset's own, 28 for MNIST; a folder: 64)",
+        default=0,
+    )
+    channels: Channels = _help(
+        "folder: 1 (grey; colour converted) or 3 (RGB; grey replicated); auto: 3 if any image is colour", default="auto"
+    )
+    image_policy: ImagePolicy = _help(
+        "folder: how images become image_size squares: resize (whole image), center_crop (shorter side "
+        "scaled, centre kept), patches (random crops each epoch; fixed crops for val and test)",
+        default="resize",
+    )
+    patches_per_image: int = _help(
+        "folder, patches: crops per image per epoch (and fixed crops per val/test image)", default=16
+    )
+    val_fraction: float = _help(
+        "folder without a val/ sub-folder: share of training images (by image) for validation", default=0.1
+    )
+    test_fraction: float = _help("folder without a test/ sub-folder: share of images (by image) for test", default=0.1)
+    memory_budget_mb: float = _help(
+        "folder: MiB the training images may take in memory, else they stream from disk (0: half the free memory)",
+        default=0,
+    )
 
 
 @dataclass
@@ -178,7 +206,7 @@ class AEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOp
     iterations: int = _help("passes of the iterative-reconstruction figure", default=5)
 
     def _check(self) -> None:
-        _validate_common(self)
+        _validate_common(self, DenoiserConfig)
         check_noise(self.noise, self.noise_level)
         _positive("iterations", self.iterations)
 
@@ -213,7 +241,7 @@ class VAEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainO
     )
 
     def _check(self) -> None:
-        _validate_common(self)
+        _validate_common(self, VAEModelConfig)
         if self.prior_components:  # 0: no fitted prior
             check_components(self.prior_components, name="prior_components")
         if self.binarize and self.likelihood != "bernoulli":
@@ -238,7 +266,7 @@ class MainConfig(DeviceOptions, TrackingOptions, DataOptions, _Validated):
     seed: int = _help("seed for both runs", default=0)
 
     def _check(self) -> None:
-        _validate_data(self)
+        _validate_data(self, VAEModelConfig)  # the VAE takes the smaller range of sizes
         check_device(self.device, self.precision)
         _positive("ae_epochs", self.ae_epochs)
         _positive("vae_epochs", self.vae_epochs)
@@ -296,6 +324,7 @@ class EvaluateConfig(DataOptions, _Validated):
         if self.val_size < 0:
             raise ConfigError(f"val_size must be >= 0 (0: as the model was trained), got {self.val_size}")
         _validate_limits(self)
+        _validate_images(self)
         for name in ("tune_images", "classifier_epochs"):
             _positive(name, getattr(self, name))
         check_components(self.components)
@@ -453,9 +482,30 @@ def _validate_limits(cfg: DataOptions) -> None:
         raise ConfigError("limit_train and limit_test must be >= 0")
 
 
-def _validate_data(cfg: DataOptions) -> None:
+def _validate_data(cfg: DataOptions, model=None) -> None:
+    """The data params' rules; `model` (a ModelConfig class) adds the image sizes it takes."""
     _positive("val_size", cfg.val_size)
     _validate_limits(cfg)
+    _validate_images(cfg, model)
+
+
+def _validate_images(cfg: DataOptions, model=None) -> None:
+    if cfg.dataset not in ("folder", ""):
+        if cfg.image_size not in (0, MNIST_SHAPE[1]) or cfg.channels == "3":
+            raise ConfigError(
+                f"{cfg.dataset} images are 1x28x28: leave image_size at 0 (or 28) and channels at auto or 1, "
+                "or use dataset=folder"
+            )
+    elif model is not None and cfg.image_size:
+        check_image_size(model, cfg.image_size)
+    elif cfg.image_size and (cfg.image_size % 4 or cfg.image_size < 8):
+        raise ConfigError(f"image_size must be a multiple of 4 and at least 8, got {cfg.image_size}")
+    _positive("patches_per_image", cfg.patches_per_image)
+    for name in ("val_fraction", "test_fraction"):
+        if not 0 < getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be between 0 and 1, got {getattr(cfg, name)}")
+    if cfg.image_size < 0 or cfg.memory_budget_mb < 0:
+        raise ConfigError("image_size and memory_budget_mb must be >= 0")
 
 
 def _validate_iw(cfg) -> None:
@@ -465,8 +515,8 @@ def _validate_iw(cfg) -> None:
         raise ConfigError(f"iw_images must be >= 0, got {cfg.iw_images}")
 
 
-def _validate_common(cfg) -> None:
-    _validate_data(cfg)
+def _validate_common(cfg, model) -> None:
+    _validate_data(cfg, model)
     _positive("nproc_per_node", cfg.nproc_per_node)
     check_device(cfg.device, cfg.precision, cfg.nproc_per_node)
     if cfg.batch_size % cfg.nproc_per_node:

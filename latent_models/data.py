@@ -1,4 +1,6 @@
-"""MNIST-style datasets as in-memory float tensors, with a seeded validation split.
+"""The image datasets: MNIST-style ones as in-memory float tensors with a seeded validation
+split, and the user's own image folders (`image_folder.py`); `load_data(cfg)` picks by
+`cfg.dataset`.
 
 Files are read through torchvision's dataset classes (which also download them where
 allowed). Before handing the root to torchvision we check the IDX files ourselves, so a
@@ -12,16 +14,18 @@ import hashlib
 import math
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 
+from latent_models import image_folder
+
 DATA_DIR_ENV = "LATENT_MODELS_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
 
-Dataset = Literal["mnist", "fashion-mnist"]
+Dataset = Literal["mnist", "fashion-mnist", "folder"]  # folder: the images under data_dir
 # dataset name -> (torchvision class name, folder under the root)
 DATASETS: dict[Dataset, tuple[str, str]] = {
     "mnist": ("MNIST", "MNIST"),
@@ -44,9 +48,10 @@ class DataError(Exception):
 class Split:
     images: torch.Tensor  # float32, (N, C, H, W) (MNIST: (N, 1, 28, 28)), values in [0, 1]
     labels: torch.Tensor  # int64, (N,)
+    count: int = 0  # images per epoch where `images` is only a sample of them (streamed); 0: len(images)
 
     def __len__(self) -> int:
-        return self.labels.shape[0]
+        return self.count or self.labels.shape[0]
 
 
 @dataclass
@@ -56,7 +61,13 @@ class DataSplits:
     train: Split
     val: Split
     test: Split
-    digest: str  # sha256 over the raw IDX files, first 16 hex digits
+    digest: str  # sha256 over the raw IDX files (a folder: its files and the prepared shape), first 16 hex digits
+    # How training batches are drawn where they are not `train.images` indexed in memory:
+    # image_folder.PatchesInMemory (fresh crops each epoch) or image_folder.Streamed (from disk).
+    train_batches: object = None
+    loading: str = "in-memory"  # "in-memory", "patches in memory" or "streamed": logged as data_loading
+    source: str = "builtin"  # "builtin" (MNIST-style IDX files) or "folder"
+    tags: dict = field(default_factory=dict)  # what the run logs about this data beside name and digest
 
     def as_numpy(self) -> dict[str, tuple]:
         """{split: (images, labels)} as numpy arrays, for logging the splits as run inputs."""
@@ -69,6 +80,11 @@ class DataSplits:
     def image_shape(self) -> tuple[int, int, int]:
         """(channels, height, width): what the models are built for."""
         return tuple(self.train.images.shape[1:])
+
+    @property
+    def identity(self) -> str:
+        """What versions are compared on: the dataset's name (mnist), or a folder's name and digest."""
+        return f"folder:{self.name}:{self.digest}" if self.source == "folder" else self.name
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -206,4 +222,106 @@ def load_splits(
         val=Split(full_train.images[val_idx], full_train.labels[val_idx]),
         test=test,
         digest=_digest(files),
+    )
+
+
+def load_data(cfg) -> DataSplits:
+    """The splits a config (any with DataOptions' fields) asks for."""
+    if cfg.dataset != "folder":
+        data = load_splits(
+            cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train, cfg.limit_test
+        )
+        data.tags = {"data_loading": data.loading, "image_shape": "x".join(map(str, data.image_shape))}
+        return data
+    return load_folder(
+        cfg.data_dir,
+        cfg.image_size or image_folder.DEFAULT_FOLDER_IMAGE_SIZE,
+        cfg.channels,
+        cfg.image_policy,
+        cfg.patches_per_image,
+        cfg.val_fraction,
+        cfg.test_fraction,
+        cfg.seed,
+        cfg.limit_train,
+        cfg.limit_test,
+        cfg.memory_budget_mb,
+    )
+
+
+def load_folder(
+    data_dir: str,
+    size: int,
+    channels: str = "auto",
+    policy: str = "resize",
+    per_image: int = 16,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    limit_train: int = 0,
+    limit_test: int = 0,
+    memory_budget_mb: float = 0,
+) -> DataSplits:
+    """A folder of images as splits of (C, size, size) (see image_folder). Raises DataError."""
+    if not data_dir:
+        raise DataError("dataset=folder needs data_dir: the folder that holds the images")
+    root = Path(data_dir).expanduser().resolve()
+    try:
+        plan = image_folder.plan(root, channels, val_fraction, test_fraction, seed, limit_train, limit_test)
+        for note in plan.notes:
+            print(f"note: {note}")
+        c = plan.channels
+        shape = (c, size, size)
+        train_files = plan.splits["train"].files
+        need = image_folder.estimated_bytes(train_files, c, size, policy, per_image)
+        budget = image_folder.memory_budget(memory_budget_mb)
+        in_memory = need <= budget
+        val = Split(*image_folder.load_split(plan.splits["val"].files, c, size, policy, per_image, seed + 1)[:2])
+        test = Split(*image_folder.load_split(plan.splits["test"].files, c, size, policy, per_image, seed + 2)[:2])
+        if in_memory:
+            images, labels, decoded = image_folder.load_split(train_files, c, size, policy, per_image, seed + 3)
+            train = Split(images, labels)
+            if policy == "patches":
+                full = [image_folder.at_least(x, size) for x in decoded]
+                train_batches, loading = image_folder.PatchesInMemory(full, size, per_image, seed), "patches in memory"
+            else:
+                train_batches, loading = None, "in-memory"
+        else:  # a sample in memory (the VAE's fitted prior, the mean-image floor); the epochs stream
+            per_image_bytes = max(1, need // len(train_files))
+            sample = train_files[: min(len(train_files), max(256, min(2000, budget // 4 // per_image_bytes)))]
+            images, labels, _ = image_folder.load_split(sample, c, size, policy, 1, seed + 3)
+            streamed = image_folder.Streamed([f.path for f in train_files], c, size, policy, per_image, seed)
+            train = Split(images, labels, count=len(streamed))
+            train_batches, loading = streamed, "streamed"
+    except image_folder.FolderError as exc:
+        raise DataError(str(exc)) from None
+    files = train_files + plan.splits["val"].files + plan.splits["test"].files
+    print(
+        f"data: {root}: {len(train_files)} train, {len(plan.splits['val'].files)} val, "
+        f"{len(plan.splits['test'].files)} test images ({plan.split_by} split) as {c}x{size}x{size} by {policy}; "
+        f"training images {loading} ({need / 2**20:.3g} MiB against a budget of {budget / 2**20:.3g} MiB)"
+    )
+    tags = {
+        "data_loading": loading,
+        "data_source": str(root),
+        "image_shape": f"{c}x{size}x{size}",
+        "image_policy": policy,
+        "data_split_by": plan.split_by,
+        "data_images": f"train {len(train_files)}, val {len(plan.splits['val'].files)}, "
+        f"test {len(plan.splits['test'].files)}",
+        "data_memory_mib": f"{need / 2**20:.1f} needed, {budget / 2**20:.0f} budget",
+        "data_skipped_files": str(len(plan.skipped)),
+        "data_skipped_names": ", ".join(str(p.relative_to(root)) for p in plan.skipped[:20])[:500],
+        "data_converted_images": str(plan.converted),
+    }
+    return DataSplits(
+        name=root.name or "folder",
+        root=str(root),
+        train=train,
+        val=val,
+        test=test,
+        digest=image_folder.digest(root, files, shape, policy),
+        train_batches=train_batches,
+        loading=loading,
+        source="folder",
+        tags=tags,
     )

@@ -164,11 +164,11 @@ def pipeline_run(cfg, data, parent_run_id: str | None, resumed, tags: dict):
         cfg.checkpoint_dir,
         cfg.system_metrics,
     ) as run:
-        datasets = split_datasets(data.name, data.root, data.digest, data.as_numpy())
+        datasets = data_datasets(data)
         if not resumed:
             log_params(dataclasses.asdict(cfg))
-            log_datasets(datasets, data.name, data.digest)
-        set_tags(tags)
+            log_datasets(datasets, data.name, data.digest, data.sizes)
+        set_tags({**data.tags, **tags})
         yield run, datasets
 
 
@@ -345,12 +345,41 @@ def split_datasets(
     }
 
 
-def log_datasets(datasets: dict[str, "mlflow.data.Dataset"], name: str, digest: str) -> None:
+def folder_split_dataset(name: str, root: str, digest: str, split: str, shape: tuple[int, ...], size: int):
+    """A split of an image folder as an MLflow dataset: its source folder, name, digest and the
+    shape of its images (a MetaDataset: the pixels are not copied into the tracking store)."""
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types.schema import Schema, TensorSpec
+
+    with warnings.catch_warnings():  # MLflow registers two identical local-file source types
+        warnings.simplefilter("ignore", UserWarning)
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        source = resolve_dataset_source(root)
+    schema = Schema([TensorSpec(np.dtype(np.float32), (size, *shape), name="images")])
+    return MetaDataset(source=source, name=f"{name}-{split}", digest=f"{digest}-{split}"[:36], schema=schema)
+
+
+def data_datasets(data) -> dict[str, "mlflow.data.Dataset"]:
+    """A `DataSplits`' splits as MLflow datasets: the arrays for MNIST-style data, the folder's
+    description (source, digest, shape) for an image folder."""
+    if data.source == "folder":
+        return {
+            split: folder_split_dataset(data.name, data.root, data.digest, split, data.image_shape, size)
+            for split, size in data.sizes.items()
+        }
+    return split_datasets(data.name, data.root, data.digest, data.as_numpy())
+
+
+def log_datasets(
+    datasets: dict[str, "mlflow.data.Dataset"], name: str, digest: str, sizes: dict[str, int] | None = None
+) -> None:
     """Log each split as a run input (context training/validation/testing) with its size."""
     for split, dataset in datasets.items():
         mlflow.log_input(dataset, context=SPLIT_CONTEXTS[split])
     mlflow.set_tags({"dataset": name, "dataset_digest": digest})
-    mlflow.log_params({f"n_{split}": len(dataset.features) for split, dataset in datasets.items()})
+    sizes = sizes or {split: len(dataset.features) for split, dataset in datasets.items()}
+    mlflow.log_params({f"n_{split}": n for split, n in sizes.items()})
 
 
 def log_dataset_input(dataset, context: str) -> None:
@@ -641,7 +670,7 @@ class ChampionRule:
             self.metric,
             result[self.metric],
             self.higher_is_better,
-            {k: getattr(cfg, k) for k in self.comparable},
+            {k: result[k] if k in result else getattr(cfg, k) for k in self.comparable},
             promote,
             (self.baseline_label, result[self.baseline]),
         )

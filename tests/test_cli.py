@@ -78,9 +78,15 @@ def test_a_bad_choice_is_clicks_one_line_error_listing_the_options(command, opti
 
 
 def test_choices_are_their_literal_types():
-    assert typing.get_args(Dataset) == tuple(DATASETS)  # the dataset table has exactly the typed names
+    # the built-in dataset table has exactly the typed names, beside the user's own folder
+    assert typing.get_args(Dataset) == (*DATASETS, "folder")
     assert config.choices(AEConfig)["noise"] == NOISE_MODELS
-    assert config.choices(MainConfig) == {"dataset": tuple(DATASETS), "precision": ("auto", "fp32", "bf16", "fp16")}
+    assert config.choices(MainConfig) == {
+        "dataset": (*DATASETS, "folder"),
+        "channels": ("auto", "1", "3"),
+        "image_policy": ("resize", "center_crop", "patches"),
+        "precision": ("auto", "fp32", "bf16", "fp16"),
+    }
     with pytest.raises(ConfigError, match="arch must be one of unet, conv; got 'resnet'"):
         AEConfig(arch="resnet")  # made in code, not on the command line: the same Literal refuses it
 

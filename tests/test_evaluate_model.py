@@ -170,8 +170,10 @@ def test_vae_on_images_without_a_classifier_gets_no_fid_and_says_so(tracking, mo
     def split(n):
         return Split(torch.rand((n, *shape), generator=g), torch.zeros(n, dtype=torch.int64))
 
-    photos = DataSplits("my-photos", str(FIXTURE_DATA), split(120), split(20), split(30), "0123456789abcdef")
-    monkeypatch.setattr(evaluate, "load_splits", lambda *args: photos)
+    photos = DataSplits(
+        "my-photos", str(FIXTURE_DATA), split(120), split(20), split(30), "0123456789abcdef", source="folder"
+    )
+    monkeypatch.setattr(evaluate, "load_data", lambda cfg: photos)
     with mlflow.start_run():
         logged = log_model("vae", model_saver(model, photos.test.images[:2].numpy()), 0, "vae")
     result = run_evaluate(

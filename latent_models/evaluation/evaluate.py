@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from latent_models import tracking
 from latent_models.config import ConfigError, EvaluateConfig, as_params
-from latent_models.data import binarized, load_splits
+from latent_models.data import binarized, load_data
 from latent_models.device import device_tags, module_device, resolve_device
 from latent_models.evaluation import figures
 from latent_models.evaluation.metrics import class_entropy, frechet_distance
@@ -60,7 +60,9 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
         val_size=cfg.val_size or int(float(trained.get("val_size", 5000))),
         seed=cfg.seed if cfg.seed >= 0 else int(float(trained.get("seed", 0))),
     )
-    data = load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train, cfg.limit_test)
+    if cfg.dataset == "folder":
+        cfg = _as_trained_on_folder(cfg, trained, model.config.image_shape)
+    data = load_data(cfg)
     kind = wrapper.kind
 
     with tracking.training_run(cfg.experiment_name, cfg.run_name, system_metrics=cfg.system_metrics) as run:
@@ -85,6 +87,29 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
             result = _evaluate_vae(cfg, model, wrapper.prior, data, trained, run.info.run_id)
         _log_results(kind, result, model_id, data, cfg)
         return {**result, "run_id": run.info.run_id, "model_id": model_id}
+
+
+def _as_trained_on_folder(cfg: EvaluateConfig, trained: dict, image_shape: tuple[int, int, int]) -> EvaluateConfig:
+    """A folder model is evaluated on its own shape and split: the folder (unless data_dir names
+    another), policy and fractions of its training run; the size and channels of its config."""
+    defaults = EvaluateConfig.__dataclass_fields__
+
+    def setting(name: str, kind=str):
+        value = getattr(cfg, name)
+        if value != defaults[name].default or name not in trained:
+            return value
+        return kind(float(trained[name])) if kind in (int, float) else trained[name]
+
+    return dataclasses.replace(
+        cfg,
+        data_dir=setting("data_dir"),
+        image_size=image_shape[1],
+        channels=str(image_shape[0]),
+        image_policy=setting("image_policy"),
+        patches_per_image=setting("patches_per_image", int),
+        val_fraction=setting("val_fraction", float),
+        test_fraction=setting("test_fraction", float),
+    )
 
 
 def _log_results(kind: str, result: dict, model_id: str | None, data, cfg: EvaluateConfig) -> None:
@@ -203,11 +228,10 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
     result, _ = held_out_likelihood(model, test_x, cfg.iw_samples, cfg.iw_images)
     tracking.set_tags({"binarized_test_set": is_binarized})
 
-    unclassified = next((n for n in (data.name, cfg.dataset) if n not in CLASSIFIER_DATASETS), None)
-    if unclassified is not None:
+    if data.source == "folder" or data.name not in CLASSIFIER_DATASETS:
         # The user's own images (a folder): no classifier of their classes, so no FID, class
         # entropy or confidence; the samples are shown all the same.
-        note = f"not computed (no classifier for dataset {unclassified})"
+        note = f"not computed (no classifier for dataset {data.name})"
         tqdm.write(f"FID is {note}; it is computed for {' and '.join(CLASSIFIER_DATASETS)} only")
         tracking.set_tags({"fid": note})
         samples = _samples(cfg, model, served_prior, data, is_binarized)

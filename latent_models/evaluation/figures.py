@@ -109,7 +109,7 @@ def psnr_versus_level(sweep: dict[str, list[float]], noise: str, trained_level: 
 
 def iterative_reconstruction(steps: list[torch.Tensor], psnrs: list[float], n_images: int = 6) -> Figure:
     """Rows: images; columns: input, then each pass of feeding the output back in."""
-    n_cols, n_images = len(steps), min(n_images, steps[0].shape[0])
+    n_cols, n_images = len(steps), min(n_images, len(steps[0]))
     fig, axes = plt.subplots(
         n_images + 1,
         n_cols,

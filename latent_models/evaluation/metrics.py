@@ -24,36 +24,30 @@ def psnr(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return -10.0 * torch.log10(mse(x, y).clamp_min(eps))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5, channels: int = 1) -> torch.Tensor:
-    """(channels, 1, size, size): one normalised 2-D Gaussian per channel, for a grouped conv."""
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
     g = g / g.sum()
-    return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
+    return (g[:, None] * g[None, :]).expand(1, 1, size, size).contiguous()
 
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Structural similarity per image (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5,
-    K1=0.01, K2=0.03, 'valid' borders), for (N, C, H, W) tensors, C = 1 or 3.
-
-    Each channel is filtered on its own (a grouped conv): a colour image's SSIM is the mean
-    over channels of per-channel SSIM, as scikit-image's `structural_similarity(...,
-    channel_axis=...)` computes it (and as for RGB in the denoising literature)."""
+    K1=0.01, K2=0.03, 'valid' borders), for (N, C, H, W) tensors: each channel on its own,
+    then the mean over channels and positions (colour SSIM as scikit-image computes it)."""
     channels = x.shape[1]
-    window = _gaussian_window(channels=channels).to(x.dtype).to(x.device)
+    window = _gaussian_window().to(x.dtype).to(x.device).expand(channels, 1, -1, -1)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
 
     def blur(t: torch.Tensor) -> torch.Tensor:
         return F.conv2d(t, window, groups=channels)
 
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mu_x, mu_y = blur(x), blur(y)
     sxx = blur(x * x) - mu_x**2
     syy = blur(y * y) - mu_y**2
     sxy = blur(x * y) - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
-    # Every channel's map has the same size: the mean over (C, H', W') is the mean of the
-    # per-channel means.
     return (num / den).flatten(1).mean(dim=1)
 
 

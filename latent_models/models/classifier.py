@@ -18,6 +18,7 @@ from latent_models.models.config import ModelConfig
 @dataclass(frozen=True)
 class ClassifierConfig(ModelConfig):
     kind = "classifier"
+    max_side = 256
     classes: int = 10
     width: int = 32
     feature_dim: int = 128

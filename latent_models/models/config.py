@@ -12,24 +12,37 @@ import typing
 from dataclasses import dataclass
 from typing import ClassVar
 
+from latent_models.errors import ConfigError
+
 # (channels, height, width) of MNIST-style images; a config made without a shape takes it.
 MNIST_SHAPE = (1, 28, 28)
 # Written into config.json by versions before the configs lived here; not the model's own.
 LEGACY_KEYS = ("prior_components",)
 
 
+def check_image_size(model: type[ModelConfig], *sides: int) -> None:
+    """The sides a model's design takes: two stride-2 stages (so multiples of 4, at least 4),
+    up to its `max_side` (its dense layers grow with the area)."""
+    for side in sides:
+        if side % 4 or not 4 <= side <= model.max_side:
+            raise ConfigError(
+                f"image_size {side} does not fit the {model.kind} model: it takes multiples of 4 from 4 to "
+                f"{model.max_side} (e.g. {max(4, min(model.max_side, side - side % 4))})"
+            )
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     kind: ClassVar[str]
+    max_side: ClassVar[int]  # the largest height or width (see check_image_size)
     image_shape: tuple[int, int, int] = MNIST_SHAPE  # (channels, height, width)
 
     def __post_init__(self):
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
         channels, height, width = self.image_shape
-        if channels not in (1, 3) or height % 4 or width % 4 or min(height, width) < 4:
-            raise ValueError(
-                f"image shape {self.image_shape} not supported: 1 or 3 channels, height and width multiples of 4"
-            )
+        if channels not in (1, 3):
+            raise ConfigError(f"image shape {self.image_shape} not supported: 1 or 3 channels")
+        check_image_size(type(self), height, width)
 
     @property
     def channels(self) -> int:

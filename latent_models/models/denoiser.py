@@ -24,6 +24,7 @@ Arch = Literal["unet", "conv"]
 @dataclass(frozen=True)
 class DenoiserConfig(ModelConfig):
     kind = "denoiser"
+    max_side = 1024  # the conv arch's dense bottleneck grows with the area; the U-Net is fully convolutional
     arch: Arch = "unet"
     width: int = 16  # channels of the first layer
     latent_dim: int = 32  # bottleneck size (conv only)

@@ -26,6 +26,7 @@ LIKELIHOODS = get_args(Likelihood)
 @dataclass(frozen=True)
 class VAEModelConfig(ModelConfig):
     kind = "vae"
+    max_side = 256  # dense layers of 2 * width * (side / 4)^2 x 256 weights: 134M at 256
     latent_dim: int = 16
     width: int = 32  # channels of the first layer
     likelihood: Likelihood = "bernoulli"

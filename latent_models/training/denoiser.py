@@ -89,7 +89,7 @@ class DenoiserRecipe(Recipe):
     def version_tags(self, measured):
         cfg = self.cfg
         return {
-            "dataset": cfg.dataset,
+            "dataset": self.data.identity,
             "noise": cfg.noise,
             "noise_level": cfg.noise_level,
             "arch": cfg.arch,

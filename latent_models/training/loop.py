@@ -170,9 +170,24 @@ class FitResult:
         return {k: v for k, v in self.history[self.best_epoch].items() if k.startswith("val_")}
 
 
+def epoch_batches(
+    train, epoch: int, batch_size: int, generator: torch.Generator, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """One epoch's full training batches on `device`. `train` is a tensor (batches indexed in
+    memory, as always), a source of fresh images per epoch (`epoch_images(epoch)`: random
+    crops), or a source of its own batches (`epoch_batches(epoch, batch_size, device)`: a
+    DataLoader streaming from disk)."""
+    if hasattr(train, "epoch_batches"):
+        yield from train.epoch_batches(epoch, batch_size, device)
+        return
+    images = train.epoch_images(epoch).to(device) if hasattr(train, "epoch_images") else train
+    for idx in minibatch_indices(len(images), batch_size, generator):
+        yield images[idx]
+
+
 def fit(
     model: nn.Module,
-    images: torch.Tensor,
+    images,
     objective: Objective,
     settings: Settings,
     generator: torch.Generator,
@@ -189,15 +204,17 @@ def fit(
     its epoch exactly as if it had never stopped; the restored epochs are reported to
     `on_epoch` again first, so a callback that skips what it already has can fill gaps.
 
+    `images`: a tensor of training images, or a source of them (see `epoch_batches`).
     Image batches go channels_last: oneDNN's CPU convolutions run about twice as fast so.
-    Runs on the model's device (`images` move there once); `precision` is fp32, bf16 or fp16
+    Runs on the model's device (a tensor moves there once); `precision` is fp32, bf16 or fp16
     (see latent_models.device); `compile` wraps the loss step in torch.compile.
     """
     loss_fn, evaluate_fn, monitor = objective.loss_fn, objective.evaluate_fn, objective.monitor
     epochs, precision = settings.epochs, settings.precision
     device = module_device(model)
-    images = images.to(device)
-    channels_last = images.dim() == 4
+    if isinstance(images, torch.Tensor):
+        images = images.to(device)
+    channels_last = not isinstance(images, torch.Tensor) or images.dim() == 4
     if channels_last:
         model.to(memory_format=torch.channels_last)
     batch_size = min(settings.batch_size, len(images))
@@ -257,7 +274,7 @@ def fit(
         model.train()
         totals: dict[str, float] = {}
         bar = tqdm(
-            minibatch_indices(len(images), batch_size, generator),
+            epoch_batches(images, epoch, batch_size, generator, device),
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{epochs}",
             unit="batch",
@@ -265,8 +282,7 @@ def fit(
             dynamic_ncols=True,
             disable=None,  # only on a terminal
         )
-        for step, idx in enumerate(bar):
-            batch = images[idx]
+        for step, batch in enumerate(bar):
             if channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from latent_models import tracking
 from latent_models.config import MainConfig, as_params
-from latent_models.data import load_splits
+from latent_models.data import load_data
 from latent_models.device import check as check_device
 from latent_models.device import device_tags
 from latent_models.training.denoiser import run_ae
@@ -13,7 +13,7 @@ from latent_models.training.vae import run_vae
 
 def run_main(cfg: MainConfig) -> dict:
     ae_cfg, vae_cfg = cfg.ae_config(), cfg.vae_config()
-    data = load_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train, cfg.limit_test)
+    data = load_data(cfg)
     with tracking.training_run(cfg.experiment_name, cfg.run_name) as parent:
         tracking.log_params(as_params(cfg))
         tracking.set_tags(device_tags(*check_device(cfg.device, cfg.precision)))

@@ -18,7 +18,7 @@ from torch import nn
 
 from latent_models import tracking
 from latent_models.config import with_logged_params
-from latent_models.data import DataSplits, load_splits
+from latent_models.data import DataSplits, load_data
 from latent_models.device import check as check_device
 from latent_models.device import device_tags
 from latent_models.evaluation import report
@@ -88,9 +88,7 @@ def run_pipeline(
     resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, kind) if cfg.resume else None
     if resumed:  # the run's own settings, not the command line's defaults
         cfg = with_logged_params(cfg, resumed.data.params)
-    data = data or load_splits(
-        cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.download, cfg.limit_train, cfg.limit_test
-    )
+    data = data or load_data(cfg)
     if resumed:
         check_resumable_data(resumed, data.digest)
     recipe = recipe_class(cfg, data)
@@ -99,7 +97,7 @@ def run_pipeline(
     objective = Objective(recipe.loss_fn(), recipe.validate, recipe.monitor, recipe.mode)
     settings = Settings.of(cfg, precision)
     if rank != 0:  # a DDP worker: trains in step with rank 0, which logs, evaluates and registers
-        fit(model, data.train.images, objective, settings, generator)
+        fit(model, data.train_batches or data.train.images, objective, settings, generator)
         return {}
 
     tags = {"model_type": kind, **recipe.tags(), **device_tags(device, precision)}
@@ -109,7 +107,7 @@ def run_pipeline(
         started = time.perf_counter()
         result = fit(
             model,
-            data.train.images,
+            data.train_batches or data.train.images,
             objective,
             settings,
             generator,
@@ -158,6 +156,7 @@ def run_pipeline(
                 {**recipe.version_tags({**test, **run_only}), "run_id": run.info.run_id},
             )
         outcome = {
+            "dataset": data.identity,  # what the champion rule compares (a folder: by its digest)
             **test,
             **facts,
             **validation,

@@ -88,7 +88,7 @@ class VAERecipe(Recipe):
     def version_tags(self, measured):
         cfg = self.cfg
         return {
-            "dataset": cfg.dataset,
+            "dataset": self.data.identity,
             "latent_dim": cfg.latent_dim,
             "likelihood": cfg.likelihood,
             "binarize": cfg.binarize,
@@ -124,21 +124,18 @@ class VAERecipe(Recipe):
             tracking.log_figure(
                 figures.image_grid(model.sample(100, generator=gen), "100 samples, z ~ N(0, I)"), figures.SAMPLES
             )
-            # Interpolate between two test digits of different classes (images without classes:
-            # the first two).
+            # Interpolate between two test images of different classes (a folder's classes: its
+            # sub-folders; with one class, between the first two images).
             labels = data.test.labels
-            a = 0
-            others = (labels != labels[a]).nonzero()
-            b = int(others[0]) if len(others) else 1
+            a, other = 0, (labels != labels[0]).nonzero()
+            b = int(other[0]) if len(other) else min(1, len(labels) - 1)
             mu = model.encode(test_x[[a, b]].to(device))[0]
             t = torch.linspace(0, 1, 10, device=device)[:, None]
             path = model.decode((1 - t) * mu[0] + t * mu[1])
-            title = (
-                f"Latent interpolation: a {int(labels[a])} to a {int(labels[b])}"
-                if len(others)
-                else "Latent interpolation between two test images"
+            between = f"a {int(labels[a])} to a {int(labels[b])}" if len(other) else "between two test images"
+            tracking.log_figure(
+                figures.image_rows({"": path}, f"Latent interpolation: {between}"), figures.INTERPOLATION
             )
-            tracking.log_figure(figures.image_rows({"": path}, title), figures.INTERPOLATION)
         mu = latent_means(model, test_x[:5000])
         centred = mu - mu.mean(0)
         _, _, v = torch.linalg.svd(centred, full_matrices=False)

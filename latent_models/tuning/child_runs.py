@@ -10,7 +10,7 @@ import shlex
 import typing
 
 from latent_models.config import RESUME_KEEPS, ConfigError, DataOptions
-from latent_models.data import DataSplits, load_splits
+from latent_models.data import DataSplits, load_data
 
 # Set by the sweep or search itself, or meaningless per child.
 NOT_SWEEPABLE = (set(RESUME_KEEPS) | {"register", "registered_model_name", "promote"}) - {"download"}
@@ -68,15 +68,7 @@ def splits_for(child, loaded: dict) -> DataSplits:
     """The child's data splits, loaded on first use of its data setting (and seed) and kept in `loaded`."""
     key = tuple(getattr(child, f) for f in DATA_FIELDS) + (child.seed,)
     if key not in loaded:
-        loaded[key] = load_splits(
-            child.dataset,
-            child.data_dir,
-            child.val_size,
-            child.seed,
-            child.download,
-            child.limit_train,
-            child.limit_test,
-        )
+        loaded[key] = load_data(child)
     return loaded[key]
 
 
