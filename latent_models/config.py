@@ -25,6 +25,7 @@ from latent_models.data import Dataset
 from latent_models.device import DEVICE_CHOICES, Precision
 from latent_models.device import check as check_device
 from latent_models.errors import ConfigError  # defined apart: noise.py and models/prior.py raise it too
+from latent_models.evaluation.baselines import baselines_named
 from latent_models.image_folder import Channels, ImagePolicy
 from latent_models.models.config import MNIST_SHAPE, check_image_size
 from latent_models.models.denoiser import Arch, DenoiserConfig
@@ -300,6 +301,11 @@ class EvaluateConfig(DataOptions, _Validated):
     )
     images: int = _help("denoiser: first N test images per noise level (0: all)", default=2000)
     tune_images: int = _help("denoiser: validation images that tune each classical baseline", default=500)
+    baselines: str = _help(
+        "denoiser: classical baselines, comma-separated (gaussian_blur, median, nl_means, bm3d), default "
+        "(all but bm3d: about 1 s an image here) or all",
+        default="default",
+    )
     iw_samples: int = _help("VAE: importance samples k for test_iw_nll", default=100)
     iw_images: int = _help("VAE: first N test images for test_iw_nll (0: all)", default=1000)
     samples: int = _help("VAE: samples per sampler for FID and class entropy", default=10000)
@@ -325,6 +331,10 @@ class EvaluateConfig(DataOptions, _Validated):
             raise ConfigError(f"val_size must be >= 0 (0: as the model was trained), got {self.val_size}")
         _validate_limits(self)
         _validate_images(self)
+        try:
+            baselines_named(self.baselines)
+        except ValueError as exc:
+            raise ConfigError(f"baselines: {exc}") from None
         for name in ("tune_images", "classifier_epochs"):
             _positive(name, getattr(self, name))
         check_components(self.components)

@@ -153,3 +153,26 @@ def test_served_colour_models_take_their_shape_and_refuse_others(trained):
     finally:
         for server in servers.values():
             server.stop()
+
+
+def test_evaluate_reuses_the_folder_split_and_shape_of_the_training_run(trained):
+    from latent_models.config import EvaluateConfig
+    from latent_models.evaluation.evaluate import run_evaluate
+
+    uri, _, results = trained
+    result = run_evaluate(
+        EvaluateConfig(
+            model_uri="models:/ae-patches/1",
+            noise="gaussian",
+            images=4,
+            tune_images=4,
+            baselines="median,nl_means",
+            system_metrics=False,
+            experiment_name="own-images-eval",
+        )
+    )
+    run = mlflow.get_run(result["run_id"])
+    assert run.data.tags["evaluated_dataset"] == "folder"
+    assert run.data.params["image_size"] == str(SIZE) and run.data.params["channels"] == "3"
+    assert run.data.params["image_policy"] == "patches"
+    assert {"psnr_model", "psnr_nl_means", "psnr_median"} <= set(run.data.metrics)

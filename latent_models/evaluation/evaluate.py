@@ -21,6 +21,7 @@ from latent_models.config import ConfigError, EvaluateConfig, as_params
 from latent_models.data import binarized, load_data
 from latent_models.device import device_tags, module_device, resolve_device
 from latent_models.evaluation import figures
+from latent_models.evaluation.baselines import baselines_named
 from latent_models.evaluation.metrics import class_entropy, frechet_distance
 from latent_models.evaluation.scores import (
     EVALUATION_LEVELS,
@@ -170,7 +171,16 @@ def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:
             bar.set_postfix_str(text)
             bar.update(1)
 
-        rows = compare_denoisers(model, data.val.images[: cfg.tune_images], test, levels, VAL_SEED, TEST_SEED, progress)
+        rows = compare_denoisers(
+            model,
+            data.val.images[: cfg.tune_images],
+            test,
+            levels,
+            VAL_SEED,
+            TEST_SEED,
+            progress,
+            baselines_named(cfg.baselines),
+        )
     tracking.log_table(rows, "evaluation/denoiser_comparison.json")
     tracking.log_figure(figures.method_comparison(rows, trained_at), figures.DENOISER_VS_BASELINES)
 
