@@ -205,14 +205,25 @@ class AEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOp
         "gaussian: sigma; uniform: amplitude; salt_pepper: p; mask: masked fraction", default=0.5
     )
     iterations: int = _help("passes of the iterative-reconstruction figure", default=5)
+    residual: bool = _help(
+        "unet: output = input + a learned correction (the network learns the noise; better on photographs)",
+        default=False,
+    )
 
     def _check(self) -> None:
         _validate_common(self, DenoiserConfig)
         check_noise(self.noise, self.noise_level)
+        self.model_config(MNIST_SHAPE)  # the model's own rules (e.g. residual needs unet), before any run
         _positive("iterations", self.iterations)
 
     def model_config(self, image_shape: tuple[int, int, int]) -> DenoiserConfig:
-        return DenoiserConfig(image_shape=image_shape, arch=self.arch, width=self.width, latent_dim=self.latent_dim)
+        return DenoiserConfig(
+            image_shape=image_shape,
+            arch=self.arch,
+            width=self.width,
+            latent_dim=self.latent_dim,
+            residual=self.residual,
+        )
 
 
 @dataclass
