@@ -52,6 +52,7 @@ SERVER_ONLY = {  # mlflow's requirements that neither SQLite tracking nor `mlflo
 }
 OFF_PATH = {  # this project's requirements that no step of gpu_check.sh imports
     "scikit-image": "non-local-means baseline of `evaluate`",
+    "bm3d": "BM3D baseline of `evaluate` (opt-in, imported only when it runs)",
     "optuna": "`search`",
     "psycopg": "the team-server tests (PostgreSQL)",
     "pyspark": "tests/test_spark.py (and it publishes no wheel)",

@@ -25,6 +25,7 @@ from latent_models.data import Dataset
 from latent_models.device import DEVICE_CHOICES, Precision
 from latent_models.device import check as check_device
 from latent_models.errors import ConfigError  # defined apart: noise.py and models/prior.py raise it too
+from latent_models.evaluation.baselines import baselines_named
 from latent_models.image_folder import Channels, ImagePolicy
 from latent_models.models.config import MNIST_SHAPE, check_image_size
 from latent_models.models.denoiser import Arch, DenoiserConfig
@@ -75,7 +76,7 @@ class DataOptions:
         "folder without a val/ sub-folder: share of training images (by image) for validation", default=0.1
     )
     test_fraction: float = _help("folder without a test/ sub-folder: share of images (by image) for test", default=0.1)
-    memory_budget_mb: int = _help(
+    memory_budget_mb: float = _help(
         "folder: MiB the training images may take in memory, else they stream from disk (0: half the free memory)",
         default=0,
     )
@@ -204,14 +205,25 @@ class AEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOp
         "gaussian: sigma; uniform: amplitude; salt_pepper: p; mask: masked fraction", default=0.5
     )
     iterations: int = _help("passes of the iterative-reconstruction figure", default=5)
+    residual: bool = _help(
+        "unet: output = input + a learned correction (the network learns the noise; better on photographs)",
+        default=False,
+    )
 
     def _check(self) -> None:
         _validate_common(self, DenoiserConfig)
         check_noise(self.noise, self.noise_level)
+        self.model_config(MNIST_SHAPE)  # the model's own rules (e.g. residual needs unet), before any run
         _positive("iterations", self.iterations)
 
     def model_config(self, image_shape: tuple[int, int, int]) -> DenoiserConfig:
-        return DenoiserConfig(image_shape=image_shape, arch=self.arch, width=self.width, latent_dim=self.latent_dim)
+        return DenoiserConfig(
+            image_shape=image_shape,
+            arch=self.arch,
+            width=self.width,
+            latent_dim=self.latent_dim,
+            residual=self.residual,
+        )
 
 
 @dataclass
@@ -300,6 +312,11 @@ class EvaluateConfig(DataOptions, _Validated):
     )
     images: int = _help("denoiser: first N test images per noise level (0: all)", default=2000)
     tune_images: int = _help("denoiser: validation images that tune each classical baseline", default=500)
+    baselines: str = _help(
+        "denoiser: classical baselines, comma-separated (gaussian_blur, median, nl_means, bm3d), default "
+        "(all but bm3d: about 1 s an image here) or all",
+        default="default",
+    )
     iw_samples: int = _help("VAE: importance samples k for test_iw_nll", default=100)
     iw_images: int = _help("VAE: first N test images for test_iw_nll (0: all)", default=1000)
     samples: int = _help("VAE: samples per sampler for FID and class entropy", default=10000)
@@ -325,6 +342,10 @@ class EvaluateConfig(DataOptions, _Validated):
             raise ConfigError(f"val_size must be >= 0 (0: as the model was trained), got {self.val_size}")
         _validate_limits(self)
         _validate_images(self)
+        try:
+            baselines_named(self.baselines)
+        except ValueError as exc:
+            raise ConfigError(f"baselines: {exc}") from None
         for name in ("tune_images", "classifier_epochs"):
             _positive(name, getattr(self, name))
         check_components(self.components)

@@ -259,7 +259,7 @@ def load_folder(
     seed: int = 0,
     limit_train: int = 0,
     limit_test: int = 0,
-    memory_budget_mb: int = 0,
+    memory_budget_mb: float = 0,
 ) -> DataSplits:
     """A folder of images as splits of (C, size, size) (see image_folder). Raises DataError."""
     if not data_dir:
@@ -287,7 +287,7 @@ def load_folder(
                 train_batches, loading = None, "in-memory"
         else:  # a sample in memory (the VAE's fitted prior, the mean-image floor); the epochs stream
             per_image_bytes = max(1, need // len(train_files))
-            sample = train_files[: max(1, min(len(train_files), 2000, budget // 4 // per_image_bytes))]
+            sample = train_files[: min(len(train_files), max(256, min(2000, budget // 4 // per_image_bytes)))]
             images, labels, _ = image_folder.load_split(sample, c, size, policy, 1, seed + 3)
             streamed = image_folder.Streamed([f.path for f in train_files], c, size, policy, per_image, seed)
             train = Split(images, labels, count=len(streamed))
@@ -298,7 +298,7 @@ def load_folder(
     print(
         f"data: {root}: {len(train_files)} train, {len(plan.splits['val'].files)} val, "
         f"{len(plan.splits['test'].files)} test images ({plan.split_by} split) as {c}x{size}x{size} by {policy}; "
-        f"training images {loading} ({need / 2**20:.0f} MiB against a budget of {budget / 2**20:.0f} MiB)"
+        f"training images {loading} ({need / 2**20:.3g} MiB against a budget of {budget / 2**20:.3g} MiB)"
     )
     tags = {
         "data_loading": loading,
@@ -310,6 +310,7 @@ def load_folder(
         f"test {len(plan.splits['test'].files)}",
         "data_memory_mib": f"{need / 2**20:.1f} needed, {budget / 2**20:.0f} budget",
         "data_skipped_files": str(len(plan.skipped)),
+        "data_skipped_names": ", ".join(str(p.relative_to(root)) for p in plan.skipped[:20])[:500],
         "data_converted_images": str(plan.converted),
     }
     return DataSplits(

@@ -351,10 +351,10 @@ def estimated_bytes(files: list[ImageFile], channels: int, size: int, policy: st
     return (full + len(files) * per_image * size * size) * channels * 4
 
 
-def memory_budget(budget_mb: int) -> int:
+def memory_budget(budget_mb: float) -> int:
     """Bytes the training images may take in memory: `budget_mb`, else half of what is available now."""
     if budget_mb:
-        return budget_mb * 2**20
+        return int(budget_mb * 2**20)
     import psutil
 
     return psutil.virtual_memory().available // 2

@@ -148,3 +148,49 @@ def test_evaluate_mistakes_give_one_clear_error(tracking, args, message):
     result = CliRunner().invoke(cli.evaluate, ["--data_dir", str(FIXTURE_DATA), *args])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a ClickException, no traceback
     assert message in result.output
+
+
+def test_vae_on_images_without_a_classifier_gets_no_fid_and_says_so(tracking, monkeypatch, capsys):
+    """A colour VAE evaluated on a folder of the user's images (no classifier for their
+    classes): the likelihoods in nats and bits/dim, the samples figure, and a tag instead of FID."""
+    import numpy as np
+    import torch
+
+    from latent_models.data import DataSplits, Split
+    from latent_models.evaluation import evaluate
+    from latent_models.models import ConvVAE, VAEModelConfig
+    from latent_models.serving.logged_model import model_saver
+    from latent_models.tracking import log_model
+
+    torch.manual_seed(0)
+    shape = (3, 32, 32)
+    model = ConvVAE(VAEModelConfig(image_shape=shape, latent_dim=4, width=8, likelihood="gaussian")).eval()
+    g = torch.Generator().manual_seed(0)
+
+    def split(n):
+        return Split(torch.rand((n, *shape), generator=g), torch.zeros(n, dtype=torch.int64))
+
+    photos = DataSplits(
+        "my-photos", str(FIXTURE_DATA), split(120), split(20), split(30), "0123456789abcdef", source="folder"
+    )
+    monkeypatch.setattr(evaluate, "load_data", lambda cfg: photos)
+    with mlflow.start_run():
+        logged = log_model("vae", model_saver(model, photos.test.images[:2].numpy()), 0, "vae")
+    result = run_evaluate(
+        EvaluateConfig(**DATA, model_uri=logged.model_uri, iw_samples=3, iw_images=10, samples=64, components=2)
+    )
+    printed = capsys.readouterr().out
+    assert "FID is not computed (no classifier for dataset my-photos)" in printed
+    run = MlflowClient().get_run(result["run_id"])
+    assert run.data.tags["fid"] == "not computed (no classifier for dataset my-photos)"
+    assert "classifier" not in run.data.tags
+    assert not any(k.startswith(("fid", "class_entropy", "mean_confidence", "classifier")) for k in run.data.metrics)
+    assert not MlflowClient().search_registered_models()  # no classifier trained or registered
+    dims = np.prod(shape)
+    for nats, bits in (("test_neg_elbo", "test_neg_elbo_bits_per_dim"), ("test_iw_nll", "test_iw_nll_bits_per_dim")):
+        assert run.data.metrics[bits] == pytest.approx((result[nats] + dims * math.log(256)) / (dims * math.log(2)))
+    linked = {m.key: m.dataset_name for m in mlflow.get_logged_model(logged.model_id).metrics}
+    assert linked["test_neg_elbo_bits_per_dim"] == "my-photos-test"
+    assert linked["test_iw_nll_bits_per_dim"] == "my-photos-test[:10]"
+    png = mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="figures/samplers.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"

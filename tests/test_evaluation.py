@@ -79,3 +79,28 @@ def test_vae_metrics_add_up():
     m = evaluate_vae(model, x, seed=0)
     assert abs(m["neg_elbo"] - (m["recon"] + m["kl"])) < 1e-3
     assert 0 <= m["active_units"] <= 4
+
+
+def test_bits_per_dim_of_grey_and_colour_vaes():
+    import math
+
+    from latent_models.evaluation.metrics import bits_per_dim
+    from latent_models.evaluation.scores import TEST_SEED, held_out_likelihood
+
+    # A uniform density on [0, 1]^D (-log p = 0) is 8 bits per dimension of 8-bit images.
+    assert bits_per_dim(0.0, (3, 32, 32), "gaussian") == 8.0
+    assert bits_per_dim(92.80, (1, 28, 28), "bernoulli") == 92.80 / (784 * math.log(2))
+    assert bits_per_dim(-1000.0, (1, 28, 28), "gaussian") == (-1000.0 + 784 * math.log(256)) / (784 * math.log(2))
+    for shape, likelihood in (((1, 28, 28), "bernoulli"), ((3, 32, 32), "gaussian")):
+        torch.manual_seed(0)
+        model = ConvVAE(VAEModelConfig(image_shape=shape, latent_dim=4, width=8, likelihood=likelihood)).eval()
+        x = torch.rand((6, *shape), generator=torch.Generator().manual_seed(1))
+        m = evaluate_vae(model, x, seed=TEST_SEED)
+        dims = math.prod(shape)
+        nats_per_bit = dims * math.log(2)
+        offset = dims * math.log(256) if likelihood == "gaussian" else 0.0
+        assert m["neg_elbo_bits_per_dim"] == (m["neg_elbo"] + offset) / nats_per_bit
+        test, _ = held_out_likelihood(model, x, iw_samples=3, iw_images=4)
+        assert test["test_neg_elbo"] == m["neg_elbo"]
+        assert test["test_neg_elbo_bits_per_dim"] == m["neg_elbo_bits_per_dim"]
+        assert test["test_iw_nll_bits_per_dim"] == (test["test_iw_nll"] + offset) / nats_per_bit

@@ -34,8 +34,9 @@ def test_the_logged_model_carries_exactly_its_own_metrics(tracking, kind):
     else:
         result = run_vae(VAEConfig(**VAE, registered_model_name="truth-vae"))
         name, registered = "vae", "truth-vae"
-        val_keys = {"val_neg_elbo", "val_recon", "val_kl", "val_active_units"}
+        val_keys = {"val_neg_elbo", "val_recon", "val_kl", "val_active_units", "val_neg_elbo_bits_per_dim"}
         test_keys = {"test_neg_elbo", "test_recon", "test_kl", "test_active_units", "test_iw_nll", "test_iw_nll_stderr"}
+        test_keys |= {"test_neg_elbo_bits_per_dim", "test_iw_nll_bits_per_dim"}
     client = MlflowClient()
     run = client.get_run(result["run_id"])
     best = int(run.data.metrics["best_epoch"])

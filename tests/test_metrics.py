@@ -99,3 +99,43 @@ def test_class_entropy():
     assert class_entropy(torch.arange(10).repeat(7)) == pytest.approx(math.log(10))
     assert class_entropy(torch.full((50,), 3)) == 0.0
     assert class_entropy(torch.tensor([0, 1])) == pytest.approx(math.log(2))
+
+
+def _colour_pair(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.rand(3, 3, 32, 40, generator=g)
+    noisy = (clean + 0.2 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+    return clean, noisy
+
+
+def test_psnr_of_colour_images_is_over_every_pixel_and_channel():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    clean, noisy = _colour_pair()
+    expected = [peak_signal_noise_ratio(c.numpy(), n.numpy(), data_range=1.0) for c, n in zip(clean, noisy)]
+    assert psnr(noisy, clean).tolist() == pytest.approx(expected, abs=1e-4)
+    one_channel_off = clean.clone()
+    one_channel_off[:, 1] += 0.3  # MSE 0.09 in one of three channels: 0.03 over the image
+    assert psnr(one_channel_off, clean).tolist() == pytest.approx([-10 * math.log10(0.03)] * 3, abs=1e-4)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_ssim_matches_scikit_image_per_channel_mean(channels):
+    from skimage.metrics import structural_similarity
+
+    clean, noisy = _colour_pair(channels)
+    clean, noisy = clean[:, :channels], noisy[:, :channels]
+    expected = [
+        structural_similarity(
+            c.double().numpy(),
+            n.double().numpy(),
+            channel_axis=0,
+            data_range=1.0,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+        )
+        for c, n in zip(clean, noisy)
+    ]
+    assert ssim(noisy, clean).tolist() == pytest.approx(expected, abs=1e-5)
+    assert ssim(clean, clean).tolist() == pytest.approx([1.0] * 3, abs=1e-5)

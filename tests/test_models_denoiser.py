@@ -54,3 +54,31 @@ def test_a_few_steps_reduce_the_denoising_loss(arch, fixture_data):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_residual_unet_starts_as_the_identity_and_learns_a_correction():
+    import pytest
+    import torch
+
+    from latent_models.errors import ConfigError
+    from latent_models.models import build_model
+    from latent_models.models.config import config_from_dict
+    from latent_models.models.denoiser import DenoiserConfig
+
+    config = DenoiserConfig(image_shape=(3, 16, 16), width=4, residual=True)
+    model = build_model(config)
+    x = torch.rand(2, 3, 16, 16) * 0.9 + 0.05
+    assert torch.allclose(model(x), x, atol=1e-6)  # the correction starts at zero
+    plain = build_model(DenoiserConfig(image_shape=(3, 16, 16), width=4))
+    assert not torch.allclose(plain(x), x, atol=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        loss = torch.nn.functional.mse_loss(model(x), x.flip(0))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert not torch.allclose(model(x), x, atol=1e-3)  # the output layer does learn
+    assert config_from_dict(config.to_dict()) == config
+    assert config_from_dict({k: v for k, v in config.to_dict().items() if k != "residual"}).residual is False
+    with pytest.raises(ConfigError, match="residual=true needs arch=unet"):
+        DenoiserConfig(arch="conv", residual=True)

@@ -33,6 +33,8 @@ VAE_METRICS = {
     "test_active_units": 14.0,
     "test_iw_nll": 90.34,
     "test_iw_nll_stderr": 0.2113,
+    "test_neg_elbo_bits_per_dim": 0.1752,
+    "test_iw_nll_bits_per_dim": 0.1662,
     "iw_nll_seconds": 30.2,
     "best_epoch": 1,
     "train_seconds": 600.0,
@@ -52,6 +54,7 @@ HISTORY = {
             "val_recon": 90.0,
             "val_kl": 20.0,
             "val_active_units": 12.0,
+            "val_neg_elbo_bits_per_dim": 0.2023,
             "lr": 0.003,
         },
         {
@@ -62,6 +65,7 @@ HISTORY = {
             "val_recon": 70.0,
             "val_kl": 25.0,
             "val_active_units": 14.0,
+            "val_neg_elbo_bits_per_dim": 0.1748,
             "lr": 1e-5,
         },
     ],
@@ -236,6 +240,9 @@ def test_summary_reads_this_runs_numbers():
 
     healthy = _render("vae", latent_dim=16).text["summary"]
     assert "14 of 16 latent units are active" in healthy and "posterior collapse" not in healthy
+    assert "95.21 nats per image (0.175 bits per dimension)" in healthy
+    older = {k: v for k, v in VAE_METRICS.items() if not k.endswith("_bits_per_dim")}  # a run before bits/dim
+    assert "95.21 nats per image = reconstruction" in report.summary("vae", VAEConfig(), older)[0]
     assert "posterior collapse" in _render("vae", latent_dim=16, metrics={"test_active_units": 1.0}).text["summary"]
     assert "from the start" in _render("vae", kl_warmup_epochs=0).text["summary"]
 

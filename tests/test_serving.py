@@ -399,3 +399,88 @@ def test_unknown_params_and_extreme_requests_are_refused(tracking):
     assert big.shape == (1500, 28, 28)
     small = loaded.predict(None, params={"mode": "sample", "n": 32, "seed": 3})
     assert np.allclose(big[:32], small, atol=5e-3)  # the same latents; batch size changes only rounding
+
+
+COLOUR = (3, 32, 32)
+
+
+def _refusal(loaded, value, params=None) -> str:
+    with pytest.raises(InvalidInput) as err:
+        loaded.predict(value, params=params)
+    assert err.value.get_http_status_code() == 400
+    return err.value.message
+
+
+@pytest.mark.parametrize("kind", ["denoiser", "vae"])
+def test_colour_models_take_images_of_their_shape_and_mode_only(tracking, kind):
+    """A 3x32x32 model, built from its config, logged and loaded as `mlflow models serve` does:
+    RGB PNGs and (N, 3, 32, 32) floats in; grey or other sizes refused, naming both shapes."""
+    torch.manual_seed(0)
+    if kind == "denoiser":
+        model = build_model(DenoiserConfig(image_shape=COLOUR, arch="unet", latent_dim=8, width=8)).eval()
+    else:
+        model = ConvVAE(VAEModelConfig(image_shape=COLOUR, latent_dim=4, width=8, likelihood="gaussian")).eval()
+    x = np.random.default_rng(0).random((3, *COLOUR), dtype=np.float32)
+    with mlflow.start_run():
+        info = log_model(kind, model_saver(model, x[:2]), 0, kind)
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    assert (
+        "8-bit RGB 32x32 PNGs"
+        in mlflow.models.get_model_info(info.model_uri).metadata["inputs"]["reconstruct" if kind == "vae" else "images"]
+    )
+    with torch.inference_mode():
+        expected = (
+            model(torch.from_numpy(x)) if kind == "denoiser" else model.decode(model.encode(torch.from_numpy(x))[0])
+        ).numpy()
+
+    out = loaded.predict(x)  # (N, 3, 32, 32) floats
+    assert out.shape == x.shape and np.allclose(out, expected, atol=1e-5)
+    assert loaded.predict(x.reshape(3, -1)).shape == (3, 3 * 32 * 32)
+    answer = loaded.predict(images_to_png_frame(x, COLOUR))  # RGB PNGs in, RGB PNGs out
+    assert list(answer.columns) == ["image"] and len(answer) == 3
+    back = png_frame_to_images(answer, COLOUR)
+    assert back.shape == (3, 32, 32, 3)
+    pixels_in = np.rint(x * 255) / 255  # what the PNGs carried
+    with torch.inference_mode():
+        t = torch.from_numpy(pixels_in.astype(np.float32))
+        from_pngs = (model(t) if kind == "denoiser" else model.decode(model.encode(t)[0])).numpy()
+    assert np.abs(back - from_pngs.transpose(0, 2, 3, 1)).max() <= 1 / 255 + 1e-6
+
+    takes = "this model takes 3x32x32 (RGB) images; got"
+    grey_32 = pd.DataFrame({"image": [encode_png(np.zeros((32, 32), np.uint8))]})
+    grey_28 = pd.DataFrame({"image": [encode_png(np.zeros((28, 28), np.uint8))]})
+    rgb_28 = pd.DataFrame({"image": [encode_png(np.zeros((28, 28, 3), np.uint8))]})
+    rgba_32 = pd.DataFrame({"image": [_pil_png(np.zeros((32, 32, 4), np.uint8), "RGBA")]})
+    assert f"{takes} 1x32x32 (grey)" in _refusal(loaded, grey_32)
+    assert f"{takes} 1x28x28 (grey)" in _refusal(loaded, grey_28)
+    assert f"{takes} 3x28x28 (RGB)" in _refusal(loaded, rgb_28)
+    assert f"{takes} 4x32x32 (RGBA)" in _refusal(loaded, rgba_32)
+    assert f"{takes} 1x32x32 (grey)" in _refusal(loaded, x[:, 0])  # (N, 32, 32)
+    assert f"{takes} 1x32x32 (grey)" in _refusal(loaded, x[:, :1])  # (N, 1, 32, 32)
+    assert f"{takes} 3x28x28 (RGB)" in _refusal(loaded, np.zeros((2, 3, 28, 28), np.float32))
+    assert f"{takes} 784 values per image" in _refusal(loaded, np.zeros((2, 784), np.float32))
+    assert "channels last: send (N, C, H, W)" in _refusal(loaded, x.transpose(0, 2, 3, 1))
+    message = _refusal(loaded, x[:, 0])
+    assert message.startswith("images have shape (3, 32, 32); expected (N, 3, 32, 32) or (N, 3072)")
+    if kind == "vae":
+        samples = loaded.predict(None, params={"mode": "sample", "n": 4, "seed": 1})
+        assert samples.shape == (4, *COLOUR)
+        assert loaded.predict(np.zeros((2, 4), np.float32), params={"mode": "decode"}).shape == (2, *COLOUR)
+
+
+def test_a_grey_model_names_both_shapes_when_refusing_colour():
+    rgb = pd.DataFrame({"image": [encode_png(np.zeros((28, 28, 3), np.uint8))]})
+    with pytest.raises(InvalidInput) as err:
+        to_model_input(rgb)
+    assert err.value.message == (
+        "image 0: PNG is RGB (3 channels); expected 8-bit grayscale — "
+        "this model takes 1x28x28 (grey) images; got 3x28x28 (RGB)"
+    )
+    with pytest.raises(InvalidInput) as err:
+        to_model_input(np.zeros((2, 3, 32, 32), np.float32))
+    assert err.value.message == (
+        "images have shape (2, 3, 32, 32); expected (N, 28, 28), (N, 1, 28, 28) or (N, 784) — "
+        "this model takes 1x28x28 (grey) images; got 3x32x32 (RGB)"
+    )
+    tensor, _ = to_model_input(np.zeros((2, 1, 28, 28), np.float32))  # as before
+    assert tensor.shape == (2, 1, 28, 28)

@@ -1,8 +1,23 @@
 """Classical denoisers the learned one must beat, each with one setting tuned on validation.
 
 A denoiser is only worth serving if it beats what needs no training: Gaussian blur,
-a median filter, and non-local means (scikit-image's; a strong patch-based method).
-Every baseline takes and returns (N, 1, 28, 28) tensors in [0, 1].
+a median filter, non-local means (scikit-image's; a strong patch-based method) and BM3D
+(the `bm3d` package; the classical state of the art for Gaussian noise).
+Every baseline takes and returns (N, C, H, W) tensors in [0, 1], C = 1 (grey) or 3 (RGB):
+blur and median filter each channel on its own, non-local means compares patches across
+the three channels jointly, BM3D on colour is CBM3D (`bm3d.bm3d_rgb`: grouping in the
+luminance of an opponent colour space, filtering every channel).
+
+`BASELINES`, what `evaluate` compares with by default, holds the fast ones only. BM3D
+(`BM3D`, in `ALL_BASELINES`) is slow whatever the image size: measured on this project's
+2-core CPU (`PYTHONPATH=. python` on a script timing `bm3d` over 20 fixture digits and 4
+random images), 0.95 s per 28x28 grey image and 2.85 s per 32x32 RGB one (1.7-2.9 s for
+128x128 grey); most of it a fixed cost of its library's hard-thresholding step, which also
+cannot run in threads (it hangs). In the default list it would add about 9 hours to
+`evaluate`'s defaults (17 noise levels x (16 x 6 tuning + 2,000 test images)) and about 20
+minutes to the denoiser test of `tests/test_evaluate_model.py` (9 levels, 60 test images).
+So it is opt-in: pass it (`baselines_named("all")`, or with "bm3d" among the names) to
+`scores.compare_denoisers`; it tunes on at most `BM3D_TUNE_IMAGES` validation images.
 """
 
 from __future__ import annotations
@@ -17,6 +32,11 @@ from torchvision.transforms.functional import gaussian_blur as _torch_gaussian_b
 
 from latent_models.evaluation.metrics import psnr
 
+# BM3D's smallest image: its library refuses sides under its 8-pixel block and crashes the
+# process (a segmentation fault) on 8x8; 12 is the smallest side that ran in every case tried.
+BM3D_MIN_SIDE = 12
+BM3D_TUNE_IMAGES = 16
+
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     kernel = 2 * math.ceil(3 * sigma) + 1
@@ -24,6 +44,7 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def median_filter(images: torch.Tensor, size: int) -> torch.Tensor:
+    """A size x size median in each channel of each image."""
     from scipy import ndimage
 
     filtered = ndimage.median_filter(images.numpy(), size=(1, 1, size, size), mode="reflect")
@@ -31,12 +52,38 @@ def median_filter(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def non_local_means(images: torch.Tensor, h: float) -> torch.Tensor:
-    """Patches of 3x3 compared within 11x11 windows; `h` sets how similar counts as same."""
+    """Patches of 3x3 compared within 11x11 windows; `h` sets how similar counts as same.
+    Colour: one patch distance over the three channels (scikit-image's `channel_axis`)."""
     from skimage.restoration import denoise_nl_means
 
-    out = np.empty_like(images.numpy())
-    for i, image in enumerate(images.numpy()):
-        out[i, 0] = denoise_nl_means(image[0], h=h, patch_size=3, patch_distance=5, fast_mode=True)
+    array = images.numpy()
+    out = np.empty_like(array)
+    for i, image in enumerate(array):
+        if image.shape[0] == 1:
+            out[i, 0] = denoise_nl_means(image[0], h=h, patch_size=3, patch_distance=5, fast_mode=True)
+        else:
+            hwc = np.ascontiguousarray(image.transpose(1, 2, 0))
+            denoised = denoise_nl_means(hwc, h=h, patch_size=3, patch_distance=5, fast_mode=True, channel_axis=-1)
+            out[i] = denoised.transpose(2, 0, 1)
+    return torch.from_numpy(out).clamp_(0.0, 1.0)
+
+
+def bm3d(images: torch.Tensor, sigma_psd: float) -> torch.Tensor:
+    """BM3D (Dabov et al. 2007) with the noise standard deviation `sigma_psd` (intensities in
+    [0, 1]); colour: CBM3D (`bm3d.bm3d_rgb`). One image at a time, in this thread."""
+    import bm3d as _bm3d
+
+    if min(images.shape[-2:]) < BM3D_MIN_SIDE:
+        raise ValueError(
+            f"BM3D needs images of at least {BM3D_MIN_SIDE}x{BM3D_MIN_SIDE}; got {images.shape[-2]}x{images.shape[-1]}"
+        )
+    array = images.numpy()
+    out = np.empty_like(array)
+    for i, image in enumerate(array):
+        if image.shape[0] == 1:
+            out[i, 0] = _bm3d.bm3d(image[0], sigma_psd)
+        else:
+            out[i] = _bm3d.bm3d_rgb(np.ascontiguousarray(image.transpose(1, 2, 0)), sigma_psd).transpose(2, 0, 1)
     return torch.from_numpy(out).clamp_(0.0, 1.0)
 
 
@@ -46,6 +93,11 @@ class Baseline:
     setting: str  # what the tuned value means
     apply: Callable[[torch.Tensor, float], torch.Tensor]
     grid: tuple[float, ...]
+    tune_images: int = 0  # at most this many validation images tune it (0: all it is given)
+    min_side: int = 1  # the smallest image height and width it takes
+
+    def accepts(self, images: torch.Tensor) -> bool:
+        return min(images.shape[-2:]) >= self.min_side
 
 
 BASELINES = (
@@ -53,9 +105,28 @@ BASELINES = (
     Baseline("median", "size", lambda x, size: median_filter(x, int(size)), (3, 5)),
     Baseline("nl_means", "h", non_local_means, (0.04, 0.08, 0.12, 0.18, 0.25, 0.35, 0.5)),
 )
+BM3D = Baseline("bm3d", "sigma_psd", bm3d, (0.05, 0.1, 0.15, 0.2, 0.3, 0.45), BM3D_TUNE_IMAGES, min_side=BM3D_MIN_SIDE)
+ALL_BASELINES = (*BASELINES, BM3D)
+
+
+def baselines_named(names: str) -> tuple[Baseline, ...]:
+    """Comma-separated baseline names (or `all`, or `default`: BASELINES) -> the baselines."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if wanted == ["all"]:
+        return ALL_BASELINES
+    if wanted == ["default"]:
+        return BASELINES
+    known = {b.name: b for b in ALL_BASELINES}
+    unknown = [n for n in wanted if n not in known]
+    if unknown or not wanted:
+        raise ValueError(f"unknown baselines {unknown or names!r}; expected some of {', '.join(known)}, or all")
+    return tuple(known[n] for n in dict.fromkeys(wanted))
 
 
 def tune(baseline: Baseline, clean: torch.Tensor, noisy: torch.Tensor) -> float:
-    """The grid value with the best mean PSNR on these (validation) images."""
+    """The grid value with the best mean PSNR on these (validation) images, or on the first
+    `baseline.tune_images` of them."""
+    if baseline.tune_images:
+        clean, noisy = clean[: baseline.tune_images], noisy[: baseline.tune_images]
     scores = [psnr(baseline.apply(noisy, value), clean).mean().item() for value in baseline.grid]
     return baseline.grid[int(np.argmax(scores))]

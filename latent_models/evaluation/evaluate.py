@@ -2,9 +2,10 @@
 things a user can compare it with. Read top to bottom.
 
 Denoiser: PSNR/SSIM/MSE at every noise model and several levels, beside the noisy input
-and classical baselines tuned on validation. VAE: -ELBO and IW-NLL on the test set, and
-sample quality (FID in a digit classifier's features, class entropy, confidence) for
-z ~ N(0, I) and for a Gaussian mixture fitted to the training latents.
+and classical baselines tuned on validation. VAE: -ELBO and IW-NLL on the test set (nats
+per image and bits per dimension), and sample quality (FID in a digit classifier's features,
+class entropy, confidence) for z ~ N(0, I) and for a Gaussian mixture fitted to the training
+latents: on MNIST and Fashion-MNIST only (`CLASSIFIER_DATASETS`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from latent_models.config import ConfigError, EvaluateConfig, as_params
 from latent_models.data import binarized, load_data
 from latent_models.device import device_tags, module_device, resolve_device
 from latent_models.evaluation import figures
+from latent_models.evaluation.baselines import baselines_named
 from latent_models.evaluation.metrics import class_entropy, frechet_distance
 from latent_models.evaluation.scores import (
     EVALUATION_LEVELS,
@@ -35,6 +37,9 @@ from latent_models.serving.pyfunc import load_torch_model
 from latent_models.training.classifier import classifier_for
 
 CLASSIFIER_TARGET = 0.99
+# The datasets whose classes a classifier can learn for FID (digits, clothes); for any other
+# (a folder of the user's images) FID is not computed, and the run's tag `fid` says so.
+CLASSIFIER_DATASETS = ("mnist", "fashion-mnist")
 
 
 def run_evaluate(cfg: EvaluateConfig) -> dict:
@@ -137,8 +142,19 @@ def _model_metrics(kind: str, result: dict, cfg: EvaluateConfig) -> list[tuple[i
         ]
     samplers = [f"{m}_{s}" for m in ("fid", "class_entropy", "mean_confidence") for s in ("normal", "fitted")]
     return [
-        (0, ["test_neg_elbo", "test_recon", "test_kl", "test_active_units", *samplers, "fid_ratio_normal_to_fitted"]),
-        (cfg.iw_images, ["test_iw_nll", "test_iw_nll_stderr"]),
+        (
+            0,
+            [
+                "test_neg_elbo",
+                "test_recon",
+                "test_kl",
+                "test_active_units",
+                "test_neg_elbo_bits_per_dim",
+                *samplers,
+                "fid_ratio_normal_to_fitted",
+            ],
+        ),
+        (cfg.iw_images, ["test_iw_nll", "test_iw_nll_stderr", "test_iw_nll_bits_per_dim"]),
     ]
 
 
@@ -155,7 +171,16 @@ def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:
             bar.set_postfix_str(text)
             bar.update(1)
 
-        rows = compare_denoisers(model, data.val.images[: cfg.tune_images], test, levels, VAL_SEED, TEST_SEED, progress)
+        rows = compare_denoisers(
+            model,
+            data.val.images[: cfg.tune_images],
+            test,
+            levels,
+            VAL_SEED,
+            TEST_SEED,
+            progress,
+            baselines_named(cfg.baselines),
+        )
     tracking.log_table(rows, "evaluation/denoiser_comparison.json")
     tracking.log_figure(figures.method_comparison(rows, trained_at), figures.DENOISER_VS_BASELINES)
 
@@ -187,23 +212,9 @@ def _evaluate_denoiser(cfg: EvaluateConfig, model, data, trained: dict) -> dict:
     return result
 
 
-def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict, run_id: str) -> dict:
-    is_binarized = trained.get("binarize", "false").lower() == "true"
-    test_x = binarized(data.test.images, TEST_SEED) if is_binarized else data.test.images
-    result, _ = held_out_likelihood(model, test_x, cfg.iw_samples, cfg.iw_images)
-    tracking.set_tags({"binarized_test_set": is_binarized})
-
-    classifier_name = cfg.classifier_name or f"latent-{data.name}-classifier"
-    classifier, facts = classifier_for(data, classifier_name, cfg.classifier_epochs, cfg.seed, run_id, cfg.device)
-    result.update({k: float(v) for k, v in facts.items()})
-    if facts["classifier_test_accuracy"] < CLASSIFIER_TARGET:
-        tqdm.write(
-            f"warning: {classifier_name} version {facts['classifier_version']} has test accuracy "
-            f"{facts['classifier_test_accuracy']:.4f} < {CLASSIFIER_TARGET}; FID in its features is less "
-            "meaningful (train a better one with more classifier_epochs and a new classifier_name)"
-        )
-    tracking.set_tags({"classifier": f"{classifier_name} version {facts['classifier_version']}"})
-
+def _samples(cfg: EvaluateConfig, model, served_prior, data, is_binarized: bool) -> dict[str, torch.Tensor]:
+    """`cfg.samples` images from each sampler: z ~ N(0, I), and the fitted mixture (the
+    model's own if it has as many components, else one fitted here)."""
     if served_prior is not None and served_prior.components == cfg.components:
         prior, prior_source = served_prior, "the model's own (served as sampler=fitted)"
     else:
@@ -218,6 +229,40 @@ def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict,
             "fitted": prior.sample(cfg.samples, generator=generator),
         }
         samples = {name: batched(model.decode, latents) for name, latents in z.items()}
+    return samples
+
+
+def _evaluate_vae(cfg: EvaluateConfig, model, served_prior, data, trained: dict, run_id: str) -> dict:
+    is_binarized = trained.get("binarize", "false").lower() == "true"
+    test_x = binarized(data.test.images, TEST_SEED) if is_binarized else data.test.images
+    result, _ = held_out_likelihood(model, test_x, cfg.iw_samples, cfg.iw_images)
+    tracking.set_tags({"binarized_test_set": is_binarized})
+
+    if data.source == "folder" or data.name not in CLASSIFIER_DATASETS:
+        # The user's own images (a folder): no classifier of their classes, so no FID, class
+        # entropy or confidence; the samples are shown all the same.
+        note = f"not computed (no classifier for dataset {data.name})"
+        tqdm.write(f"FID is {note}; it is computed for {' and '.join(CLASSIFIER_DATASETS)} only")
+        tracking.set_tags({"fid": note})
+        samples = _samples(cfg, model, served_prior, data, is_binarized)
+        tracking.log_figure(
+            figures.sampler_comparison({k: v[:64] for k, v in samples.items()}, None, dict.fromkeys(samples, "")),
+            figures.SAMPLERS,
+        )
+        return {**result, "table": []}
+
+    classifier_name = cfg.classifier_name or f"latent-{data.name}-classifier"
+    classifier, facts = classifier_for(data, classifier_name, cfg.classifier_epochs, cfg.seed, run_id, cfg.device)
+    result.update({k: float(v) for k, v in facts.items()})
+    if facts["classifier_test_accuracy"] < CLASSIFIER_TARGET:
+        tqdm.write(
+            f"warning: {classifier_name} version {facts['classifier_version']} has test accuracy "
+            f"{facts['classifier_test_accuracy']:.4f} < {CLASSIFIER_TARGET}; FID in its features is less "
+            "meaningful (train a better one with more classifier_epochs and a new classifier_name)"
+        )
+    tracking.set_tags({"classifier": f"{classifier_name} version {facts['classifier_version']}"})
+
+    samples = _samples(cfg, model, served_prior, data, is_binarized)
     reference = batched(classifier.features, data.test.images)
     result["fid_train_vs_test"] = frechet_distance(
         batched(classifier.features, data.train.images[: cfg.samples]), reference

@@ -130,11 +130,22 @@ def iterative_reconstruction(steps: list[torch.Tensor], psnrs: list[float], n_im
 
 
 def latent_map(points: torch.Tensor, labels: torch.Tensor, axis_names: tuple[str, str], title: str) -> Figure:
+    """Points coloured by class: ten colours for up to ten classes (MNIST's digits), twenty
+    for up to twenty, else a colour scale."""
+    classes = max(10, int(labels.max()) + 1 if labels.numel() else 0)
+    cmap = "tab10" if classes <= 10 else "tab20" if classes <= 20 else "viridis"
     fig, ax = plt.subplots(figsize=(6, 5))
     sc = ax.scatter(
-        points[:, 0].numpy(), points[:, 1].numpy(), c=labels.numpy(), cmap="tab10", s=4, alpha=0.7, vmin=-0.5, vmax=9.5
+        points[:, 0].numpy(),
+        points[:, 1].numpy(),
+        c=labels.numpy(),
+        cmap=cmap,
+        s=4,
+        alpha=0.7,
+        vmin=-0.5,
+        vmax=classes - 0.5,
     )
-    cbar = fig.colorbar(sc, ax=ax, ticks=range(10))
+    cbar = fig.colorbar(sc, ax=ax, ticks=range(classes) if classes <= 20 else None)
     cbar.set_label("class")
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
@@ -165,15 +176,18 @@ def method_comparison(rows: list[dict], trained: tuple[str, float] | None) -> Fi
 
 
 def sampler_comparison(
-    samples: dict[str, torch.Tensor], class_counts: dict[str, torch.Tensor], scores: dict[str, str]
+    samples: dict[str, torch.Tensor], class_counts: dict[str, torch.Tensor] | None, scores: dict[str, str]
 ) -> Figure:
-    """Per sampler: a grid of samples and the histogram of the classes a classifier sees."""
-    fig = plt.figure(figsize=(5.2 * len(samples), 8.2))
-    grid = fig.add_gridspec(2, len(samples), height_ratios=[2.2, 1.0])
+    """Per sampler: a grid of samples and the histogram of the classes a classifier sees
+    (`class_counts` None, where there is no classifier: the grids alone)."""
+    fig = plt.figure(figsize=(5.2 * len(samples), 8.2 if class_counts else 5.8))
+    grid = fig.add_gridspec(2 if class_counts else 1, len(samples), height_ratios=[2.2, 1.0] if class_counts else None)
     for col, (name, images) in enumerate(samples.items()):
         ax = fig.add_subplot(grid[0, col])
         _show_mosaic(ax, images[:64], n_cols=8)
-        ax.set_title(f"{name}: {scores[name]}", fontsize=10)
+        ax.set_title(f"{name}: {scores[name]}" if scores.get(name) else name, fontsize=10)
+        if not class_counts:
+            continue
         ax = fig.add_subplot(grid[1, col])
         counts = class_counts[name].double()
         ax.bar(range(len(counts)), (counts / counts.sum()).numpy())

@@ -72,6 +72,13 @@ METRIC_MEANINGS = {
     "test_iw_nll": "Importance-weighted estimate of −log p(x) with k samples (Burda et al. 2016), in nats per "
     "image: a tighter bound than `test_neg_elbo`.",
     "test_iw_nll_stderr": "Standard error of `test_iw_nll` over the test images it used.",
+    "test_neg_elbo_bits_per_dim": "`test_neg_elbo` in bits per dimension, D = channels × height × width, so "
+    "images of any size and colour compare. Gaussian likelihood: (−ELBO + D·ln 256) / (D·ln 2), a bound on the "
+    "bits/dim of the 8-bit images under uniform dequantization, as image models report it; Bernoulli: "
+    "−ELBO / (D·ln 2), the Bernoulli bound per dimension (bits per pixel of binarized images; on grey levels "
+    "not a likelihood of 8-bit images).",
+    "val_neg_elbo_bits_per_dim": "`val_neg_elbo` in bits per dimension (as `test_neg_elbo_bits_per_dim`).",
+    "test_iw_nll_bits_per_dim": "`test_iw_nll` in bits per dimension (as `test_neg_elbo_bits_per_dim`).",
     "iw_nll_seconds": "Seconds spent computing `test_iw_nll`.",
 }
 
@@ -208,7 +215,8 @@ EXPLANATIONS = {
             "−ELBO in nats and the importance-weighted NLL",
             [
                 "The −ELBO is an upper bound on −log p(x), the number of nats (natural-log units; 1 nat = 1.44 "
-                "bits) the model needs to encode an image. Lower is better; it is reported per image.",
+                "bits) the model needs to encode an image. Lower is better; it is reported per image, and per "
+                "dimension in bits (`*_bits_per_dim`), which compares images of different sizes and channels.",
                 "The importance-weighted estimate (Burda et al. 2016) averages k samples from q(z|x) inside the "
                 "logarithm. It is a tighter bound that approaches the true −log p(x) as k grows, so "
                 "`test_iw_nll` ≤ `test_neg_elbo` and the gap shows how loose the ELBO is. With `binarize` and "
@@ -243,10 +251,12 @@ def _vae_summary(cfg, m: dict[str, float]) -> list[str]:
         if cfg.kl_warmup_epochs > 0
         else f"the KL weight at β = {cfg.beta:g} from the start"
     )
+    bits = m.get("test_neg_elbo_bits_per_dim")
+    bits = f" ({bits:.3f} bits per dimension)" if bits is not None else ""
     text = [
         f"This run trained a VAE with {cfg.latent_dim} latent dimensions and a {cfg.likelihood} decoder on "
         f"{cfg.dataset}{' (dynamically binarized)' if cfg.binarize else ''} for {_epochs(cfg.epochs)}, {warmup}. "
-        f"Test −ELBO: {m['test_neg_elbo']:.2f} nats per image = reconstruction {m['test_recon']:.2f} + KL "
+        f"Test −ELBO: {m['test_neg_elbo']:.2f} nats per image{bits} = reconstruction {m['test_recon']:.2f} + KL "
         f"{m['test_kl']:.2f}; importance-weighted NLL (k = {cfg.iw_samples}): {m['test_iw_nll']:.2f} ± "
         f"{m['test_iw_nll_stderr']:.2f} nats. {m['test_active_units']:.0f} of {cfg.latent_dim} latent units "
         "are active.",

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from latent_models.data import binarized
 from latent_models.device import module_device
-from latent_models.evaluation.metrics import active_units, log_normal, mse, psnr, ssim
+from latent_models.evaluation.metrics import active_units, bits_per_dim, log_normal, mse, psnr, ssim
 from latent_models.models.prior import GaussianMixturePrior, check_components, fit_gaussian_mixture
 from latent_models.noise import fixed_noise
 
@@ -110,7 +110,8 @@ def mean_image_nll(train: torch.Tensor, images: torch.Tensor, likelihood: str) -
 
 @torch.inference_mode()
 def evaluate_vae(model: nn.Module, images: torch.Tensor, seed: int) -> dict[str, float]:
-    """Single-sample -ELBO (nats/image) with beta = 1, its two terms, and active units."""
+    """Single-sample -ELBO (nats/image) with beta = 1, its two terms, active units, and the
+    -ELBO in bits per dimension (`metrics.bits_per_dim`)."""
     gen = torch.Generator().manual_seed(seed)
     device = module_device(model)
     recon, kl, mus = [], [], []
@@ -122,11 +123,13 @@ def evaluate_vae(model: nn.Module, images: torch.Tensor, seed: int) -> dict[str,
         kl.append(k.cpu())
         mus.append(mu.cpu())
     recon_t, kl_t = torch.cat(recon), torch.cat(kl)
+    neg_elbo = (recon_t + kl_t).mean().item()
     return {
-        "neg_elbo": (recon_t + kl_t).mean().item(),
+        "neg_elbo": neg_elbo,
         "recon": recon_t.mean().item(),
         "kl": kl_t.mean().item(),
         "active_units": float(active_units(torch.cat(mus))),
+        "neg_elbo_bits_per_dim": bits_per_dim(neg_elbo, images.shape[1:], model.likelihood),
     }
 
 
@@ -165,13 +168,15 @@ def latent_means(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def held_out_likelihood(model: nn.Module, test_x: torch.Tensor, iw_samples: int, iw_images: int) -> tuple[dict, float]:
-    """The test -ELBO terms and the IW-NLL on the first `iw_images` (0: all), in training and
-    in evaluate alike; also the seconds the IW-NLL took."""
+    """The test -ELBO terms and the IW-NLL on the first `iw_images` (0: all), each also in
+    bits per dimension, in training and in evaluate alike; also the seconds the IW-NLL took."""
     test = {f"test_{k}": v for k, v in evaluate_vae(model, test_x, TEST_SEED).items()}
     iw_x = test_x[:iw_images] if iw_images else test_x
     started = time.perf_counter()
     test["test_iw_nll"], test["test_iw_nll_stderr"] = importance_weighted_nll(model, iw_x, iw_samples, TEST_SEED)
-    return test, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    test["test_iw_nll_bits_per_dim"] = bits_per_dim(test["test_iw_nll"], test_x.shape[1:], model.likelihood)
+    return test, seconds
 
 
 def latent_prior(
@@ -200,11 +205,16 @@ def compare_denoisers(
     val_seed: int,
     test_seed: int,
     progress=lambda text: None,
+    baselines=None,
 ) -> list[dict]:
     """One row per (noise, level, method): the model, the noisy input and each classical
-    baseline (its setting tuned on the validation images at that noise and level)."""
+    baseline (its setting tuned on the validation images at that noise and level).
+
+    `baselines`: which (default `baselines.BASELINES`, the fast ones; BM3D is opt-in, see
+    `latent_models.evaluation.baselines`); one that does not take images this small is left out."""
     from latent_models.evaluation.baselines import BASELINES, tune
 
+    baselines = [b for b in (BASELINES if baselines is None else baselines) if b.accepts(test_clean)]
     rows = []
     for noise, noise_levels in levels.items():
         for level in noise_levels:
@@ -212,7 +222,7 @@ def compare_denoisers(
             val_noisy = fixed_noise(val_clean, noise, level, val_seed)
             test_noisy = fixed_noise(test_clean, noise, level, test_seed)
             outputs = {"model": (batched(model, test_noisy), ""), "noisy_input": (test_noisy, "")}
-            for baseline in BASELINES:
+            for baseline in baselines:
                 value = tune(baseline, val_clean, val_noisy)
                 outputs[baseline.name] = (baseline.apply(test_noisy, value), f"{baseline.setting}={value:g}")
             for method, (output, setting) in outputs.items():

@@ -16,9 +16,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from latent_models.errors import ConfigError
 from latent_models.models.config import ModelConfig
 
 Arch = Literal["unet", "conv"]
+RESIDUAL_EPS = 1e-3  # the input is clamped to [eps, 1 - eps] before its logit (0 and 1 are infinite)
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,14 @@ class DenoiserConfig(ModelConfig):
     arch: Arch = "unet"
     width: int = 16  # channels of the first layer
     latent_dim: int = 32  # bottleneck size (conv only)
+    # unet only: the output's logits are the input's plus a learned correction (the network
+    # learns the noise, DnCNN's residual learning); it starts as the identity.
+    residual: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.residual and self.arch != "unet":
+            raise ConfigError("residual=true needs arch=unet (a bottleneck autoencoder has no residual path)")
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -96,6 +106,9 @@ class UNetDenoiser(nn.Module):
         self.dec1 = _conv_block(2 * w, w)
         self.out = nn.Conv2d(w, c, 1)
         self.pool = nn.MaxPool2d(2)
+        if config.residual:  # the correction starts at zero: the untrained network returns its input
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(x)
@@ -103,6 +116,8 @@ class UNetDenoiser(nn.Module):
         m = self.mid(self.pool(e2))
         d2 = self.dec2(torch.cat([self.up2(m), e2], dim=1))
         d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
+        if self.config.residual:
+            return torch.logit(x.float().clamp(RESIDUAL_EPS, 1 - RESIDUAL_EPS)).to(d1.dtype) + self.out(d1)
         return self.out(d1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

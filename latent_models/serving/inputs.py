@@ -18,7 +18,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from latent_models.models.config import MNIST_SHAPE
-from latent_models.serving.png import IMAGE_COLUMN, BadImage, decode_png, describe, encode_png, to_pixels
+from latent_models.serving.png import (
+    CHANNEL_WORDS,
+    IMAGE_COLUMN,
+    BadImage,
+    decode_png,
+    describe,
+    encode_png,
+    shape_words,
+    takes,
+    to_pixels,
+)
 
 MAX_BATCH = 1024  # per REST request: images (sum of `n` when sampling), or latents
 CHUNK = 1024  # images per forward pass: in-process and file prediction take any N in bounded memory
@@ -126,7 +136,10 @@ def to_model_input(
     elif shape[1:] == (math.prod(image_shape),):
         array = array.reshape(-1, *image_shape)
     elif shape[1:] != image_shape:
-        raise InvalidInput(f"images have shape {shape}; expected {float_layouts(image_shape)}")
+        raise InvalidInput(
+            f"images have shape {shape}; expected {float_layouts(image_shape)} — "
+            f"{takes(image_shape, _tensor_words(shape))}"
+        )
     if not np.isfinite(array).all():
         raise InvalidInput("images contain NaN or infinite values")
     if clip:
@@ -139,6 +152,20 @@ def to_model_input(
                 '(scale 8-bit pixels by 1/255, or pass params {"clip": true} to clip)'
             )
     return torch.from_numpy(np.ascontiguousarray(array)), shape
+
+
+def _tensor_words(shape: tuple[int, ...]) -> str | None:
+    """What images a float tensor of this shape holds, in `shape_words`' words (None: not
+    images): (N, H, W) grey, (N, C, H, W), or (N, H, W, C) channels last."""
+    if len(shape) == 3:
+        return shape_words(1, *shape[1:])
+    if len(shape) == 4:
+        if shape[1] not in CHANNEL_WORDS and shape[3] in CHANNEL_WORDS:
+            return f"{shape[1]}x{shape[2]}x{shape[3]} ({CHANNEL_WORDS[shape[3]]}, channels last: send (N, C, H, W))"
+        return shape_words(*shape[1:])
+    if len(shape) == 2:
+        return f"{shape[1]} values per image"
+    return None
 
 
 def _numbers(value, what: str, per_item: int, limit: int | None) -> np.ndarray:

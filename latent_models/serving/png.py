@@ -2,7 +2,8 @@
 
 Encoding is written directly (it is a third of Pillow's time for a small image); decoding
 uses Pillow and checks the size and mode against the model's image shape before reading
-any pixel data.
+any pixel data. A PNG of another shape or mode is refused naming both ("this model takes
+3x32x32 (RGB) images; got 1x28x28 (grey)").
 """
 
 from __future__ import annotations
@@ -51,6 +52,39 @@ def describe(image_shape: tuple[int, int, int]) -> str:
     return f"{MODES[channels][1]} {width}x{height} PNGs"
 
 
+# What a number of channels is called, in the words of `shape_words`.
+CHANNEL_WORDS = {1: "grey", 2: "grey with alpha", 3: "RGB", 4: "RGBA"}
+# PNG colour types (the IHDR header's byte 25): (channels, words).
+_PNG_COLOUR_TYPES = {0: (1, "grey"), 2: (3, "RGB"), 3: (1, "palette"), 4: (2, "grey with alpha"), 6: (4, "RGBA")}
+
+
+def shape_words(channels: int, height: int, width: int, kind: str | None = None) -> str:
+    """An image shape as a user reads it: '3x32x32 (RGB)', '1x28x28 (grey)'."""
+    kind = kind or CHANNEL_WORDS.get(channels)
+    return f"{channels}x{height}x{width}" + (f" ({kind})" if kind else "")
+
+
+def takes(image_shape: tuple[int, int, int], got: str | None = None) -> str:
+    """'this model takes 3x32x32 (RGB) images; got 1x28x28 (grey)': ends every message that
+    refuses images of the wrong shape or mode, naming both."""
+    text = f"this model takes {shape_words(*image_shape)} images"
+    return f"{text}; got {got}" if got else text
+
+
+def png_shape_words(raw: bytes) -> str | None:
+    """The shape and mode a PNG's header (IHDR) declares, in `shape_words`' words; None if unreadable."""
+    if len(raw) < 26 or raw[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", raw[16:24])
+    depth, colour_type = raw[24], raw[25]
+    if colour_type not in _PNG_COLOUR_TYPES:
+        return None
+    channels, kind = _PNG_COLOUR_TYPES[colour_type]
+    if depth != 8 and colour_type != 3:
+        kind = f"{depth}-bit {kind}"
+    return shape_words(channels, height, width, kind)
+
+
 def decode_png(item, index: int = 0, image_shape: tuple[int, int, int] = MNIST_SHAPE) -> np.ndarray:
     """One base64 PNG (str, optionally a `data:` URL) or raw PNG bytes -> (H, W) or (H, W, 3) uint8."""
     from PIL import Image, UnidentifiedImageError
@@ -81,18 +115,19 @@ def decode_png(item, index: int = 0, image_shape: tuple[int, int, int] = MNIST_S
     if len(raw) < 24 or raw[12:16] != b"IHDR":
         raise BadImage(f"{where}: unreadable PNG (no IHDR header)")
     claimed = struct.unpack(">II", raw[16:24])
+    refusal = f" — {takes(image_shape, png_shape_words(raw))}"
     if claimed != (width, height):
-        raise BadImage(f"{where}: PNG is {claimed[0]}x{claimed[1]}; expected {width}x{height}")
+        raise BadImage(f"{where}: PNG is {claimed[0]}x{claimed[1]}; expected {width}x{height}{refusal}")
     try:
         image = Image.open(io.BytesIO(raw), formats=["PNG"])
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
         raise BadImage(f"{where}: unreadable PNG ({exc})") from None
     with image:
         if image.size != (width, height):
-            raise BadImage(f"{where}: PNG is {image.size[0]}x{image.size[1]}; expected {width}x{height}")
+            raise BadImage(f"{where}: PNG is {image.size[0]}x{image.size[1]}; expected {width}x{height}{refusal}")
         if image.mode != mode:
             got = _PIL_MODES.get(image.mode, f"mode {image.mode}")
-            raise BadImage(f"{where}: PNG is {got}; expected {kind}")
+            raise BadImage(f"{where}: PNG is {got}; expected {kind}{refusal}")
         try:
             image.load()
         except (Image.DecompressionBombError, OSError, SyntaxError, ValueError, MemoryError) as exc:

@@ -26,6 +26,7 @@ def run_main(cfg: MainConfig) -> dict:
                 "ae_test_psnr_noisy": ae["test_psnr_noisy"],
                 "vae_test_neg_elbo": vae["test_neg_elbo"],
                 "vae_test_iw_nll": vae["test_iw_nll"],
+                "vae_test_neg_elbo_bits_per_dim": vae["test_neg_elbo_bits_per_dim"],
             }
         )
         return {"run_id": parent.info.run_id, "runs": {"ae": ae, "vae": vae}}

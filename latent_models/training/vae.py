@@ -124,16 +124,17 @@ class VAERecipe(Recipe):
             tracking.log_figure(
                 figures.image_grid(model.sample(100, generator=gen), "100 samples, z ~ N(0, I)"), figures.SAMPLES
             )
-            # Interpolate between two test digits of different classes.
+            # Interpolate between two test images of different classes (a folder's classes: its
+            # sub-folders; with one class, between the first two images).
             labels = data.test.labels
-            a = 0
-            b = int((labels != labels[a]).nonzero()[0])
+            a, other = 0, (labels != labels[0]).nonzero()
+            b = int(other[0]) if len(other) else min(1, len(labels) - 1)
             mu = model.encode(test_x[[a, b]].to(device))[0]
             t = torch.linspace(0, 1, 10, device=device)[:, None]
             path = model.decode((1 - t) * mu[0] + t * mu[1])
+            between = f"a {int(labels[a])} to a {int(labels[b])}" if len(other) else "between two test images"
             tracking.log_figure(
-                figures.image_rows({"": path}, f"Latent interpolation: a {int(labels[a])} to a {int(labels[b])}"),
-                figures.INTERPOLATION,
+                figures.image_rows({"": path}, f"Latent interpolation: {between}"), figures.INTERPOLATION
             )
         mu = latent_means(model, test_x[:5000])
         centred = mu - mu.mean(0)
