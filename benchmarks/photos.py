@@ -151,17 +151,6 @@ def bm3d_denoise(noisy: np.ndarray, sigma: float, cache: Path) -> np.ndarray:
     return out
 
 
-def load_torch_model(model_uri: str, dst: Path):
-    """The logged model's U-Net as a torch module (its config.json and weights.pt)."""
-    import mlflow
-
-    from latent_models.models import load_model_files
-
-    folder = Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=str(dst)))
-    config = next(folder.rglob("config.json"))
-    return load_model_files(config, config.parent / "weights.pt")
-
-
 def model_denoise(model, noisy: np.ndarray) -> np.ndarray:
     """The whole image at once: reflection-padded to multiples of 4 (two 2x poolings), cropped back.
     A grey image goes in replicated to RGB when the model has 3 channels; out: the channels' mean."""
@@ -293,6 +282,8 @@ def main(**opts) -> None:
     import mlflow
     import torch
 
+    from latent_models.serving.pyfunc import load_torch_model
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     command = " ".join(["python benchmarks/photos.py", shlex.join(sys.argv[1:])]).strip()
     load_before = os.getloadavg()
@@ -322,7 +313,7 @@ def main(**opts) -> None:
             runs[sigma] = {k: run.get(k) for k in ("run_id", "model_uri", "val_psnr", "test_psnr")}
             print(f"σ={sigma:g}: {json.dumps(runs[sigma])}", flush=True)
             uri = run["model_uri"]
-        model = load_torch_model(uri, tmp / f"model-{sigma:g}")
+        model = load_torch_model(uri, torch.device("cpu"))[0]
         results[sigma] = {}
         timing = {"nlm": 0.0, "bm3d": 0.0, "model": 0.0}
         for name, x in clean.items():

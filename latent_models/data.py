@@ -278,10 +278,9 @@ def load_folder(
         val = Split(*image_folder.load_split(plan.splits["val"].files, c, size, policy, per_image, seed + 1)[:2])
         test = Split(*image_folder.load_split(plan.splits["test"].files, c, size, policy, per_image, seed + 2)[:2])
         if in_memory:
-            images, labels, decoded = image_folder.load_split(train_files, c, size, policy, per_image, seed + 3)
+            images, labels, full = image_folder.load_split(train_files, c, size, policy, per_image, seed + 3)
             train = Split(images, labels)
             if policy == "patches":
-                full = [image_folder.at_least(x, size) for x in decoded]
                 train_batches, loading = image_folder.PatchesInMemory(full, size, per_image, seed), "patches in memory"
             else:
                 train_batches, loading = None, "in-memory"

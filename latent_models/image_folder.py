@@ -360,13 +360,10 @@ def memory_budget(budget_mb: float) -> int:
     return psutil.virtual_memory().available // 2
 
 
-def fixed_crops(images: list[torch.Tensor], size: int, per_image: int, seed: int) -> torch.Tensor:
-    """Validation and test crops: seeded, the same in every run on this folder."""
-    return random_crops([at_least(x, size) for x in images], size, per_image, torch.Generator().manual_seed(seed))
-
-
 def load_split(files: list[ImageFile], channels: int, size: int, policy: str, per_image: int, seed: int):
-    """(images, labels) of a held-in-memory split, with any unreadable file refused by name."""
+    """(images, labels, full images) of a held-in-memory split, with any unreadable file refused
+    by name. `patches`: the images are fixed crops (seeded, the same in every run on this
+    folder) and the full images come back scaled up to `size` where smaller, ready to crop."""
     decoded = []
     for f in files:
         try:
@@ -374,7 +371,8 @@ def load_split(files: list[ImageFile], channels: int, size: int, policy: str, pe
         except Exception as exc:
             raise FolderError(f"{f.path} passed its header check but could not be decoded: {exc}") from None
     if policy == "patches":
-        images = fixed_crops(decoded, size, per_image, seed)
+        decoded = [at_least(x, size) for x in decoded]
+        images = random_crops(decoded, size, per_image, torch.Generator().manual_seed(seed))
         labels = torch.tensor([f.label for f in files for _ in range(per_image)], dtype=torch.int64)
     else:
         with warnings.catch_warnings():

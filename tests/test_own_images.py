@@ -16,6 +16,7 @@ from latent_models.serving.png import images_to_png_frame, png_frame_to_images
 from latent_models.tracking import CHAMPION, move_alias
 from latent_models.training.denoiser import run_ae
 from latent_models.training.vae import run_vae
+from tests.conftest import tracking_at
 from tests.test_image_folder import write_images
 from tests.test_serving_server import Server
 
@@ -42,41 +43,33 @@ def trained(tmp_path_factory):
     write_images(folder, 12, colour=8)
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     results = {}
-    with pytest.MonkeyPatch.context() as mp:
+    with pytest.MonkeyPatch.context() as mp, tracking_at(uri, mp):
         mp.chdir(tmp)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        try:
-            for name, (model, policy, channels, budget) in RUNS.items():
-                common = dict(
-                    dataset="folder",
-                    data_dir=str(folder),
-                    image_size=SIZE,
-                    image_policy=policy,
-                    channels=channels,
-                    patches_per_image=4,
-                    memory_budget_mb=budget,
-                    val_fraction=0.2,
-                    test_fraction=0.2,
-                    epochs=1,
-                    batch_size=8,
-                    width=8,
-                    experiment_name="own-images",
-                    registered_model_name=name,
-                    system_metrics=False,
-                )
-                if model == "ae":
-                    results[name] = run_ae(AEConfig(**common, noise="gaussian", noise_level=0.2, iterations=1))
-                else:
-                    results[name] = run_vae(VAEConfig(**common, latent_dim=4, iw_samples=4, prior_components=2))
-                # One epoch need not beat doing nothing: champion by hand, as `promote` does.
-                move_alias(name, results[name]["registered_version"], CHAMPION)
-            yield uri, tmp, results
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+        for name, (model, policy, channels, budget) in RUNS.items():
+            common = dict(
+                dataset="folder",
+                data_dir=str(folder),
+                image_size=SIZE,
+                image_policy=policy,
+                channels=channels,
+                patches_per_image=4,
+                memory_budget_mb=budget,
+                val_fraction=0.2,
+                test_fraction=0.2,
+                epochs=1,
+                batch_size=8,
+                width=8,
+                experiment_name="own-images",
+                registered_model_name=name,
+                system_metrics=False,
+            )
+            if model == "ae":
+                results[name] = run_ae(AEConfig(**common, noise="gaussian", noise_level=0.2, iterations=1))
+            else:
+                results[name] = run_vae(VAEConfig(**common, latent_dim=4, iw_samples=4, prior_components=2))
+            # One epoch need not beat doing nothing: champion by hand, as `promote` does.
+            move_alias(name, results[name]["registered_version"], CHAMPION)
+        yield uri, tmp, results
 
 
 def _shape(name: str) -> tuple[int, int, int]:

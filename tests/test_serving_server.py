@@ -30,7 +30,7 @@ from latent_models.serving.png import encode_png, images_to_png_frame, png_frame
 from latent_models.tracking import CHAMPION, move_alias
 from latent_models.training.denoiser import run_ae
 from latent_models.training.vae import run_vae
-from tests.conftest import FIXTURE_DATA
+from tests.conftest import FIXTURE_DATA, tracking_at
 from tests.test_serving import _png_claiming
 
 pytestmark = pytest.mark.e2e
@@ -126,40 +126,30 @@ def trained(tmp_path_factory):
     common = dict(
         data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_test=100, width=8, experiment_name="serve"
     )
-    with pytest.MonkeyPatch.context() as mp:
-        import mlflow
-
+    with pytest.MonkeyPatch.context() as mp, tracking_at(uri, mp):
         mp.chdir(tmp)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.delenv("MLFLOW_RUN_ID", raising=False)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        try:
-            # Gaussian 0.3 denoises well after a few short epochs (OneCycle warm-up is brief).
-            ae = run_ae(
-                AEConfig(
-                    **common,
-                    epochs=4,
-                    batch_size=20,
-                    lr=5e-3,
-                    noise=NOISE,
-                    noise_level=LEVEL,
-                    iterations=1,
-                    registered_model_name=DENOISER,
-                )
+        # Gaussian 0.3 denoises well after a few short epochs (OneCycle warm-up is brief).
+        ae = run_ae(
+            AEConfig(
+                **common,
+                epochs=4,
+                batch_size=20,
+                lr=5e-3,
+                noise=NOISE,
+                noise_level=LEVEL,
+                iterations=1,
+                registered_model_name=DENOISER,
             )
-            vae = run_vae(
-                VAEConfig(
-                    **common, epochs=2, batch_size=50, latent_dim=LATENT_DIM, iw_samples=10, registered_model_name=VAE
-                )
+        )
+        vae = run_vae(
+            VAEConfig(
+                **common, epochs=2, batch_size=50, latent_dim=LATENT_DIM, iw_samples=10, registered_model_name=VAE
             )
-            # Two epochs on 500 digits leave the VAE worse than the mean image, so training keeps
-            # it from champion; moved there by hand, as the promote entry point does.
-            assert vae["promotion"].startswith("rejected")
-            move_alias(VAE, vae["registered_version"], CHAMPION)
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
+        )
+        # Two epochs on 500 digits leave the VAE worse than the mean image, so training keeps
+        # it from champion; moved there by hand, as the promote entry point does.
+        assert vae["promotion"].startswith("rejected")
+        move_alias(VAE, vae["registered_version"], CHAMPION)
     assert ae["promotion"].startswith("champion")
     return uri, tmp
 
