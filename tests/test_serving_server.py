@@ -308,6 +308,11 @@ DENOISER_BAD = {
     "below 0": ({"inputs": [[-0.5] * 784]}, None, "must lie in [0, 1]; got min -0.5"),
     "strings": ({"inputs": [["white"] * 784]}, None, "images must be numbers"),
     "bad base64": (_split(["this is not base64!"]), None, "image 0: not valid base64"),
+    "object as a column name": (
+        {"dataframe_split": {"columns": [{}], "data": [None]}},
+        None,
+        "dataframe_split columns must be names (strings or numbers); found an object",
+    ),
     "not a PNG": (
         _split([base64.b64encode(b"\xff\xd8\xff\xe0 JFIF").decode()]),
         None,

@@ -255,7 +255,17 @@ def check_json_tensor(data: dict) -> None:
     builds a huge string array around one long string among numbers. Refuses a leaf that is
     not a number once numbers are seen (or the other way round), without converting
     anything; a tensor of one kind (all booleans, all strings) and other forms (columns,
-    records) go on to `predict`, which names the problem for the mode asked."""
+    records) go on to `predict`, which names the problem for the mode asked.
+
+    A `dataframe_split` whose column or index labels are not names (an object, a list) is
+    refused too: pandas builds the frame, but MLflow's error message prints it, and printing
+    such a frame raises, which MLflow answers with a bare 500."""
+    split = data.get("dataframe_split") if isinstance(data, dict) else None
+    for key in ("columns", "index"):
+        labels = split.get(key) if isinstance(split, dict) else None
+        for label in labels if isinstance(labels, list) else ():
+            if isinstance(label, (dict, list)):
+                raise InvalidInput(f"dataframe_split {key} must be names (strings or numbers); found {_kind(label)}")
     for key in ("inputs", "instances"):
         value = data.get(key) if isinstance(data, dict) else None
         if not (isinstance(value, list) and value and isinstance(value[0], (list, Real))):
