@@ -2,7 +2,7 @@
 
     python benchmarks/photos.py [--out DIR] [--sigmas 15,25,50] [--epochs N] [--tracking_uri URI]
 
-Needs the `bm3d` package (pip install bm3d; not a dependency of the project).
+BM3D comes from the `bm3d` package, a dependency of the project (evaluate's opt-in baseline).
 
 The images are the natural photographs that ship inside scikit-image's wheel (no download),
 split *by image*, fixed:
