@@ -195,6 +195,7 @@ def train(sigma: float, photos: Path, opts: dict, tmp: Path) -> dict:
         lr=opts["lr"],
         width=opts["width"],
         arch="unet",
+        residual=opts["residual"],
         seed=opts["seed"],
         register=False,
         download=False,
@@ -267,6 +268,12 @@ def _figure(path: Path, clean: np.ndarray, outputs: dict, psnrs: dict, sigma: fl
 @click.option("--batch_size", default=8, show_default=True)
 @click.option("--lr", default=5e-3, show_default=True, help="peak learning rate (one-cycle)")
 @click.option("--width", default=16, show_default=True, help="U-Net width (channels of the first layer)")
+@click.option(
+    "--residual/--no_residual",
+    default=False,
+    show_default=True,
+    help="residual U-Net: output = input + a learned correction (DnCNN's residual learning)",
+)
 @click.option(
     "--channels",
     type=click.Choice(["auto", "1", "3"]),
