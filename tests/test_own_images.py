@@ -169,3 +169,18 @@ def test_evaluate_reuses_the_folder_split_and_shape_of_the_training_run(trained)
     assert run.data.params["image_size"] == str(SIZE) and run.data.params["channels"] == "3"
     assert run.data.params["image_policy"] == "patches"
     assert {"psnr_model", "psnr_nl_means", "psnr_median"} <= set(run.data.metrics)
+
+
+@pytest.mark.parametrize("given", [{"image_size": 2 * SIZE}, {"channels": "1"}])
+def test_evaluate_refuses_a_shape_other_than_the_folder_models_own(trained, given):
+    """The model is evaluated at its own shape: a different image_size or channels is refused in
+    one line, before any run starts, rather than silently ignored."""
+    from latent_models.config import EvaluateConfig
+    from latent_models.errors import ConfigError
+    from latent_models.evaluation.evaluate import run_evaluate
+
+    experiment = f"own-images-refused-{next(iter(given))}"
+    with pytest.raises(ConfigError, match=f"this model takes 3x{SIZE}x{SIZE} images") as refused:
+        run_evaluate(EvaluateConfig(model_uri="models:/ae-patches/1", experiment_name=experiment, **given))
+    assert "\n" not in str(refused.value)
+    assert mlflow.get_experiment_by_name(experiment) is None

@@ -43,6 +43,18 @@ def test_auth_config_holds_no_password(tmp_path):
     assert "admin_password =" not in text
 
 
+@pytest.mark.parametrize("ttl", [60, 0])
+def test_auth_config_sets_the_credential_cache_that_mlflow_reads(tmp_path, monkeypatch, ttl):
+    """MLflow's own reader gets the TTL (its default, 0, re-checks scrypt on every request)."""
+    from mlflow.server.auth.config import read_auth_config
+
+    ini = team_access.write_auth_config(tmp_path / "auth.ini", "sqlite:///auth.db", auth_cache_ttl_seconds=ttl)
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(ini))
+    assert read_auth_config().auth_cache_ttl_seconds == ttl
+    with pytest.raises(ValueError, match="auth_cache_ttl_seconds must be >= 0"):
+        team_access.write_auth_config(tmp_path / "bad.ini", "sqlite:///auth.db", auth_cache_ttl_seconds=-1)
+
+
 def test_guarded_routes():
     route = team_server._route
     assert route("/api/2.0/mlflow/registered-models/alias", "POST") == "set_alias"
