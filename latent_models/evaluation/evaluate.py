@@ -94,10 +94,10 @@ def _as_trained_on_folder(cfg: EvaluateConfig, trained: dict, image_shape: tuple
     """A folder model is evaluated on its own shape and split: the folder (unless data_dir names
     another), policy and fractions of its training run; the size and channels of its config."""
     defaults = EvaluateConfig.__dataclass_fields__
-    channels, height, _ = image_shape
+    channels, height, width = image_shape
     if cfg.image_size not in (0, height) or cfg.channels not in ("auto", str(channels)):
         raise ConfigError(
-            f"this model takes {channels}x{height}x{height} images and is evaluated at that shape: "
+            f"this model takes {channels}x{height}x{width} images and is evaluated at that shape: "
             f"leave image_size at 0 and channels at auto (got image_size {cfg.image_size}, channels {cfg.channels})"
         )
 
