@@ -82,9 +82,9 @@ def write_auth_config(
     MLflow checks the password of every request with scrypt (about 0.15 s of server CPU): the
     auth-server test (a small training run, a served model) took 150 s instead of 57. Its
     credential cache skips the check for a (user, password) seen within
-    `auth_cache_ttl_seconds`. A password changed
-    through the API is dropped from the cache of the worker that handled the change at once,
-    and from the other workers within the TTL; 0 turns the cache off."""
+    `auth_cache_ttl_seconds`. A password changed through the API is dropped from the cache of
+    the worker that handled the change at once, and from the other workers within the TTL;
+    0 turns the cache off."""
     if auth_cache_ttl_seconds < 0:
         raise ValueError(f"auth_cache_ttl_seconds must be >= 0, got {auth_cache_ttl_seconds}")
     path = Path(path)
