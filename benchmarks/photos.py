@@ -27,8 +27,10 @@ fast mode, 5x5 patches, 13x13 search window, told σ, its h = factor x σ with t
 per σ and per colour/grey on one training image each, coffee and coins); BM3D (`bm3d.bm3d` for
 grey, `bm3d.bm3d_rgb` for colour, sigma_psd = σ/255, its default profile); and the model,
 applied to the whole image at once (the U-Net is fully convolutional: H and W are
-reflection-padded to multiples of 4 and the output is cropped back). PSNR in dB over all
-pixels and channels, images in [0, 1].
+reflection-padded to multiples of 4 and the output is cropped back), once (what the served
+model returns) and as its self-ensemble ("model ×8": the mean over the 8 flips and quarter
+turns of the image, each turned back; 8 times the inference). PSNR in dB over all pixels and
+channels, images in [0, 1].
 
 The models are grey (channels=1: colour training images converted to luma). A colour held-out
 image goes through them as CBM3D filters it (--colour luma_chroma): an orthonormal
@@ -85,7 +87,7 @@ TRAIN_IMAGES = (
 NLM_TUNE_IMAGES = {"colour": "coffee", "grey": "coins"}  # training images: NLM's h is picked on these
 NLM_H_FACTORS = (0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2)
 FIGURE_IMAGE, FIGURE_SIGMA = "astronaut", 25
-METHODS = ("noisy", "nlm", "bm3d", "model")
+METHODS = ("noisy", "nlm", "bm3d", "model", "model_x8")  # model_x8: its self-ensemble (model_denoise)
 
 
 def psnr(clean: np.ndarray, other: np.ndarray) -> float:
@@ -203,15 +205,34 @@ def luma_sigma(sigma: float) -> float:
     return sigma / np.sqrt(3)
 
 
-def colour_denoise(model, luma_model, noisy: np.ndarray, self_ensemble: bool = False) -> np.ndarray:
-    """A colour photo through grey models, as CBM3D filters it: the luma mean(R, G, B) (noise
-    σ/√3, in [0, 1]) through `luma_model`, trained at that level; the two chroma axes, shifted
-    by 0.5 into the images' range (noise σ), through `model`. Chroma is smooth, so it comes out
-    far cleaner than R, G and B denoised apart, which also leaves colour blotches."""
+COLOUR_SCHEMES = ("per_channel", "chroma", "luma_chroma")
+
+
+def colour_denoise(scheme: str, model, luma_model, noisy: np.ndarray, self_ensemble: bool = False) -> np.ndarray:
+    """A colour photo through grey models. per_channel: R, G and B apart. chroma and luma_chroma
+    work as CBM3D filters colour, on an orthonormal luma-chrominance transform: the two chroma
+    axes, shifted by 0.5 into the images' range (noise σ), go through `model`; chroma is smooth,
+    so it comes out far cleaner than R, G and B denoised apart (which also leaves colour
+    blotches). The luma comes from the per-channel output (chroma), or is mean(R, G, B), whose
+    noise is σ/√3, through `luma_model`, trained at that level (luma_chroma; but where a pixel
+    is clipped at 0 or 1 its noise is not that of a clipped σ/√3 image)."""
+    if scheme == "per_channel":
+        return model_denoise(model, noisy, self_ensemble)
     axes = noisy.astype(np.float64) @ OPPONENT.T
-    luma = model_denoise(luma_model, noisy.mean(-1), self_ensemble) * np.sqrt(3)
+    if scheme == "luma_chroma":
+        luma = model_denoise(luma_model, noisy.mean(-1), self_ensemble) * np.sqrt(3)
+    else:
+        luma = model_denoise(model, noisy, self_ensemble) @ OPPONENT[0]
     chroma = [model_denoise(model, (axes[..., k] + 0.5).astype(np.float32), self_ensemble) - 0.5 for k in (1, 2)]
     return (np.stack([luma, *chroma], -1) @ OPPONENT).astype(np.float32)
+
+
+def pick_colour_scheme(sigma: float, seed: int, model, luma_model) -> dict[str, float]:
+    """PSNR of each colour scheme on the colour training image NLM is tuned on (coffee)."""
+    name = NLM_TUNE_IMAGES["colour"]
+    clean = load_image(name)
+    noisy = add_noise(clean, sigma, image_seed(seed, name, sigma))
+    return {scheme: psnr(clean, colour_denoise(scheme, model, luma_model, noisy)) for scheme in COLOUR_SCHEMES}
 
 
 def train(sigma: float, photos: Path, opts: dict, tmp: Path) -> dict:
@@ -249,30 +270,31 @@ def train(sigma: float, photos: Path, opts: dict, tmp: Path) -> dict:
 
 def _mean_table(results: dict) -> str:
     lines = [
-        "| σ (0–255) | noisy | NLM | BM3D | model | model − best classical |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| σ (0–255) | noisy | NLM | BM3D | model | model ×8 | model − best classical | ×8 − best classical |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for sigma, per_image in results.items():
         mean = {m: float(np.mean([r[m] for r in per_image.values()])) for m in METHODS}
-        margin = mean["model"] - max(mean["nlm"], mean["bm3d"])
+        best = max(mean["nlm"], mean["bm3d"])
         lines.append(
             f"| {sigma:g} | {mean['noisy']:.2f} | {mean['nlm']:.2f} | {mean['bm3d']:.2f} | "
-            f"**{mean['model']:.2f}** | {margin:+.2f} |"
+            f"**{mean['model']:.2f}** | **{mean['model_x8']:.2f}** | {mean['model'] - best:+.2f} | "
+            f"{mean['model_x8'] - best:+.2f} |"
         )
     return "\n".join(lines)
 
 
 def _image_table(results: dict) -> str:
     lines = [
-        "| σ | image | noisy | NLM (h factor) | BM3D | model | model − best classical |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| σ | image | noisy | NLM (h factor) | BM3D | model | model ×8 | ×8 − best classical |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for sigma, per_image in results.items():
         for name, r in per_image.items():
-            margin = r["model"] - max(r["nlm"], r["bm3d"])
+            margin = r["model_x8"] - max(r["nlm"], r["bm3d"])
             lines.append(
                 f"| {sigma:g} | {name} ({r['kind']}) | {r['noisy']:.2f} | {r['nlm']:.2f} ({r['nlm_factor']:g}) | "
-                f"{r['bm3d']:.2f} | {r['model']:.2f} | {margin:+.2f} |"
+                f"{r['bm3d']:.2f} | {r['model']:.2f} | {r['model_x8']:.2f} | {margin:+.2f} |"
             )
     return "\n".join(lines)
 
@@ -286,7 +308,13 @@ def _figure(path: Path, clean: np.ndarray, outputs: dict, psnrs: dict, sigma: fl
     top, left, size = 30, 150, 200  # astronaut: the face, hair and a smooth background
     crop = (slice(top, top + size), slice(left, left + size))
     panels = [("clean", clean, None)] + [(m, outputs[m], psnrs[m]) for m in METHODS]
-    labels = {"noisy": "noisy input", "nlm": "non-local means", "bm3d": "BM3D", "model": "U-Net"}
+    labels = {
+        "noisy": "noisy input",
+        "nlm": "non-local means",
+        "bm3d": "BM3D",
+        "model": "U-Net",
+        "model_x8": "U-Net ×8",
+    }
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6))
     for ax, (key, image, value) in zip(axes, panels):
         ax.imshow(np.clip(image[crop], 0, 1), cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
@@ -323,17 +351,11 @@ def _figure(path: Path, clean: np.ndarray, outputs: dict, psnrs: dict, sigma: fl
 )
 @click.option(
     "--colour",
-    type=click.Choice(["luma_chroma", "per_channel"]),
-    default="luma_chroma",
+    type=click.Choice(["auto", *COLOUR_SCHEMES]),
+    default="auto",
     show_default=True,
-    help="how a grey model denoises a colour photo: luma_chroma (CBM3D's opponent space; one more model per σ, "
-    "trained at σ/√3 for the luma) or per_channel (R, G and B apart)",
-)
-@click.option(
-    "--self_ensemble/--no_self_ensemble",
-    default=False,
-    show_default=True,
-    help="the model's output: the mean over the 8 flips and quarter turns of the image (8x the inference time)",
+    help="how a grey model denoises a colour photo (colour_denoise): per_channel, chroma or luma_chroma (one more "
+    "model per σ, trained at σ/√3 for the luma); auto: the best of the three on coffee, a training image, per σ",
 )
 @click.option("--seed", default=0, show_default=True, help="seed of training and of the test noise")
 @click.option("--device", default="auto", show_default=True)
@@ -364,7 +386,7 @@ def main(**opts) -> None:
     sigmas = [float(s) for s in opts["sigmas"].split(",")]
     given = dict(item.split("=", 1) for item in opts["model_uris"].split(",") if item)
     clean = {name: load_image(name) for name in TEST_IMAGES}
-    results, seconds, runs, figure = {}, {}, {}, None
+    results, seconds, runs, schemes, figure = {}, {}, {}, {}, None
 
     def model_at(level: float):
         """The grey model trained at noise `level` (0-255 scale): given, or trained now."""
@@ -384,11 +406,18 @@ def main(**opts) -> None:
         factors = tune_nlm(sigma, opts["seed"])
         seconds[f"σ={sigma:g} NLM tuning"] = time.perf_counter() - t
         model = model_at(sigma)
-        luma_model = None
-        if opts["colour"] == "luma_chroma" and model.config.channels == 1:
-            luma_model = model_at(luma_sigma(sigma))
+        scheme, luma_model = "per_channel", None
+        if model.config.channels == 1 and opts["colour"] != "per_channel":
+            scheme = opts["colour"]
+            if scheme in ("auto", "luma_chroma"):
+                luma_model = model_at(luma_sigma(sigma))
+            if scheme == "auto":
+                on_coffee = pick_colour_scheme(sigma, opts["seed"], model, luma_model)
+                scheme = max(on_coffee, key=on_coffee.get)
+                print(f"σ={sigma:g} colour scheme on coffee: {json.dumps(on_coffee)} -> {scheme}", flush=True)
+        schemes[sigma] = scheme
         results[sigma] = {}
-        timing = {"nlm": 0.0, "bm3d": 0.0, "model": 0.0}
+        timing = {"nlm": 0.0, "bm3d": 0.0, "model": 0.0, "model_x8": 0.0}
         for name, x in clean.items():
             noisy = add_noise(x, sigma, image_seed(opts["seed"], name, sigma))
             kind = "colour" if x.ndim == 3 else "grey"
@@ -400,12 +429,13 @@ def main(**opts) -> None:
             cache = out / "cache" / f"bm3d-{name}-sigma{sigma:g}-seed{opts['seed']}.npy"
             outputs["bm3d"] = bm3d_denoise(noisy, sigma, cache)
             timing["bm3d"] += time.perf_counter() - t
-            t = time.perf_counter()
-            if kind == "colour" and luma_model is not None:
-                outputs["model"] = colour_denoise(model, luma_model, noisy, opts["self_ensemble"])
-            else:
-                outputs["model"] = model_denoise(model, noisy, opts["self_ensemble"])
-            timing["model"] += time.perf_counter() - t
+            for method, self_ensemble in (("model", False), ("model_x8", True)):
+                t = time.perf_counter()
+                if kind == "colour":
+                    outputs[method] = colour_denoise(scheme, model, luma_model, noisy, self_ensemble)
+                else:
+                    outputs[method] = model_denoise(model, noisy, self_ensemble)
+                timing[method] += time.perf_counter() - t
             row = {m: psnr(x, outputs[m]) for m in METHODS}
             results[sigma][name] = {**row, "kind": kind, "nlm_factor": factors[kind]}
             print(f"σ={sigma:g} {name}: " + ", ".join(f"{m} {v:.2f}" for m, v in row.items()), flush=True)
@@ -422,6 +452,7 @@ def main(**opts) -> None:
                 "command": command,
                 "results": {f"{s:g}": r for s, r in results.items()},
                 "runs": {f"{s:g}": r for s, r in runs.items()},
+                "colour_schemes": {f"{s:g}": r for s, r in schemes.items()},
                 "seconds": seconds,
             },
             indent=2,
@@ -431,6 +462,8 @@ def main(**opts) -> None:
     print("Mean PSNR (dB) over the held-out images " + ", ".join(TEST_IMAGES) + ":\n")
     print(_mean_table(results) + "\n")
     print(_image_table(results) + "\n")
+    if schemes:
+        print("Colour photos through grey models: " + ", ".join(f"σ={s:g} {c}" for s, c in schemes.items()))
     print(
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), CUDA {'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}; "
