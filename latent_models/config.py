@@ -206,7 +206,7 @@ class AEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOp
     )
     iterations: int = _help("passes of the iterative-reconstruction figure", default=5)
     residual: bool = _help(
-        "unet: output = input + a learned correction (the network learns the noise; better on photographs)",
+        "unet: output = input + a learned correction, trained with MSE (DnCNN's residual learning; for photographs)",
         default=False,
     )
 

@@ -2,7 +2,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from latent_models.errors import ConfigError
 from latent_models.models import ConvAutoencoder, DenoiserConfig, UNetDenoiser, build_model
+from latent_models.models.config import config_from_dict
+from latent_models.models.denoiser import reconstruction_loss
 from latent_models.noise import add_noise
 
 
@@ -57,28 +60,45 @@ def test_a_few_steps_reduce_the_denoising_loss(arch, fixture_data):
 
 
 def test_residual_unet_starts_as_the_identity_and_learns_a_correction():
-    import pytest
-    import torch
-
-    from latent_models.errors import ConfigError
-    from latent_models.models import build_model
-    from latent_models.models.config import config_from_dict
-    from latent_models.models.denoiser import DenoiserConfig
-
     config = DenoiserConfig(image_shape=(3, 16, 16), width=4, residual=True)
     model = build_model(config)
-    x = torch.rand(2, 3, 16, 16) * 0.9 + 0.05
-    assert torch.allclose(model(x), x, atol=1e-6)  # the correction starts at zero
+    x = torch.rand(2, 3, 16, 16)
+    x[0, 0, 0, :2] = torch.tensor([0.0, 1.0])  # the ends of the range pass through unchanged too
+    assert torch.equal(model(x), x)  # the correction starts at zero
     plain = build_model(DenoiserConfig(image_shape=(3, 16, 16), width=4))
     assert not torch.allclose(plain(x), x, atol=1e-2)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(3):
-        loss = torch.nn.functional.mse_loss(model(x), x.flip(0))
+        loss = reconstruction_loss(model, x, x.flip(0))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     assert not torch.allclose(model(x), x, atol=1e-3)  # the output layer does learn
+    assert model(x).min() >= 0 and model(x).max() <= 1  # clamped to an image
+    with pytest.raises(ValueError, match="no logits"):
+        model.logits(x)
     assert config_from_dict(config.to_dict()) == config
     assert config_from_dict({k: v for k, v in config.to_dict().items() if k != "residual"}).residual is False
     with pytest.raises(ConfigError, match="residual=true needs arch=unet"):
         DenoiserConfig(arch="conv", residual=True)
+
+
+@pytest.mark.parametrize("arch", ["conv", "unet"])
+def test_each_head_trains_with_its_own_loss(arch):
+    """Sigmoid head: BCE on the logits; residual head: MSE on the unclamped input + correction,
+    so a correction that overshoots [0, 1] still gets a gradient."""
+    x, clean = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
+    sigmoid = build_model(DenoiserConfig(image_shape=(1, 8, 8), arch=arch, width=4, latent_dim=4))
+    expected = F.binary_cross_entropy_with_logits(sigmoid.logits(x), clean, reduction="none")
+    assert torch.allclose(reconstruction_loss(sigmoid, x, clean, reduction="none"), expected)
+    assert torch.allclose(reconstruction_loss(sigmoid, x, clean), expected.mean())
+    if arch == "conv":
+        return
+    residual = build_model(DenoiserConfig(image_shape=(1, 8, 8), width=4, residual=True))
+    with torch.no_grad():
+        residual.out.bias.fill_(0.5)  # pushes the output past 1 where x > 0.5
+    raw = x + 0.5
+    assert torch.allclose(residual.raw_output(x), raw)
+    assert torch.allclose(residual(x), raw.clamp(0, 1))
+    assert torch.allclose(reconstruction_loss(residual, x, clean), F.mse_loss(raw, clean))
+    assert not torch.allclose(reconstruction_loss(residual, x, clean), F.mse_loss(raw.clamp(0, 1), clean))

@@ -1,11 +1,19 @@
 """Denoising autoencoders for images in [0, 1] of the shape in their config (MNIST: 1x28x28).
 
 `conv` has a real bottleneck (a `latent_dim` vector) so its latent space can be studied;
-`unet` keeps skip connections and is the stronger denoiser. Both end in a sigmoid so the
-output is a valid image, with no normalisation or activation before it. `logits` exposes
-the pre-sigmoid output: training on it with binary cross-entropy keeps gradients alive
-where MSE through a saturated sigmoid stalls (the network collapses to an all-black
-output within a few dozen steps).
+`unet` keeps skip connections and is the stronger denoiser. Each has one of two output heads,
+with the loss that fits it (`reconstruction_loss`):
+
+- sigmoid (the default): the output is a valid image by construction. It trains with binary
+  cross-entropy on the logits, which keeps gradients alive where MSE through a saturated
+  sigmoid stalls (on MNIST the network collapses to an all-black output within a few dozen
+  steps).
+- residual (`unet` only, DnCNN's residual learning): the output is the input plus a learned
+  correction, clamped to [0, 1]; it trains with MSE on the unclamped sum, PSNR's own loss. It
+  starts as the identity, so at low noise it only has to learn the noise. On photographs it
+  is the better head (benchmarks/photos.py).
+
+No normalisation or activation comes before the output.
 """
 
 from __future__ import annotations
@@ -15,12 +23,12 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from latent_models.errors import ConfigError
 from latent_models.models.config import ModelConfig
 
 Arch = Literal["unet", "conv"]
-RESIDUAL_EPS = 1e-3  # the input is clamped to [eps, 1 - eps] before its logit (0 and 1 are infinite)
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,8 @@ class DenoiserConfig(ModelConfig):
     arch: Arch = "unet"
     width: int = 16  # channels of the first layer
     latent_dim: int = 32  # bottleneck size (conv only)
-    # unet only: the output's logits are the input's plus a learned correction (the network
-    # learns the noise, DnCNN's residual learning); it starts as the identity.
+    # unet only: the residual head (output = input + a learned correction, trained with MSE)
+    # instead of the sigmoid head; see the module's docstring.
     residual: bool = False
 
     def __post_init__(self):
@@ -86,6 +94,8 @@ class ConvAutoencoder(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.decoder_input(self.encode(x)))
 
+    raw_output = logits  # the sigmoid head's
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x))
 
@@ -110,18 +120,32 @@ class UNetDenoiser(nn.Module):
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The output before its head makes it an image: logits (sigmoid head), or the input
+        plus the correction, unclamped (residual head)."""
         e1 = self.enc1(x)
         e2 = self.enc2(self.pool(e1))
         m = self.mid(self.pool(e2))
         d2 = self.dec2(torch.cat([self.up2(m), e2], dim=1))
         d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
+        return x + self.out(d1) if self.config.residual else self.out(d1)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.residual:
-            return torch.logit(x.float().clamp(RESIDUAL_EPS, 1 - RESIDUAL_EPS)).to(d1.dtype) + self.out(d1)
-        return self.out(d1)
+            raise ValueError("a residual U-Net has no logits: its raw output is the input plus a correction")
+        return self.raw_output(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(x))
+        raw = self.raw_output(x)
+        return raw.clamp(0, 1) if self.config.residual else torch.sigmoid(raw)
+
+
+def reconstruction_loss(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, reduction: str = "mean"):
+    """The loss that fits the model's head (see the module's docstring), in fp32 under autocast."""
+    raw = model.raw_output(noisy).float()
+    if model.config.residual:
+        return F.mse_loss(raw, clean, reduction=reduction)
+    return F.binary_cross_entropy_with_logits(raw, clean, reduction=reduction)
 
 
 def build_denoiser(config: DenoiserConfig) -> nn.Module:

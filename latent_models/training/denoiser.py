@@ -3,8 +3,6 @@ batch, PSNR/SSIM on fixed-noise validation and test images, and its figures."""
 
 from __future__ import annotations
 
-from torch.nn import functional as F
-
 from latent_models import tracking
 from latent_models.config import AEConfig
 from latent_models.data import DataSplits
@@ -19,6 +17,7 @@ from latent_models.evaluation.scores import (
     iterate_denoiser,
     psnr_by_level,
 )
+from latent_models.models.denoiser import reconstruction_loss
 from latent_models.noise import add_noise, fixed_noise
 from latent_models.training.loop import EpochHook
 from latent_models.training.pipeline import Recipe, input_example, run_pipeline
@@ -28,13 +27,12 @@ SWEEP_IMAGES = 2000
 
 
 def denoising_loss(noise: str, level: float):
-    """Fresh noise every batch; BCE on logits (gradients survive sigmoid saturation).
-    The noise is drawn for the whole batch; the loss is computed on `rows` of it."""
+    """Fresh noise every batch; the loss of the model's head (BCE on logits, or the residual
+    head's MSE). The noise is drawn for the whole batch; the loss is computed on `rows` of it."""
 
     def loss_fn(model, clean, generator, progress, rows=slice(None)):
         noisy = add_noise(clean, noise, level, generator)[rows]
-        loss = F.binary_cross_entropy_with_logits(model.logits(noisy).float(), clean[rows])  # fp32 under autocast
-        return loss, {}
+        return reconstruction_loss(model, noisy, clean[rows]), {}
 
     return loss_fn
 
@@ -63,9 +61,7 @@ class DenoiserRecipe(Recipe):
         metrics = evaluate_denoiser(model, self.data.val.images, self.val_noisy)
         metrics["loss"] = (
             batched(
-                lambda x, y: (
-                    F.binary_cross_entropy_with_logits(model.logits(x), y, reduction="none").flatten(1).mean(1)
-                ),
+                lambda x, y: reconstruction_loss(model, x, y, reduction="none").flatten(1).mean(1),
                 self.val_noisy,
                 self.data.val.images,
                 device=next(model.parameters()).device,
@@ -104,7 +100,7 @@ class DenoiserRecipe(Recipe):
             figures.loss_curves(
                 history,
                 {
-                    "BCE loss": ["train_loss", "val_loss"],
+                    "MSE loss" if cfg.residual else "BCE loss": ["train_loss", "val_loss"],
                     "validation PSNR (dB)": ["val_psnr"],
                     "validation SSIM": ["val_ssim"],
                 },
