@@ -33,13 +33,10 @@ turns of the image, each turned back; 8 times the inference). PSNR in dB over al
 channels, images in [0, 1].
 
 The models are grey (channels=1: colour training images converted to luma). A colour held-out
-image goes through them as CBM3D filters it (--colour luma_chroma): an orthonormal
-luma-chrominance transform keeps the noise N(0, σ²) and independent on each axis; the luma
-mean(R, G, B), whose noise is σ/√3, goes through the model trained at σ/√3, and the two
-chroma axes, shifted by 0.5 into [0, 1], through the model at σ; then back to RGB. Chroma is
-smooth and comes out far cleaner than R, G and B denoised apart (--colour per_channel, which
-also leaves colour blotches): at σ=25 on the training image coffee, 29.62 dB per channel,
-30.17 with chroma only, 30.71 with both. A 3-channel model (--channels auto) would see
+image goes through them by one of the schemes of `colour_denoise` (per_channel, chroma,
+luma_chroma: CBM3D's luma-chrominance transform, with one more model trained at σ/√3 for the
+luma); --colour auto, the default, picks the best per σ on coffee, a training image, as NLM's
+h is picked (`pick_colour_scheme`; the README has the figures). A 3-channel model (--channels auto) would see
 a grey held-out image's noise, replicated to RGB, as the same in all three channels, which it
 never saw in training; it then gets the noisy grey image replicated to RGB and the mean of its
 three output channels is kept. With the sigmoid head at σ=25 the RGB model was worse than
