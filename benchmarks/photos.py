@@ -250,6 +250,7 @@ def train(sigma: float, photos: Path, opts: dict, tmp: Path) -> dict:
         epochs=opts["epochs"],
         batch_size=opts["batch_size"],
         lr=opts["lr"],
+        max_grad_norm=opts["max_grad_norm"],
         width=opts["width"],
         arch="unet",
         residual=opts["residual"],
@@ -332,6 +333,7 @@ def _figure(path: Path, clean: np.ndarray, outputs: dict, psnrs: dict, sigma: fl
 @click.option("--batch_size", default=8, show_default=True)
 @click.option("--lr", default=5e-3, show_default=True, help="peak learning rate (one-cycle)")
 @click.option("--width", default=16, show_default=True, help="U-Net width (channels of the first layer)")
+@click.option("--max_grad_norm", default=0.0, show_default=True, help="clip the gradients' global norm (0: off)")
 @click.option(
     "--residual/--no_residual",
     default=True,

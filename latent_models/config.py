@@ -89,6 +89,11 @@ class TrainOptions:
     lr: float = _help("peak learning rate (AdamW)", default=3e-3)
     weight_decay: float = _help("AdamW weight decay", default=1e-4)
     adam_beta2: float = _help("AdamW's second-moment decay (beta2); lower adapts faster in short runs", default=0.999)
+    max_grad_norm: float = _help(
+        "clip the gradients' global norm to this before each step (0: off); guards a long, high-lr run "
+        "against a loss spike",
+        default=0.0,
+    )
     schedule: Schedule = _help("learning-rate schedule", default="onecycle")
     seed: int = _help("seed for weights, batches, noise and the validation split", default=0)
 
@@ -550,6 +555,8 @@ def _validate_common(cfg, model) -> None:
         raise ConfigError(f"weight_decay must be >= 0, got {cfg.weight_decay}")
     if not 0 <= cfg.adam_beta2 < 1:
         raise ConfigError(f"adam_beta2 must be in [0, 1), got {cfg.adam_beta2}")
+    if cfg.max_grad_norm < 0:
+        raise ConfigError(f"max_grad_norm must be >= 0 (0: off), got {cfg.max_grad_norm}")
 
 
 def as_params(cfg) -> dict:

@@ -23,6 +23,7 @@ from tests.conftest import FIXTURE_DATA
         (cli.vae, ["--likelihood", "gaussian", "--binarize", "true"], "binarize=true needs likelihood=bernoulli"),
         (cli.main, ["--ae_epochs", "0"], "ae_epochs must be > 0"),
         (cli.vae, ["--adam_beta2", "1"], "adam_beta2 must be in [0, 1), got 1.0"),
+        (cli.ae, ["--max_grad_norm", "-1"], "max_grad_norm must be >= 0 (0: off), got -1.0"),
         (cli.ae, ["--nproc_per_node", "0"], "nproc_per_node must be > 0, got 0"),
         (
             cli.vae,

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from latent_models.training.loop import (
     Objective,
@@ -70,6 +71,42 @@ def test_adam_beta2_reaches_the_optimizer():
     _, default = _fit(seed=5)
     _, lower = _fit(seed=5, adam_beta2=0.9)
     assert default.history != lower.history
+
+
+def _gradient_norms_at_each_step(**settings) -> list[float]:
+    """The global gradient norm the optimizer sees at each step of `_fit`."""
+    norms = []
+
+    def record(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        _fit(seed=5, **settings)
+    finally:
+        handle.remove()
+    return norms
+
+
+def test_max_grad_norm_clips_what_the_optimizer_sees_and_zero_leaves_it_alone():
+    unclipped = _gradient_norms_at_each_step()
+    limit = sorted(unclipped)[len(unclipped) // 2]  # the median: half the steps exceed it unclipped
+    clipped = _gradient_norms_at_each_step(max_grad_norm=limit)
+    assert sum(n > limit * 1.01 for n in unclipped) >= len(unclipped) // 3
+    assert len(clipped) == len(unclipped) and max(clipped) <= limit * (1 + 1e-5)
+    assert _gradient_norms_at_each_step(max_grad_norm=0.0) == unclipped
+    _, off = _fit(seed=5)
+    _, on = _fit(seed=5, max_grad_norm=limit)
+    assert off.history != on.history
+
+
+def test_max_grad_norm_goes_from_the_entry_point_config_to_the_loop():
+    from latent_models.config import AEConfig, VAEConfig
+
+    assert Settings.of(AEConfig(), "fp32").max_grad_norm == 0.0
+    assert Settings.of(AEConfig(max_grad_norm=0.5), "fp32").max_grad_norm == 0.5
+    assert Settings.of(VAEConfig(max_grad_norm=2.0), "fp32").max_grad_norm == 2.0
 
 
 def test_same_seed_same_history_and_weights():
