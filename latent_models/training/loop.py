@@ -117,11 +117,14 @@ def state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _clip_gradients(model: nn.Module, max_norm: float) -> None:
+def _clip_gradients(model: nn.Module, optimizer, scaler, max_norm: float) -> None:
     """One bad batch can throw a long high-lr run off for good (a residual U-Net on photos at
     lr 0.005 jumped to a loss of 3e3 at epoch 63 of 144 and never came back): clip the global
-    gradient norm when `max_norm` > 0; 0 leaves the step untouched."""
+    gradient norm when `max_norm` > 0 (the true gradients: unscaled first under fp16); 0 leaves
+    the step untouched."""
     if max_norm > 0:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
 
@@ -301,13 +304,11 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
-                _clip_gradients(model, settings.max_grad_norm)
+                _clip_gradients(model, optimizer, scaler, settings.max_grad_norm)
                 optimizer.step()
             else:
                 scaler.scale(loss).backward()
-                if settings.max_grad_norm > 0:
-                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                _clip_gradients(model, settings.max_grad_norm)
+                _clip_gradients(model, optimizer, scaler, settings.max_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
             scheduler.step()
