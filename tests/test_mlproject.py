@@ -1,6 +1,7 @@
 """MLproject, click options and config dataclasses must agree one to one."""
 
 import dataclasses
+import shlex
 import typing
 from pathlib import Path
 
@@ -79,3 +80,16 @@ def test_choice_fields_are_click_choices_of_their_literal(name):
             assert f.default in typing.get_args(hints[f.name]), f.name
         else:
             assert not isinstance(options[f.name].type, click.Choice), f.name
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_mlflow_computes_each_command_from_the_declared_params_alone(name, tmp_path):
+    """MLflow's own loader formats the command with the declared params only: an undeclared
+    `{param}` stops `mlflow run` with a KeyError before anything starts."""
+    from mlflow.projects import _project_spec
+
+    entry = _project_spec.load_project(str(REPO)).get_entry_point(name)
+    argv = shlex.split(entry.compute_command({}, str(tmp_path)))
+    options = [a[2:] for a in argv if a.startswith("--")]
+    assert len(options) == len(set(options)), f"an option is passed twice: {sorted(options)}"
+    assert set(options) == set(entry.parameters)
