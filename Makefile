@@ -5,12 +5,22 @@ PYTHON ?= python3
 DATA_DIR ?= $(or $(LATENT_MODELS_DATA_DIR),data)
 EXPERIMENT ?= latent-models
 
-.PHONY: install train test test-fast lint format benchmark
-install: $(VENV)/.installed
+# TORCH_INDEX_URL: where torch comes from; empty is PyPI (its Linux build bundles CUDA, about 4 GB
+# more). A machine without an NVIDIA GPU can take the CPU-only build (docs/install.md):
+#   make train TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
+
+.PHONY: install install-test train test test-fast lint format benchmark docs
+install: $(VENV)/.installed  # what training, evaluating and serving need: the runtime dependencies only
+install-test: $(VENV)/.installed-test  # plus the test extra (pytest, pyspark, ruff, the docs tools, bm3d, ...)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install torch==2.14.1 torchvision==0.29.1
+	$(VENV)/bin/python -m pip install torch==2.14.1 torchvision==0.29.1 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	$(VENV)/bin/python -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(VENV)/bin/python -m pip install -e ".[test]"
 	touch $@
 
@@ -18,17 +28,20 @@ train: install
 	. $(VENV)/bin/activate && mlflow run . -e main --env-manager local \
 		--experiment-name $(EXPERIMENT) -P data_dir=$(abspath $(DATA_DIR))
 
-test: install
+test: install-test
 	$(VENV)/bin/python -m pytest
 
-test-fast: install  # everything but the end-to-end tier (servers, `mlflow run`, UI, DDP)
+test-fast: install-test  # everything but the end-to-end tier (servers, `mlflow run`, UI, DDP)
 	$(VENV)/bin/python -m pytest -m "not e2e"
 
-lint: install  # what CI checks: ruff's lint rules and formatting (pyproject.toml [tool.ruff])
+lint: install-test  # what CI checks: ruff's lint rules and formatting (pyproject.toml [tool.ruff])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: install  # fix what can be fixed: import order, then formatting
+docs: install-test  # the documentation site, as CI builds it: broken links and anchors fail (site/ is ignored)
+	$(VENV)/bin/mkdocs build --strict
+
+format: install-test  # fix what can be fixed: import order, then formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 

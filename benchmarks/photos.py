@@ -1,8 +1,9 @@
-"""Denoise real photographs: the U-Net against non-local means and BM3D (issue 15).
+"""Denoise real photographs: the U-Net against non-local means and BM3D.
 
     python benchmarks/photos.py [--out DIR] [--sigmas 15,25,50] [--epochs N] [--tracking_uri URI]
 
-BM3D comes from the `bm3d` package, a dependency of the project (evaluate's opt-in baseline).
+BM3D comes from the `bm3d` package, the opt-in extra `pip install -e ".[bm3d]"` (also evaluate's opt-in
+baseline; its licence is free for non-commercial use only).
 
 The images are the natural photographs that ship inside scikit-image's wheel (no download),
 split *by image*, fixed:
@@ -36,11 +37,11 @@ The models are grey (channels=1: colour training images converted to luma). A co
 image goes through them by one of the schemes of `colour_denoise` (per_channel, chroma,
 luma_chroma: CBM3D's luma-chrominance transform, with one more model trained at σ/√3 for the
 luma); --colour auto, the default, picks the best per σ on coffee, a training image, as NLM's
-h is picked (`pick_colour_scheme`; the README has the figures). A 3-channel model (--channels auto) would see
+h is picked (`pick_colour_scheme`; docs/results.md has the figures). A 3-channel model (--channels auto) would see
 a grey held-out image's noise, replicated to RGB, as the same in all three channels, which it
 never saw in training; it then gets the noisy grey image replicated to RGB and the mean of its
 three output channels is kept. With the sigmoid head at σ=25 the RGB model was worse than
-the grey one on every image: 1.42 dB on camera, 0.53 on astronaut and 0.17 on chelsea (README).
+the grey one on every image: 1.42 dB on camera, 0.53 on astronaut and 0.17 on chelsea (docs/results.md).
 
 Prints the tables (mean over the held-out images, and per image), the command, the machine and
 the wall times, and writes <out>/photos_benchmark.png (a crop of one colour test image at
@@ -143,10 +144,7 @@ def tune_nlm(sigma: float, seed: int) -> dict[str, float]:
 def bm3d_denoise(noisy: np.ndarray, sigma: float, cache: Path) -> np.ndarray:
     if cache.exists():
         return np.load(cache)
-    try:
-        import bm3d
-    except ImportError as e:
-        raise click.ClickException("BM3D needs the bm3d package: pip install bm3d") from e
+    import bm3d  # checked in main
 
     s = sigma / 255.0
     out = bm3d.bm3d(noisy, s) if noisy.ndim == 2 else bm3d.bm3d_rgb(noisy, s)
@@ -368,8 +366,11 @@ def main(**opts) -> None:
     import mlflow
     import torch
 
+    from latent_models.evaluation.baselines import BM3D_MISSING, bm3d_installed
     from latent_models.serving.pyfunc import load_torch_model
 
+    if not bm3d_installed():  # before hours of training, not after
+        raise click.ClickException(BM3D_MISSING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     command = " ".join(["python benchmarks/photos.py", shlex.join(sys.argv[1:])]).strip()
     load_before = os.getloadavg()

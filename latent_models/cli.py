@@ -1,5 +1,10 @@
 """Click commands for the entry points. Options are generated from the config dataclasses,
-so option names, MLproject parameter names and logged params cannot drift apart."""
+so option names, MLproject parameter names and logged params cannot drift apart.
+
+Loading this module (and `--help`) imports neither torch nor mlflow: the configs and the
+errors are free of them, and each command imports what it runs when it runs
+(tests/test_cli_startup.py checks it; benchmarks/cli_startup.py measures it).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,6 @@ import click
 
 from latent_models.config import (
     AEConfig,
-    ConfigError,
     EvaluateConfig,
     MainConfig,
     PromoteConfig,
@@ -21,11 +25,16 @@ from latent_models.config import (
     SweepConfig,
     VAEConfig,
 )
-from latent_models.data import DataError
-from latent_models.device import DeviceError
-from latent_models.team_access import PROJECT_MODELS, AccessDenied, AccessError, describe_refusal
-from latent_models.tracking import RegistryError, ResumeError
-from latent_models.training import distributed
+from latent_models.errors import (
+    AccessDenied,
+    AccessError,
+    ConfigError,
+    DataError,
+    DeviceError,
+    RegistryError,
+    ResumeError,
+)
+from latent_models.team_access import PROJECT_MODELS, describe_refusal
 
 USER_ERRORS = (
     ConfigError,
@@ -85,6 +94,8 @@ def run_command(config_cls, runner):
 
     @options_from(config_cls)
     def command(**options):
+        from latent_models.training import distributed  # torch: when a command runs, not for --help
+
         try:
             cfg = config_cls(**options)  # validates itself, the one time
             if getattr(cfg, "nproc_per_node", 1) > 1 and not distributed.under_torchrun():
@@ -127,6 +138,10 @@ def _print_summary(result: dict) -> None:
             or k in ("run_id", "registered_version", "promotion")
         }
         click.echo(prefix + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+    if result.get("run_id"):
+        from latent_models.tracking import ui_link
+
+        click.echo(f"In the MLflow UI: {ui_link(result['run_id'])}")
 
 
 def _ae(cfg: AEConfig) -> dict:

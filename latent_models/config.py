@@ -10,7 +10,12 @@ device). Nothing downstream validates again; a config derived from another (`ae_
 a sweep's child, `dataclasses.replace`, `with_logged_params`) is a new object and validates
 itself, once. Each rule is written once: a choice is its `Literal` type; a rule that also
 holds outside the configs lives where its concept does (`noise.check_noise`,
-`models.prior.check_components`, `device.check`) and the configs call it.
+`models.prior.check_components`, `evaluation.baselines.baselines_named`, `device.check`) and
+the configs call it.
+
+This module imports no torch: `cli.py` builds every command's options (and `--help`) from it.
+The value sets come from torch-free modules (`choices`, the model configs); the rules above
+live in modules that need torch, so a config imports them when it validates, not when it loads.
 """
 
 from __future__ import annotations
@@ -21,18 +26,20 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
-from latent_models.data import Dataset
-from latent_models.device import DEVICE_CHOICES, Precision
-from latent_models.device import check as check_device
+from latent_models.choices import (
+    DEVICE_CHOICES,
+    NOISE_MODELS,
+    Channels,
+    Dataset,
+    ImagePolicy,
+    Noise,
+    Precision,
+    Schedule,
+)
 from latent_models.errors import ConfigError  # defined apart: noise.py and models/prior.py raise it too
-from latent_models.evaluation.baselines import baselines_named
-from latent_models.image_folder import Channels, ImagePolicy
 from latent_models.models.config import MNIST_SHAPE, check_image_size
-from latent_models.models.denoiser import Arch, DenoiserConfig
-from latent_models.models.prior import check_components
-from latent_models.models.vae import Likelihood, VAEModelConfig
-from latent_models.noise import NOISE_MODELS, Noise, check_noise
-from latent_models.training.loop import Schedule
+from latent_models.models.denoiser_config import Arch, DenoiserConfig
+from latent_models.models.vae_config import Likelihood, VAEModelConfig
 
 ChildModel = Literal["ae", "vae"]  # what a sweep's children or a search's trials train
 Sampler = Literal["tpe", "random"]
@@ -216,6 +223,8 @@ class AEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainOp
     )
 
     def _check(self) -> None:
+        from latent_models.noise import check_noise  # torch: imported to validate, not to build the CLI
+
         _validate_common(self, DenoiserConfig)
         check_noise(self.noise, self.noise_level)
         self.model_config(MNIST_SHAPE)  # the model's own rules (e.g. residual needs unet), before any run
@@ -258,6 +267,8 @@ class VAEConfig(ModelOptions, DeviceOptions, RunOptions, TrackingOptions, TrainO
     )
 
     def _check(self) -> None:
+        from latent_models.models.prior import check_components  # torch: imported to validate
+
         _validate_common(self, VAEModelConfig)
         if self.prior_components:  # 0: no fitted prior
             check_components(self.prior_components, name="prior_components")
@@ -284,7 +295,7 @@ class MainConfig(DeviceOptions, TrackingOptions, DataOptions, _Validated):
 
     def _check(self) -> None:
         _validate_data(self, VAEModelConfig)  # the VAE takes the smaller range of sizes
-        check_device(self.device, self.precision)
+        _check_device(self.device, self.precision)
         _positive("ae_epochs", self.ae_epochs)
         _positive("vae_epochs", self.vae_epochs)
 
@@ -319,7 +330,7 @@ class EvaluateConfig(DataOptions, _Validated):
     tune_images: int = _help("denoiser: validation images that tune each classical baseline", default=500)
     baselines: str = _help(
         "denoiser: classical baselines, comma-separated (gaussian_blur, median, nl_means, bm3d), default "
-        "(all but bm3d: about 1 s an image here) or all",
+        "(all but bm3d, the slowest and an opt-in extra: pip install -e '.[bm3d]') or all",
         default="default",
     )
     iw_samples: int = _help("VAE: importance samples k for test_iw_nll", default=100)
@@ -340,7 +351,10 @@ class EvaluateConfig(DataOptions, _Validated):
     )
 
     def _check(self) -> None:
-        check_device(self.device)
+        from latent_models.evaluation.baselines import baselines_named  # torch: imported to validate
+        from latent_models.models.prior import check_components
+
+        _check_device(self.device)
         if not self.model_uri:
             raise ConfigError("model_uri must not be empty (e.g. models:/latent-denoiser@champion)")
         if self.val_size < 0:
@@ -385,7 +399,7 @@ class SweepConfig(DeviceOptions, _Validated):
     register: bool = _help("register every child's model", default=False)
 
     def _check(self) -> None:
-        check_device(self.device, self.precision)
+        _check_device(self.device, self.precision)
 
     def child_config_class(self):
         return AEConfig if self.model == "ae" else VAEConfig
@@ -440,7 +454,7 @@ class SearchConfig(DeviceOptions, _Validated):
     )
 
     def _check(self) -> None:
-        check_device(self.device, self.precision)
+        _check_device(self.device, self.precision)
         _positive("n_trials", self.n_trials)
         if self.timeout < 0:
             raise ConfigError(f"timeout must be >= 0 (0: no limit), got {self.timeout}")
@@ -541,10 +555,17 @@ def _validate_iw(cfg) -> None:
         raise ConfigError(f"iw_images must be >= 0, got {cfg.iw_images}")
 
 
+def _check_device(device: str, precision: str = "auto", nproc_per_node: int = 1) -> None:
+    """`device.check`, imported here when a config validates: it needs torch."""
+    from latent_models.device import check
+
+    check(device, precision, nproc_per_node)
+
+
 def _validate_common(cfg, model) -> None:
     _validate_data(cfg, model)
     _positive("nproc_per_node", cfg.nproc_per_node)
-    check_device(cfg.device, cfg.precision, cfg.nproc_per_node)
+    _check_device(cfg.device, cfg.precision, cfg.nproc_per_node)
     if cfg.batch_size % cfg.nproc_per_node:
         raise ConfigError(f"batch_size ({cfg.batch_size}) must be divisible by nproc_per_node ({cfg.nproc_per_node})")
     if cfg.resume and cfg.nproc_per_node > 1:

@@ -16,16 +16,16 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from latent_models import image_folder
+from latent_models.choices import Dataset
+from latent_models.errors import DataError
 
 DATA_DIR_ENV = "LATENT_MODELS_DATA_DIR"
 DEFAULT_DATA_DIR = "data"
 
-Dataset = Literal["mnist", "fashion-mnist", "folder"]  # folder: the images under data_dir
 # dataset name -> (torchvision class name, folder under the root)
 DATASETS: dict[Dataset, tuple[str, str]] = {
     "mnist": ("MNIST", "MNIST"),
@@ -38,10 +38,6 @@ IDX_FILES = {
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 IMAGE_SIZE = 28
-
-
-class DataError(Exception):
-    """A user-facing problem with the data files: missing, truncated or corrupt."""
 
 
 @dataclass

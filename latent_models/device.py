@@ -12,19 +12,16 @@ import contextlib
 import itertools
 import os
 import re
-from typing import Literal, get_args
+from typing import get_args
 
 import torch
 
-DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+from latent_models.choices import DEVICE_CHOICES, Precision
+from latent_models.errors import DeviceError
+
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 ENV_VAR = "LATENT_MODELS_DEVICE"  # the serving device (default auto)
-
-
-class DeviceError(ValueError):
-    """A device or precision this machine cannot provide; the message says what to pass."""
 
 
 def cuda_count() -> int:

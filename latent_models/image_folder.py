@@ -27,14 +27,12 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-ImagePolicy = Literal["resize", "center_crop", "patches"]
-Channels = Literal["auto", "1", "3"]
 SPLIT_FOLDERS = ("train", "val", "test")
 COLOUR_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "La"}
 DEFAULT_FOLDER_IMAGE_SIZE = 64

@@ -6,14 +6,13 @@ Training draws fresh noise each batch from a seeded generator; validation and te
 
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from typing import Callable
 
 import torch
 
+from latent_models.choices import NOISE_MODELS, Noise
 from latent_models.errors import ConfigError
 
-Noise = Literal["gaussian", "uniform", "salt_pepper", "mask"]
-NOISE_MODELS: tuple[Noise, ...] = get_args(Noise)
 PROBABILITY_NOISE = ("salt_pepper", "mask")  # their level is a probability (0..1)
 
 
@@ -23,7 +22,7 @@ def add_gaussian_noise(x: torch.Tensor, sigma: float, generator=None) -> torch.T
 
 
 def add_uniform_noise(x: torch.Tensor, amplitude: float, generator=None) -> torch.Tensor:
-    """amplitude * (U(0,1) - 0.5): the seed study's model; amplitude 0.5 is the headline."""
+    """amplitude * (U(0,1) - 0.5): the default noise model; amplitude 0.5 is the default level."""
     u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
     return (x + amplitude * (u - 0.5)).clamp_(0.0, 1.0)
 

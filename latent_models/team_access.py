@@ -21,6 +21,8 @@ import re
 import secrets
 from pathlib import Path
 
+from latent_models.errors import AccessDenied, AccessError
+
 WORKSPACE = "default"  # MLflow's workspace when workspaces are off
 ROLES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "readers": (("experiment", "*", "READ"), ("registered_model", "*", "READ")),
@@ -31,14 +33,6 @@ ROLES: dict[str, tuple[tuple[str, str, str], ...]] = {
 PROJECT_MODELS = ("latent-denoiser", "latent-vae", "latent-mnist-classifier", "latent-fashion-mnist-classifier")
 LEGACY_DEFAULT_ADMIN_PASSWORD = "password1234"  # what MLflow's basic_auth.ini shipped before 3.x
 MIN_PASSWORD = 12  # MLflow's password policy
-
-
-class AccessError(ValueError):
-    """A team-access request a user can fix (bad input, not an admin, no server)."""
-
-
-class AccessDenied(Exception):
-    """The tracking server refused a request (HTTP 401 or 403); the message is one line."""
 
 
 # --- credentials ----------------------------------------------------------------------

@@ -27,16 +27,14 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
 import latent_models
+from latent_models.errors import RegistryError, ResumeError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 CHECKPOINT_DIR_ENV = "LATENT_MODELS_CHECKPOINT_DIR"
 CHECKPOINT_ARTIFACT = "checkpoint"  # the run's artifact folder holding last.pt
-
-
-class ResumeError(ValueError):
-    """A resume request a user can fix: unknown run, finished run, different data."""
+NOTE = "mlflow.note.content"  # the description the MLflow UI shows for a run, a logged model or an experiment
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -124,6 +122,8 @@ def training_run(
     run_id = run.info.run_id
     checkpoint = checkpoint_path(run_id, checkpoint_dir)
     with run:
+        if not parent_run_id:
+            mark_model_training(run.info.experiment_id)
         mlflow.set_tags(provenance_tags())
         try:
             yield run
@@ -170,6 +170,30 @@ def pipeline_run(cfg, data, parent_run_id: str | None, resumed, tags: dict):
             log_datasets(datasets, data.name, data.digest, data.sizes)
         set_tags({**data.tags, **tags})
         yield run, datasets
+
+
+# MLflow 3's UI shows an experiment as GenAI work (traces, "Agent versions") or as model training
+# (runs, models, metrics). This tag says which; the UI also asks for it when it is missing.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# The sidebar's GenAI / Model training switch is remembered per browser, GenAI for a new one; a link
+# with this query opens the Model training view (the UI's own links carry it the same way).
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+
+
+def mark_model_training(experiment_id: str) -> None:
+    client = MlflowClient()
+    if EXPERIMENT_KIND[0] not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, *EXPERIMENT_KIND)
+
+
+def ui_link(run_id: str) -> str:
+    """The run's page in the MLflow UI, in its Model training view: on the tracking server, or
+    where `mlflow ui` serves a local store."""
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    experiment_id = MlflowClient().get_run(run_id).info.experiment_id
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{MODEL_TRAINING_VIEW}"
 
 
 def _experiment_id(name: str) -> str:
@@ -451,16 +475,34 @@ def log_selected_model(
     test_metrics: dict[str, float],
     test_dataset,
     registered_model_name: str | None = None,
+    description: str = "",
+    registered_model_description: str = "",
 ) -> LoggedModelRef:
     """The run's model, the weights of the epoch chosen on validation (`step`): logged, linked
-    to that epoch's validation metrics and to its test metrics, each on its dataset, and
-    registered when a name is given."""
+    to that epoch's validation metrics and to its test metrics, each on its dataset, described
+    (the MLflow UI's description, Markdown) and registered when a name is given (`register_model`)."""
     ref = log_model(name, save, step, model_type)
     link_metrics(ref.model_id, val_metrics, val_dataset, step)
     link_metrics(ref.model_id, test_metrics, test_dataset)
+    if description:
+        MlflowClient().set_logged_model_tags(ref.model_id, {NOTE: description})
     if registered_model_name:
-        ref.version = str(mlflow.register_model(ref.model_uri, registered_model_name).version)
+        ref.version = register_model(ref.model_uri, registered_model_name, registered_model_description)
     return ref
+
+
+def register_model(model_uri: str, name: str, registered_model_description: str = "") -> str:
+    """Register a logged model (`models:/<id>`) as a new version of `name`, with the logged
+    model's description as the version's; the registered model gets `registered_model_description`
+    where it has none yet (a description someone wrote in the UI stays)."""
+    client = MlflowClient()
+    version = str(mlflow.register_model(model_uri, name).version)
+    note = client.get_logged_model(model_uri.removeprefix("models:/")).tags.get(NOTE)
+    if note:
+        client.update_model_version(name, version, description=note)
+    if registered_model_description and not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=registered_model_description)
+    return version
 
 
 def checkpoint_models(name: str, model_type: str, save_now: Callable[[], Callable[[str, Model], None]], val_dataset):
@@ -511,7 +553,7 @@ def logged_model_steps() -> set[int]:
 
 def set_description(text: str) -> None:
     """The run's description in the MLflow UI (Markdown)."""
-    mlflow.set_tag("mlflow.note.content", text)
+    mlflow.set_tag(NOTE, text)
 
 
 def log_figure(figure, path: str) -> None:
@@ -544,10 +586,6 @@ def tag_model_version(name: str, version: str, tags: dict[str, object]) -> None:
 # --- registry aliases: candidate and champion ------------------------------------------
 
 CANDIDATE, CHAMPION = "candidate", "champion"
-
-
-class RegistryError(ValueError):
-    """A registry request a user can fix: unknown model, version or alias."""
 
 
 @dataclasses.dataclass

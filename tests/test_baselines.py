@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 
@@ -6,6 +8,7 @@ from latent_models.evaluation.baselines import (
     ALL_BASELINES,
     BASELINES,
     BM3D,
+    BM3D_MISSING,
     Baseline,
     baselines_named,
     bm3d,
@@ -110,3 +113,18 @@ def test_bm3d_is_opt_in_and_tunes_on_a_few_images():
     tune(counting, images, images)
     assert seen == [5, 5]
     assert BM3D.tune_images > 0 and BM3D.setting == "sigma_psd"
+
+
+def test_without_its_package_bm3d_is_refused_in_one_line_that_says_how_to_install_it(monkeypatch):
+    from click.testing import CliRunner
+
+    from latent_models import cli
+
+    monkeypatch.setitem(sys.modules, "bm3d", None)  # as if the extra were not installed
+    assert baselines_named("default") == BASELINES  # the core install's baselines need nothing more
+    for names in ("all", "median,bm3d"):
+        with pytest.raises(ValueError, match=r'pip install -e "\.\[bm3d\]"'):
+            baselines_named(names)
+    result = CliRunner().invoke(cli.evaluate, ["--baselines", "all"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: baselines: {BM3D_MISSING}"]

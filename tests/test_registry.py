@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from latent_models import cli
 from latent_models.config import AEConfig
-from latent_models.tracking import CANDIDATE, CHAMPION, aliases, promote_if_better
+from latent_models.tracking import CANDIDATE, CHAMPION, aliases, promote_if_better, ui_link
 from latent_models.training.denoiser import run_ae
 from tests.conftest import FIXTURE_DATA, tracking_at
 
@@ -177,6 +177,25 @@ def test_training_promotes_only_a_better_model(tracking):
     assert run.data.tags["promotion"] == "kept" and "does not beat" in run.data.tags["promotion_reason"]
     assert float(MlflowClient().get_model_version("t-denoiser", "3").tags["val_psnr"]) == pytest.approx(
         max(m.value for m in MlflowClient().get_metric_history(tie["run_id"], "val_psnr"))
+    )
+
+    # The registry's pages explain themselves: the version's and the logged model's description is
+    # the run's summary with the metrics it was chosen on; the registered model says how to call it.
+    client = MlflowClient()
+    described = client.get_model_version("t-denoiser", "4").description
+    assert described == client.get_logged_model(better["model_id"]).tags["mlflow.note.content"]
+    assert described.startswith("This run trained the `unet` denoiser on mnist for 4 epochs")
+    assert f"val_psnr = {better['val_psnr']:.4g}" in described and f"test_psnr = {better['test_psnr']:.4g}" in described
+    registered = client.get_registered_model("t-denoiser").description
+    assert (
+        registered.startswith("A convolutional denoising autoencoder") and "models:/t-denoiser@champion" in registered
+    )
+    # The experiment is a model-training one, and the printed link opens the UI's Model training view.
+    experiment = client.get_experiment_by_name("registry")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert ui_link(better["run_id"]) == (
+        f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs/{better['run_id']}"
+        "?workflowType=machine_learning"
     )
 
 

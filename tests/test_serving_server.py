@@ -466,7 +466,7 @@ def test_a_hostile_request_does_not_hold_up_another(servers):
 
 # MLflow's scoring server answers these itself, before `predict` runs, with a 500 whose body
 # is only "Internal Server Error" (no stack trace, no path); no MLflow setting changes it
-# (mlflow/mlflow#4897). A proxy in front turns them into 4xx (README, Bad requests). This
+# (mlflow/mlflow#4897). A proxy in front turns them into 4xx (docs/serving.md, Bad requests). This
 # pins the behaviour: when an MLflow upgrade answers 4xx, move them into the tables above.
 UPSTREAM_500 = {
     "no Content-Type": (json.dumps({"inputs": [[0.5] * 784]}), {}),

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from latent_models.config import AEConfig, VAEConfig
+from latent_models.tracking import MODEL_TRAINING_VIEW
 from latent_models.training.denoiser import run_ae
 from latent_models.training.vae import run_vae
 from tests.conftest import TINY, mlflow_server, tracking_at
@@ -261,12 +262,16 @@ def test_the_models_tab_lists_both_models_with_their_validation_metric(request, 
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("Chromium not installed (apt-get install chromium); skipping the browser check of the Models tab")
-    page = f"{url}/#/experiments/{experiment_id}/models"
+    # In the Model training view, as the links the project prints open it (a fresh browser's
+    # default is the GenAI view, whose sidebar lists "Agent versions" and no model registry).
+    page = f"{url}/#/experiments/{experiment_id}/models?{MODEL_TRAINING_VIEW}"
     # The table shows each value in full (JavaScript's shortest round-trip form, as Python's repr).
-    wanted = ["denoiser", "vae", "val_psnr", "val_neg_elbo", *(repr(value) for _, value in expected.values())]
+    wanted = ["Model registry", "denoiser", "vae", "val_psnr", "val_neg_elbo"]
+    wanted += [repr(value) for _, value in expected.values()]
     text, missing, err, budget = _page_text(chromium, page, wanted, tmp_path)
     errors = "\n".join(line for line in err.splitlines() if "dbus" not in line)[-1500:]
     assert not missing, (
         f"{page} does not show {missing} after {budget} ms of virtual time; "
         f"its text: {text[:3000]!r}\nChromium's stderr ends: {errors}"
     )
+    assert "Agent versions" not in text

@@ -278,6 +278,46 @@ def summary(model_type: str, cfg, metrics: dict[str, float]) -> list[str]:
     return SUMMARIES[model_type](cfg, collections.defaultdict(lambda: math.nan, metrics))
 
 
+# --- the registry's pages -------------------------------------------------------------------------
+
+DOCS_PAGE = "docs/serving.md in the latent-models repository (`mkdocs serve` shows the site)"
+# A registered model's description: what it does and how to call it (the MLflow UI shows it as Markdown).
+REGISTERED_MODEL_DESCRIPTIONS = {
+    "denoiser": (
+        "A convolutional denoising autoencoder: it takes noisy images and returns them denoised, in the "
+        "form they came (floats in [0, 1] as (N, H, W), (N, C, H, W) or (N, H*W); or a column `image` of "
+        "base64 PNGs).\n\n"
+        "Serve the champion: `mlflow models serve -m models:/{name}@champion -p 5001 --env-manager local`, "
+        'then POST `{{"inputs": [[...28 rows of 28 floats...]]}}` to `/invocations`. '
+        "Every version's description says what it was trained on and how it scored. Docs: " + DOCS_PAGE + "."
+    ),
+    "vae": (
+        "A convolutional variational autoencoder: it reconstructs images (the default mode), draws new "
+        'ones (`params: {{"mode": "sample", "n": 16, "seed": 0}}`) and decodes latent vectors '
+        '(`"mode": "decode"`).\n\n'
+        "Serve the champion: `mlflow models serve -m models:/{name}@champion -p 5002 --env-manager local`, "
+        "then POST to `/invocations`. Every version's description says what it was trained on and how it "
+        "scored. Docs: " + DOCS_PAGE + "."
+    ),
+    "classifier": (
+        "A small convolutional digit classifier, trained by `evaluate` on first use: its features give the "
+        "FID and class entropy of a VAE's samples. It returns class probabilities (N, classes). "
+        "Docs: docs/evaluate-sweep-search.md in the latent-models repository."
+    ),
+}
+
+
+def registered_model_description(model_type: str, name: str) -> str:
+    return REGISTERED_MODEL_DESCRIPTIONS[model_type].format(name=name)
+
+
+def model_description(summary_paragraphs: list[str], selected: dict[str, float], test: dict[str, float]) -> str:
+    """A logged model's and its registered version's description: the run's summary, then the
+    metrics it was chosen on (validation) and the ones it is reported with (test)."""
+    line = lambda title, m: f"**{title}:** " + ", ".join(f"{k} = {_number(v)}" for k, v in m.items())  # noqa: E731
+    return "\n\n".join([*summary_paragraphs, line("Chosen on validation", selected), line("Test", test)])
+
+
 def _epochs(n: float) -> str:
     return f"{n:g} epoch" + ("" if n == 1 else "s")
 

@@ -1,52 +1,48 @@
 """Model definitions. Pure PyTorch: nothing here knows about MLflow or training.
 
 Every model is built from its config (`model.config`) and saved as that config beside its
-weights; `build_model`, `save_model_files` and `load_model_files` are the one path for all.
+weights; `build_model`, `save_model_files` and `load_model_files` (`files.py`) are the one
+path for all.
+
+The configs are free of torch and load with this package (the CLI needs them for its
+options and validation, and its `--help` must not pay for torch); the models and the
+functions that build, save and load them are imported on first use (PEP 562 `__getattr__`),
+so `from latent_models.models import build_model` loads torch and nothing else changes.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import importlib
 
-import torch
-from torch import nn
-
-from latent_models.models.classifier import ClassifierConfig, DigitClassifier
+from latent_models.models.classifier_config import ClassifierConfig
 from latent_models.models.config import ModelConfig, config_from_dict
-from latent_models.models.denoiser import ConvAutoencoder, DenoiserConfig, UNetDenoiser, build_denoiser
-from latent_models.models.vae import ConvVAE, VAEModelConfig
+from latent_models.models.denoiser_config import DenoiserConfig
+from latent_models.models.vae_config import VAEModelConfig
 
 MODEL_CONFIGS = {c.kind: c for c in (DenoiserConfig, VAEModelConfig, ClassifierConfig)}
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"
+
+# What needs torch: name -> the module defining it, imported when the name is first used.
+_TORCH_NAMES = {
+    "ConvAutoencoder": "latent_models.models.denoiser",
+    "UNetDenoiser": "latent_models.models.denoiser",
+    "ConvVAE": "latent_models.models.vae",
+    "DigitClassifier": "latent_models.models.classifier",
+    "build_model": "latent_models.models.files",
+    "save_model_files": "latent_models.models.files",
+    "load_model_files": "latent_models.models.files",
+}
 
 
-def build_model(config: ModelConfig) -> nn.Module:
-    if isinstance(config, DenoiserConfig):
-        return build_denoiser(config)
-    if isinstance(config, VAEModelConfig):
-        return ConvVAE(config)
-    if isinstance(config, ClassifierConfig):
-        return DigitClassifier(config)
-    raise TypeError(f"no model for {type(config).__name__}")
+def __getattr__(name: str):
+    if name in _TORCH_NAMES:
+        value = getattr(importlib.import_module(_TORCH_NAMES[name]), name)
+        globals()[name] = value  # found here from now on, without this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def save_model_files(model: nn.Module, folder: str | Path) -> dict[str, str]:
-    """`config.json` and `weights.pt` (a state_dict, on the CPU) in `folder`: name -> path."""
-    folder = Path(folder)
-    paths = {"config": str(folder / CONFIG_FILE), "weights": str(folder / WEIGHTS_FILE)}
-    Path(paths["config"]).write_text(json.dumps(model.config.to_dict(), indent=2))
-    torch.save({k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}, paths["weights"])
-    return paths
-
-
-def load_model_files(
-    config_path: str | Path, weights_path: str | Path, device: torch.device | str = "cpu"
-) -> nn.Module:
-    """The model `save_model_files` wrote, in eval mode on `device`, wherever it was trained."""
-    model = build_model(config_from_dict(json.loads(Path(config_path).read_text())))
-    model.load_state_dict(torch.load(weights_path, map_location=device, weights_only=True))
-    return model.to(device).eval()
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_TORCH_NAMES})
 
 
 __all__ = [

@@ -7,21 +7,10 @@ trained on the dataset itself sees what makes a digit a digit. `features` is the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from latent_models.models.config import ModelConfig
-
-
-@dataclass(frozen=True)
-class ClassifierConfig(ModelConfig):
-    kind = "classifier"
-    max_side = 256
-    classes: int = 10
-    width: int = 32
-    feature_dim: int = 128
+from latent_models.models.classifier_config import ClassifierConfig
 
 
 class DigitClassifier(nn.Module):

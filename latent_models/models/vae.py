@@ -9,32 +9,13 @@ the reconstruction term is a real log-density rather than a bare MSE.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal, get_args
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import Permute
 
-from latent_models.models.config import ModelConfig
-
-Likelihood = Literal["bernoulli", "gaussian"]
-LIKELIHOODS = get_args(Likelihood)
-
-
-@dataclass(frozen=True)
-class VAEModelConfig(ModelConfig):
-    kind = "vae"
-    max_side = 256  # dense layers of 2 * width * (side / 4)^2 x 256 weights: 134M at 256
-    latent_dim: int = 16
-    width: int = 32  # channels of the first layer
-    likelihood: Likelihood = "bernoulli"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"unknown likelihood {self.likelihood!r}; expected one of {LIKELIHOODS}")
+from latent_models.models.vae_config import VAEModelConfig
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ form). MLflow does not enforce an output schema on answers (REST answers are as 
 question's form); `mlflow.pyfunc.spark_udf` reads it as its default result type, and a
 (-1, 28, 28) tensor spec there is refused ("Only 1D or 2D tensors are supported"). So a
 Spark column of base64 PNGs scores with no `result_type`; a column of flattened floats
-(N, C*H*W) with `result_type="array<float>"` (see README, Batch scoring).
+(N, C*H*W) with `result_type="array<float>"` (see docs/serving.md, Batch scoring).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from latent_models import tracking
 from latent_models.data import DataSplits
 from latent_models.device import resolve_device
+from latent_models.evaluation import report
 from latent_models.evaluation.scores import batched
 from latent_models.models.classifier import ClassifierConfig, DigitClassifier
 from latent_models.serving.logged_model import model_saver
@@ -75,6 +76,12 @@ def classifier_for(
                 test,
                 datasets["test"],
                 name,
+                description=report.model_description(
+                    [f"A digit classifier trained on {data.name} ({len(data.train)} images) for {epochs} epochs."],
+                    result.selected_validation_metrics(),
+                    test,
+                ),
+                registered_model_description=report.registered_model_description("classifier", name),
             ).version
             tracking.tag_model_version(name, version, {**tags, "test_accuracy": round(test["test_accuracy"], 5)})
     model, _ = load_torch_model(f"models:/{name}/{version}", resolve_device(device))

@@ -30,14 +30,13 @@ from torch import distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from latent_models.choices import Schedule  # the learning-rate schedules `make_optimizer` knows, stepped per batch
 from latent_models.device import autocast, grad_scaler, module_device
 
 # loss_fn(model, batch, generator, progress, rows) -> (loss, floats to report); progress in
 # [0, epochs). `batch` is the whole (global) batch: draw its noise from `generator` for all
 # of it, then compute the loss on `batch[rows]` only (all rows in a single process).
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Generator, float, slice], tuple[torch.Tensor, dict]]
-# The learning-rate schedules `make_optimizer` knows, stepped per batch.
-Schedule = Literal["onecycle", "cosine"]
 # evaluate_fn(model) -> metrics of the validation set
 EvaluateFn = Callable[[nn.Module], dict]
 # on_epoch(epoch, metrics): each finished epoch's metrics (0-based epoch)

@@ -125,7 +125,8 @@ def run_pipeline(
         }
         tracking.log_metrics(facts)  # the run's alone: MLflow links none of them to the model
         recipe.log_figures(model, result.history)
-        tracking.set_description("\n\n".join(report.summary(kind, cfg, {**test, **facts})))
+        summary = report.summary(kind, cfg, {**test, **facts})
+        tracking.set_description("\n\n".join(summary))
         tracking.log_report(
             report.render(
                 kind,
@@ -148,6 +149,8 @@ def run_pipeline(
             test,
             datasets["test"],
             cfg.registered_model_name if cfg.register else None,
+            description=report.model_description(summary, validation, test),
+            registered_model_description=report.registered_model_description(kind, cfg.registered_model_name),
         )
         if ref.version:
             tracking.tag_model_version(

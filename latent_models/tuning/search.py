@@ -28,12 +28,14 @@ from optuna.trial import TrialState
 
 from latent_models import tracking
 from latent_models.config import ConfigError, SearchConfig, as_params
+from latent_models.evaluation import report
 from latent_models.tuning.child_runs import (
     TEST_METRICS,
     VALIDATION_METRICS,
     champion_rule,
     check_validation_metric,
     parse_assignments,
+    recipe,
     settable,
     splits_for,
     trainer,
@@ -498,7 +500,9 @@ def register_best(cfg: SearchConfig, plan: Plan, best) -> dict:
     name, run_id = child.registered_model_name, best.user_attrs["run_id"]
     version = tracking.find_model_version(name, {"run_id": run_id})
     if version is None:
-        version = str(mlflow.register_model(best.user_attrs["model_uri"], name).version)
+        version = tracking.register_model(
+            best.user_attrs["model_uri"], name, report.registered_model_description(recipe(cfg.model).kind, name)
+        )
         tracking.tag_model_version(
             name,
             version,
