@@ -20,7 +20,7 @@
 # Steps:
 #   1. the `cuda`-marked tests
 #   2. default `main` on the GPU in bf16: wall time, training images/s and test metrics beside
-#      the README's CPU row (targets: <= 60 s of training; within 0.1 dB and 0.5 nats of the CPU)
+#      the CPU row of docs/results.md (targets: <= 60 s of training; within 0.1 dB and 0.5 nats of the CPU)
 #   3. a 2-process nccl `ae` run (1 epoch), if there are two GPUs
 #   4. the served denoiser's p50 at batch 1 and 256 on the GPU (benchmarks/serving.py)
 set -uo pipefail
@@ -90,7 +90,7 @@ ae, vae = result["runs"]["ae"], result["runs"]["vae"]
 train = ae["train_seconds"] + vae["train_seconds"]
 print(f"\nmain wall time {wall:.0f} s, of which training {train:.1f} s (target <= 60 s: "
       f"{'met' if train <= 60 else 'MISSED'})")
-print("| run | device | train (s) | train images/s | test result | CPU row (README) |")
+print("| run | device | train (s) | train images/s | test result | CPU row (docs/results.md) |")
 print("|---|---|---:|---:|---|---|")
 print(f"| ae | cuda, bf16 | {ae['train_seconds']:.1f} | {ae['train_images_per_second']:.0f} | "
       f"PSNR {ae['test_psnr']:.2f} dB | 28.10 dB, 1274 images/s |")

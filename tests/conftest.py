@@ -15,6 +15,24 @@ FIXTURE_DATA = REPO / "tests" / "fixtures" / "data"
 # Tiny but real: a few hundred digits, small networks, two epochs.
 TINY = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, epochs=2, batch_size=50, width=8)
 
+# The same settings as each entry point's params (`mlflow run -P`, `latent-models --option`): one
+# epoch, the fixture's first 100 test images, no system-metrics thread; what the end-to-end tests
+# and the docs' commands run with (tests/docs_commands.py puts them in place of what the docs say).
+_DATA = dict(data_dir=str(FIXTURE_DATA), download="false", val_size=100, limit_test=100, system_metrics="false")
+_TRAIN = dict(_DATA, epochs=1, batch_size=TINY["batch_size"], width=TINY["width"])
+_IW = dict(iw_samples=10, iw_images=50)
+TINY_RUNS: dict[str, dict] = {
+    "ae": dict(_TRAIN, iterations=1),
+    "vae": dict(_TRAIN, **_IW),
+    "main": dict(_DATA, ae_epochs=1, vae_epochs=1),
+    "evaluate": dict(
+        _DATA, val_size=0, noise="uniform", images=50, tune_images=20, samples=64, classifier_epochs=1, **_IW
+    ),
+    "sweep": dict(data_dir=str(FIXTURE_DATA)),
+    "search": dict(data_dir=str(FIXTURE_DATA), n_trials=2, timeout=0),
+    "promote": {},
+}
+
 SERVER_DEADLINE_S = 120
 
 

@@ -1,5 +1,5 @@
 """The run report (latent_models/report.py) from plain data: what it says, that it embeds the
-figures, and that it escapes whatever a run can put in it. tests/test_end_to_end.py checks
+figures, and that it escapes whatever a run can put in it. tests/test_docs.py checks
 the report a real run logs."""
 
 import base64
