@@ -27,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.time import get_current_time_millis
 
 import latent_models
+from latent_models_seal import SEAL_TAG, mlmodel_digest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -401,6 +402,7 @@ class LoggedModelRef:
 
     model_id: str
     version: str | None = None
+    seal: str | None = None  # SHA-256 of its MLmodel (tag SEAL_TAG), None for an unsealed folder
 
     @property
     def model_uri(self) -> str:
@@ -415,6 +417,10 @@ def log_model(name: str, save: Callable[[str, Model], None], step: int, model_ty
     `mlflow.<flavor>.log_model`, this links none of the run's metrics to the model: MLflow
     would copy every metric the run has at `step` (training loss, learning rate, ...) without
     its dataset. The caller links exactly the ones that describe these weights (`link_metrics`).
+
+    A sealed folder's seal (SHA-256 of its MLmodel, which holds every other file's) becomes the
+    logged model's tag SEAL_TAG while it is PENDING; after READY the team server refuses changing
+    its files or that tag (docs/write-once.md).
     """
     client = MlflowClient()
     run_id = mlflow.active_run().info.run_id
@@ -432,13 +438,27 @@ def log_model(name: str, save: Callable[[str, Model], None], step: int, model_ty
                     model_id=model.model_id,
                 ),
             )
+            seal = mlmodel_digest(path)
+            if seal:
+                client.set_logged_model_tags(model.model_id, {SEAL_TAG: seal})
             client.log_model_artifacts(model.model_id, path)
     except BaseException:
         mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
         raise
     mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=step)])
-    return LoggedModelRef(model.model_id)
+    return LoggedModelRef(model.model_id, seal=seal)
+
+
+def register_version(model_uri: str, name: str) -> str:
+    """Register the logged model at `model_uri` (models:/<model id>) as a new version of `name`,
+    carrying its seal as the version's tag SEAL_TAG (the team server checks it is the logged
+    model's). Returns the version."""
+    tags = None
+    if model_uri.startswith("models:/m-"):
+        seal = mlflow.get_logged_model(model_uri[len("models:/") :]).tags.get(SEAL_TAG)
+        tags = {SEAL_TAG: seal} if seal else None
+    return str(mlflow.register_model(model_uri, name, tags=tags).version)
 
 
 def log_selected_model(
@@ -459,7 +479,7 @@ def log_selected_model(
     link_metrics(ref.model_id, val_metrics, val_dataset, step)
     link_metrics(ref.model_id, test_metrics, test_dataset)
     if registered_model_name:
-        ref.version = str(mlflow.register_model(ref.model_uri, registered_model_name).version)
+        ref.version = register_version(ref.model_uri, registered_model_name)
     return ref
 
 

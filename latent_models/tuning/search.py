@@ -498,7 +498,7 @@ def register_best(cfg: SearchConfig, plan: Plan, best) -> dict:
     name, run_id = child.registered_model_name, best.user_attrs["run_id"]
     version = tracking.find_model_version(name, {"run_id": run_id})
     if version is None:
-        version = str(mlflow.register_model(best.user_attrs["model_uri"], name).version)
+        version = tracking.register_version(best.user_attrs["model_uri"], name)
         tracking.tag_model_version(
             name,
             version,
