@@ -255,5 +255,4 @@ def watch_pyfunc_loads() -> None:
     pyfunc._add_code_from_conf_to_system_path = checked
 
 
-if "mlflow.pyfunc" in sys.modules:  # imported as a loader, or after MLflow's pyfunc
-    watch_pyfunc_loads()
+watch_pyfunc_loads()  # wherever this package is imported: as a loader, by latent_models, by hand
