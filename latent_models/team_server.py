@@ -23,12 +23,13 @@ Write-once (docs/write-once.md): MLflow judges an artifact upload under
 run, with the experiment's EDIT as fallback (which every trainer holds), and the models are logged
 from code. So, for everyone but admins, with a 403 of one line naming user, action and path:
 
-- no artifact upload, multipart upload or delete under a logged model that is READY, or under a
-  run that has ended (FINISHED, FAILED or KILLED), nor a delete of an experiment's artifact root
-  or its `models/` folder (both hold sealed files); a RUNNING run and a PENDING logged model keep
-  MLflow's rules (training, checkpoints, `log_checkpoints`);
-- a READY logged model cannot be finalized again, nor its seal tag (`latent_models_seal.SEAL_TAG`)
-  set or deleted; a FINISHED run cannot be set running again (a KILLED or FAILED one can: resume);
+- no artifact upload, multipart upload or delete under a logged model that is no longer PENDING
+  (READY, or FAILED), or under a run that has ended (FINISHED, FAILED or KILLED), nor a delete of
+  an experiment's artifact root or its `models/` folder (both hold sealed files); a RUNNING run and
+  a PENDING logged model keep MLflow's rules (training, checkpoints, `log_checkpoints`);
+- a logged model no longer PENDING cannot be finalized again, nor its seal tag
+  (`latent_models_seal.SEAL_TAG`) set or deleted; a FINISHED run cannot be set running again (a
+  KILLED or FAILED one can: that is resume);
 - a registered version's seal tag is set with the version (`model-versions/create`), and only to
   its logged model's seal; setting or deleting it afterwards needs MANAGE, as `champion` does.
 
@@ -194,7 +195,7 @@ def sealed_artifact(artifact_path: str) -> str | None:
         return f"it holds the files of the logged models of experiment {parts[0]}"
     if rest[0] == "models":
         status = _logged_model_status(rest[1])
-        return f"logged model {rest[1]} is {status}" if status == "READY" else None
+        return f"logged model {rest[1]} is {status}" if status not in (None, "PENDING") else None
     status = _run_status(rest[0])
     return f"run {rest[0]} has ended ({status})" if status in ENDED_RUN else None
 
@@ -275,17 +276,18 @@ def _write_once_rules():
     if tail.startswith("/mlflow/logged-models/"):
         parts = tail[len("/mlflow/logged-models/") :].split("/")
         model_id = parts[0]
-        if model_id == "search" or _logged_model_status(model_id) != "READY":
+        status = None if model_id == "search" else _logged_model_status(model_id)
+        if status in (None, "PENDING"):
             return None
-        what = f"logged model {model_id}"
+        what, why = f"logged model {model_id}", f"it is {status}"
         if len(parts) == 1 and method == "PATCH":
-            return _refusal(user, "finalize again", what, "it is READY")
+            return _refusal(user, "finalize again", what, why)
         if parts[1:] == ["tags"] and method == "PATCH":
             keys = {t.get("key") for t in (_get_param(auth, "tags") or []) if isinstance(t, dict)}
             if SEAL_TAG in keys:
-                return _refusal(user, f"set tag {SEAL_TAG} of", what, "it is READY")
+                return _refusal(user, f"set tag {SEAL_TAG} of", what, why)
         if len(parts) == 3 and parts[1] == "tags" and method == "DELETE" and parts[2] == SEAL_TAG:
-            return _refusal(user, f"delete tag {SEAL_TAG} of", what, "it is READY")
+            return _refusal(user, f"delete tag {SEAL_TAG} of", what, why)
         return None
     if tail == "/mlflow/runs/update":
         run_id = _get_param(auth, "run_id") or _get_param(auth, "run_uuid")
