@@ -257,7 +257,7 @@ def _write_once_rules():
     write = _artifact_write(path, method)
     tail = path[path.index("/mlflow/") :].rstrip("/") if "/mlflow/" in path else ""
     if write is None and not (
-        tail.startswith("/mlflow/logged-models/")
+        (tail.startswith("/mlflow/logged-models/") and method in ("PATCH", "DELETE"))
         or tail in ("/mlflow/runs/update", "/mlflow/model-versions/set-tag", "/mlflow/model-versions/delete-tag")
         or tail == "/mlflow/model-versions/create"
     ):

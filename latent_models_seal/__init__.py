@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -161,15 +160,23 @@ def _check_sealed_digest(folder: Path, model_id: str | None, actual: str) -> Non
 
 def _drop_bytecode(folder: Path) -> None:
     """Bytecode caches are not in the manifest, and Python would run a planted one in place of the
-    checked source beside it: they go (Python writes them again from the checked sources)."""
+    checked source beside it: they go (Python writes them again from the checked sources). A file
+    another process loading the same folder removed first, or wrote since (from the sources it
+    checked), is no matter; one that cannot be removed is a refusal."""
     for cache in sorted(folder.rglob(BYTECODE_DIR)):
-        if cache.is_dir():
+        if not cache.is_dir() or cache.is_symlink():
+            continue
+        for path in sorted(cache.rglob("*"), reverse=True):
             try:
-                shutil.rmtree(cache)
+                path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+            except FileNotFoundError:
+                pass
             except OSError as exc:
                 raise _refused(
-                    folder, f"{cache.relative_to(folder).as_posix()}: cannot remove bytecode ({exc.strerror})"
+                    folder, f"{path.relative_to(folder).as_posix()}: cannot remove bytecode ({exc.strerror})"
                 ) from None
+        with contextlib.suppress(OSError):
+            cache.rmdir()
 
 
 def verify(folder: str | os.PathLike) -> dict:
