@@ -180,10 +180,12 @@ def sealed_artifact(artifact_path: str) -> str | None:
     Judged on MLflow's canonical form of the path (the one its handler writes to); a path MLflow
     cannot canonicalize is MLflow's to refuse. `<exp>/models/<id>/...`: the logged model's files;
     `<exp>/<run id>/...`: the run's; `<exp>` and `<exp>/models` themselves: every model below."""
-    from mlflow.server import auth
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.uri import validate_path_is_safe
 
-    canonical = auth._canonical_artifact_proxy_path(artifact_path)
-    if canonical is None:
+    try:
+        canonical = validate_path_is_safe(artifact_path)
+    except MlflowException:
         return None
     parts = [p for p in canonical.split("/") if p not in ("", ".")]
     if parts[:1] == ["workspaces"]:
@@ -319,7 +321,8 @@ def _add_write_once_middleware(fastapi_app) -> None:
     async def write_once(request, call_next):
         path = get_routed_asgi_path(request)
         write = _artifact_write(path, request.method)
-        if write is None or not auth._is_native_fastapi_proxy_artifact_path(path, request.method):
+        native = getattr(auth, "_is_native_fastapi_proxy_artifact_path", None)
+        if write is None or (native is not None and not native(path, request.method)):
             return await call_next(request)  # not an upload served here; Flask's hook has the rest
         user = await asyncio.to_thread(auth._authenticate_fastapi_request, request)
         if user is None or user.is_admin:

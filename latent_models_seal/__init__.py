@@ -216,29 +216,51 @@ def _load_pyfunc(data_path: str, model_config=None):
     meta = verify(data_path)
     code = (meta.get("flavors") or {}).get("python_function", {}).get(CODE_KEY)
     if code:
-        sys.path.insert(0, os.path.join(data_path, code))
+        code_dir = Path(data_path, code).resolve()
+        if not code_dir.is_relative_to(Path(data_path).resolve()):
+            raise _refused(Path(data_path), f"{MLMODEL}: its code folder {code!r} is outside the model")
+        sys.path.insert(0, str(code_dir))
     return importlib.import_module(DELEGATE)._load_pyfunc(data_path, model_config)
 
 
 # --- models logged before: one warning; a sealed model whose loader was swapped: refused ----
 
 
+def _server_seal(model_id: str | None) -> str | None:
+    """The seal tag of logged model `model_id` on the configured tracking server, if it can tell."""
+    import mlflow
+    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+    if not model_id or not is_tracking_uri_set():
+        return None
+    try:
+        with _quick_http():
+            return mlflow.MlflowClient().get_logged_model(model_id).tags.get(SEAL_TAG)
+    except Exception:  # no such model, no server, no permission: nothing to tell
+        return None
+
+
 def _check_unsealed(local_path: str, conf: dict) -> None:
+    """A folder loaded with another loader than this one: refused if it was sealed (its MLmodel
+    holds a manifest, or the tracking server holds a seal for its model id: an MLmodel rewritten
+    to skip the check); one warning if it is a latent-models model logged before write-once."""
     if conf.get("loader_module") == LOADER:
         return  # this module's _load_pyfunc checks it
-    folder = Path(local_path)
-    code = conf.get("code")
-    if not code or not (folder / code / "latent_models").is_dir():
-        return  # not a latent-models model
     import yaml
 
+    folder = Path(local_path)
     try:
         meta = yaml.safe_load((folder / MLMODEL).read_bytes()) or {}
     except (OSError, yaml.YAMLError):
         meta = {}
+    loader = conf.get("loader_module")
     if (meta.get("metadata") or {}).get(MANIFEST_KEY):
-        loader = conf.get("loader_module")
         raise _refused(folder, f"{MLMODEL} holds a manifest but names loader {loader!r}, not {LOADER}")
+    code = conf.get("code") or conf.get(CODE_KEY)
+    if not code or not (folder / code / "latent_models").is_dir():
+        return  # not a latent-models model
+    if _server_seal(meta.get("model_id")):
+        raise _refused(folder, f"logged model {meta['model_id']} is sealed, but this {MLMODEL} names loader {loader!r}")
     _warn(f"{folder}: logged before write-once (no manifest): its files are not checked")
 
 

@@ -60,6 +60,14 @@ def test_a_copied_folder_is_checked_before_its_code_runs(tracking, tmp_path, mon
 
     refused(mlflow_loader, "MLmodel holds a manifest but names loader 'mlflow.pyfunc.loaders.code_model'")
 
+    def no_manifest(copy):  # ... and its manifest dropped too: the tracking server still knows the seal
+        meta = yaml.safe_load((copy / "MLmodel").read_text())
+        meta["flavors"]["python_function"]["loader_module"] = "mlflow.pyfunc.loaders.code_model"
+        del meta["metadata"][MANIFEST_KEY]
+        (copy / "MLmodel").write_text(yaml.safe_dump(meta))
+
+    refused(no_manifest, f"logged model {ref.model_id} is sealed, but this MLmodel names loader")
+
     # With no tracking server to ask, the folder's own manifest is checked, and one line says so.
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(None)
