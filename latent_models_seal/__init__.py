@@ -15,11 +15,12 @@ never shipped inside a model (`code_paths` copies `latent_models/` only), is wha
   `_load_pyfunc` here), the MLmodel is checked against the tag on the tracking server (when one
   is configured and knows the model), every file against the manifest (none missing, changed or
   added), and only then is `code/` put on `sys.path` and MLflow's own models-from-code loader
-  called. A mismatch is an `ModelRefused` (an MlflowException) of one line naming the file.
+  called. A mismatch is a `ModelRefused` (an MlflowException) of one line naming the file.
 
 Models logged before this existed (MLflow's loader, no manifest) load as before; in a process that
-has imported this package they print one warning (`watch_pyfunc_loads`). Imports MLflow and the
-standard library only (no torch; the team server imports the names).
+has imported this package they print one warning, and a sealed model whose MLmodel was rewritten
+to MLflow's loader is refused (`watch_pyfunc_loads`). Imports MLflow and the standard library
+only (no torch; the team server imports the names).
 """
 
 from __future__ import annotations
