@@ -28,6 +28,7 @@ from mlflow.utils.time import get_current_time_millis
 
 import latent_models
 from latent_models.errors import RegistryError, ResumeError
+from latent_models_seal import SEAL_TAG, mlmodel_digest
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -425,6 +426,7 @@ class LoggedModelRef:
 
     model_id: str
     version: str | None = None
+    seal: str | None = None  # SHA-256 of its MLmodel (tag SEAL_TAG), None for an unsealed folder
 
     @property
     def model_uri(self) -> str:
@@ -439,6 +441,10 @@ def log_model(name: str, save: Callable[[str, Model], None], step: int, model_ty
     `mlflow.<flavor>.log_model`, this links none of the run's metrics to the model: MLflow
     would copy every metric the run has at `step` (training loss, learning rate, ...) without
     its dataset. The caller links exactly the ones that describe these weights (`link_metrics`).
+
+    A sealed folder's seal (SHA-256 of its MLmodel, which holds every other file's) becomes the
+    logged model's tag SEAL_TAG while it is PENDING; after READY the team server refuses changing
+    its files or that tag (docs/write-once.md).
     """
     client = MlflowClient()
     run_id = mlflow.active_run().info.run_id
@@ -456,13 +462,16 @@ def log_model(name: str, save: Callable[[str, Model], None], step: int, model_ty
                     model_id=model.model_id,
                 ),
             )
+            seal = mlmodel_digest(path)
+            if seal:
+                client.set_logged_model_tags(model.model_id, {SEAL_TAG: seal})
             client.log_model_artifacts(model.model_id, path)
     except BaseException:
         mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
         raise
     mlflow.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
     client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=step)])
-    return LoggedModelRef(model.model_id)
+    return LoggedModelRef(model.model_id, seal=seal)
 
 
 def log_selected_model(
@@ -493,11 +502,14 @@ def log_selected_model(
 
 def register_model(model_uri: str, name: str, registered_model_description: str = "") -> str:
     """Register a logged model (`models:/<id>`) as a new version of `name`, with the logged
-    model's description as the version's; the registered model gets `registered_model_description`
+    model's seal as the version's tag SEAL_TAG (the team server checks it is the logged model's)
+    and its description as the version's; the registered model gets `registered_model_description`
     where it has none yet (a description someone wrote in the UI stays)."""
     client = MlflowClient()
-    version = str(mlflow.register_model(model_uri, name).version)
-    note = client.get_logged_model(model_uri.removeprefix("models:/")).tags.get(NOTE)
+    tags = client.get_logged_model(model_uri.removeprefix("models:/")).tags
+    seal = {SEAL_TAG: tags[SEAL_TAG]} if tags.get(SEAL_TAG) else None
+    version = str(mlflow.register_model(model_uri, name, tags=seal).version)
+    note = tags.get(NOTE)
     if note:
         client.update_model_version(name, version, description=note)
     if registered_model_description and not client.get_registered_model(name).description:

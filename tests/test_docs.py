@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -155,7 +156,16 @@ def _check_serving_image(folder):
 
     dockerfile = (folder / "Dockerfile").read_text()
     cpu_index = dockerfile.index("ENV PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu")
-    assert cpu_index < dockerfile.index("_install_pyfunc_deps") < dockerfile.index("ENTRYPOINT")
+    ours = dockerfile.index("RUN pip install --no-deps /tmp/latent_models-*.whl")
+    assert max(cpu_index, ours) < dockerfile.index("_install_pyfunc_deps") < dockerfile.index("ENTRYPOINT")
+    (wheel,) = folder.glob("latent_models-*.whl")  # the loader a sealed model names, installed in the image
+    assert "latent_models_seal/__init__.py" in zipfile.ZipFile(wheel).namelist()
+    assert (
+        yaml.safe_load(next(folder.glob("model_dir/**/MLmodel")).read_text())["flavors"]["python_function"][
+            "loader_module"
+        ]
+        == "latent_models_seal"
+    )
     (requirements,) = folder.glob("model_dir/**/requirements.txt")
     pins = {r.name: str(r.specifier) for r in map(Requirement, requirements.read_text().split())}
     assert set(pins) == {"torch", "torchvision", "mlflow", "pillow", "numpy", "pandas"}

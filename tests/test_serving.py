@@ -276,14 +276,15 @@ def test_a_version_logged_by_the_previous_layout_still_loads(tmp_path):
     """A model folder logged before the package moved into subpackages (a tarball in
     tests/fixtures/models, written by commit 3deb76c's `denoiser_model`): in a fresh process, as
     `mlflow models serve` loads it, it runs its own packaged code and answers as it did; the new
-    code also rebuilds its model from the old config.json."""
+    code also rebuilds its model from the old config.json. It has no manifest (it predates
+    write-once): where latent_models_seal is imported, loading it prints one warning."""
     with tarfile.open(OLD_MODELS / "denoiser-3deb76c.tar.gz") as archive:
         archive.extractall(tmp_path, filter="data")
     OLD_LAYOUT = tmp_path / "denoiser-3deb76c"
     x = np.load(OLD_MODELS / "denoiser-3deb76c-input.npy")
     expected = np.load(OLD_MODELS / "denoiser-3deb76c-output.npy")
     script = (
-        "import sys, numpy as np, mlflow; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+        "import sys, numpy as np, mlflow, latent_models_seal; m = mlflow.pyfunc.load_model(sys.argv[1]); "
         "import latent_models; print(latent_models.__file__); "
         "np.save(sys.argv[3], m.predict(np.load(sys.argv[2])))"
     )
@@ -297,6 +298,9 @@ def test_a_version_logged_by_the_previous_layout_still_loads(tmp_path):
         )
         assert done.returncode == 0, done.stderr[-2000:]
         assert str(OLD_LAYOUT / "code") in done.stdout  # its own copy of the package, not this one
+        warnings = [line for line in done.stderr.splitlines() if line.startswith("latent-models: warning:")]
+        assert warnings == [f"latent-models: warning: {OLD_LAYOUT}: logged before write-once (no manifest): "
+                            "its files are not checked"], done.stderr[-2000:]  # fmt: skip
         assert np.allclose(np.load(out), expected, atol=1e-6)
     model = load_model_files(OLD_LAYOUT / "artifacts" / "config.json", OLD_LAYOUT / "artifacts" / "weights.pt")
     assert model.config.image_shape == (1, 28, 28)

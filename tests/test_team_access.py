@@ -66,6 +66,34 @@ def test_guarded_routes():
     assert route("/api/2.0/mlflow/runs/create", "POST") is None
 
 
+def test_write_once_judges_the_canonical_artifact_path(monkeypatch):
+    """Which artifact writes the team server seals (docs/write-once.md); the server itself is
+    checked in tests/test_team_server.py."""
+    write = team_server._artifact_write
+    model_file = "1/models/m-a/artifacts/denoiser.py"
+    assert write(f"/api/2.0/mlflow-artifacts/artifacts/{model_file}", "PUT") == ("upload", model_file)
+    assert write(f"/ajax-api/2.0/mlflow-artifacts/artifacts/{model_file}", "DELETE") == ("delete", model_file)
+    assert write("/api/2.0/mlflow-artifacts/mpu/create/1/r/x", "POST") == ("start a multipart upload of", "1/r/x")
+    assert write(f"/api/2.0/mlflow-artifacts/artifacts/{model_file}", "GET") is None
+    assert write("/api/2.0/mlflow/runs/update", "POST") is None
+
+    models = {"m-a": "READY", "m-b": "PENDING", "m-c": "FAILED"}
+    runs = {"a" * 32: "FINISHED", "b" * 32: "RUNNING", "c" * 32: "KILLED"}
+    monkeypatch.setattr(team_server, "_logged_model_status", models.get)
+    monkeypatch.setattr(team_server, "_run_status", runs.get)
+    sealed = team_server.sealed_artifact
+    assert sealed(model_file) == "logged model m-a is READY"
+    assert sealed("1/./models//m-a/artifacts/weights.pt") == "logged model m-a is READY"  # as MLflow writes it
+    assert sealed("workspaces/w/1/models/m-a/artifacts/x") == "logged model m-a is READY"
+    assert sealed("1/models/m-c/artifacts/x") == "logged model m-c is FAILED"
+    assert sealed("1/models/m-b/artifacts/x") is None  # still being logged: MLflow's rules
+    assert sealed("1") and sealed("1/models")  # a delete there removes sealed files
+    assert sealed(f"1/{'a' * 32}/artifacts/checkpoint/last.pt") == f"run {'a' * 32} has ended (FINISHED)"
+    assert sealed(f"1/{'c' * 32}/artifacts/x") == f"run {'c' * 32} has ended (KILLED)"
+    assert sealed(f"1/{'b' * 32}/artifacts/checkpoint/last.pt") is None  # a running run: training goes on
+    assert sealed("1/models/m-x/../m-a/x") is None  # not canonical: MLflow refuses it itself
+
+
 def test_refusals_name_user_action_and_resource(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "rita")

@@ -9,6 +9,7 @@ extra install both); skips with the reason where they are missing or the cluster
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -370,6 +371,8 @@ def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
         with tracking_at(url, rotate):
             assert CliRunner().invoke(cli, ["team-access", "password", "rita"]).exit_code == 0
 
+    _write_once(url, work, invoke, monkeypatch)
+
     with monkeypatch.context() as as_rita:  # the serving host reads the registry as a reader
         as_rita.setenv("MLFLOW_TRACKING_USERNAME", "rita")
         as_rita.setenv("MLFLOW_TRACKING_PASSWORD", _password("rita"))
@@ -381,3 +384,136 @@ def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
         assert np.asarray(answer.json()["predictions"]).shape == (1, 28, 28)
     finally:
         server.stop()
+
+
+# --- write-once: a version's files cannot change (docs/write-once.md) ---------------------
+
+
+def _auth(user: str) -> tuple[str, str]:
+    return user, ADMIN_PASSWORD if user == "admin" else _password(user)
+
+
+def _refused(answer, user: str, *words: str) -> str:
+    """A 403 from the team server's write-once rule: one line naming the user and `words`."""
+    text = answer.text.strip()
+    assert answer.status_code == 403, (answer.status_code, text[:500])
+    assert "\n" not in text and f"user {user!r}" in text and "write-once" in text, text
+    assert all(w in text for w in words), (words, text)
+    return text
+
+
+def _write_once(url: str, work: Path, invoke, monkeypatch) -> None:
+    """After `champion` moved: a trainer can change none of its files, its seal tags, nor its
+    finished run's files, each refused in one line; a copy of it on disk that was changed does
+    not load; training with checkpoints as models, interrupted and resumed, still works for a
+    trainer, and leaves sealed models behind. An admin still can write."""
+    import mlflow
+    import requests
+
+    from latent_models import tracking as tracking_module
+    from latent_models_seal import SEAL_TAG, ModelRefused, sha256_file
+
+    client = MlflowClient(url)
+    with monkeypatch.context() as as_rita:
+        as_rita.setenv("MLFLOW_TRACKING_USERNAME", "rita")
+        as_rita.setenv("MLFLOW_TRACKING_PASSWORD", _password("rita"))
+        champion = client.get_model_version_by_alias("latent-denoiser", "champion")
+        model = client.get_logged_model(champion.model_id or champion.source.removeprefix("models:/"))
+        run_id = champion.run_id
+    seal = model.tags[SEAL_TAG]
+    assert champion.tags[SEAL_TAG] == seal  # the version carries its logged model's seal
+    api = f"{url}/api/2.0"
+    files = f"{api}/mlflow-artifacts/artifacts/{model.experiment_id}/models/{model.model_id}/artifacts"
+    python_model = requests.get(f"{files}/denoiser.py", auth=_auth("tom"), timeout=30)
+    assert python_model.status_code == 200 and b"set_model" in python_model.content  # trainers read it
+
+    # The issue's attack, and its variants: each refused, in one line.
+    for name, body in [("denoiser.py", python_model.content + b"# one more line\n"), ("artifacts/weights.pt", b"x")]:
+        answer = requests.put(f"{files}/{name}", data=body, auth=_auth("tom"), timeout=30)
+        _refused(answer, "tom", "upload", f"models/{model.model_id}/artifacts/{name}", "is READY")
+    _refused(requests.delete(f"{files}/artifacts/weights.pt", auth=_auth("tom"), timeout=30), "tom", "delete")
+    _refused(
+        requests.post(f"{api}/mlflow-artifacts/mpu/create/{model.experiment_id}/models/{model.model_id}/artifacts/x",
+                      json={"path": "x", "num_parts": 1}, auth=_auth("tom"), timeout=30),
+        "tom", "multipart",
+    )  # fmt: skip
+    forged = {"tags": [{"key": SEAL_TAG, "value": "0" * 64}]}
+    tags = f"{api}/mlflow/logged-models/{model.model_id}/tags"
+    _refused(requests.patch(tags, json=forged, auth=_auth("tom"), timeout=30), "tom", f"set tag {SEAL_TAG}")
+    _refused(requests.delete(f"{tags}/{SEAL_TAG}", auth=_auth("tom"), timeout=30), "tom", f"delete tag {SEAL_TAG}")
+    reopen = {"model_id": model.model_id, "status": "LOGGED_MODEL_PENDING"}
+    answer = requests.patch(f"{api}/mlflow/logged-models/{model.model_id}", json=reopen, auth=_auth("tom"), timeout=30)
+    _refused(answer, "tom", "finalize again")
+    version_tag = {"name": "latent-denoiser", "version": champion.version, "key": SEAL_TAG, "value": "0" * 64}
+    answer = requests.post(f"{api}/mlflow/model-versions/set-tag", json=version_tag, auth=_auth("tom"), timeout=30)
+    _refused(answer, "tom", f"set tag {SEAL_TAG}", "needs MANAGE")
+    run_files = f"{api}/mlflow-artifacts/artifacts/{model.experiment_id}/{run_id}/artifacts"
+    answer = requests.put(f"{run_files}/checkpoint/last.pt", data=b"x", auth=_auth("tom"), timeout=30)
+    _refused(answer, "tom", "upload", f"run {run_id} has ended (FINISHED)")
+    answer = requests.post(
+        f"{api}/mlflow/runs/update", json={"run_id": run_id, "status": "RUNNING"}, auth=_auth("tom"), timeout=30
+    )
+    _refused(answer, "tom", f"run {run_id}", "FINISHED")
+    # Nothing changed; an admin still may write (here: a note beside the finished run's files).
+    assert requests.get(f"{files}/denoiser.py", auth=_auth("rita"), timeout=30).content == python_model.content
+    assert requests.put(f"{run_files}/note.txt", data=b"n", auth=_auth("admin"), timeout=30).status_code == 200
+
+    # A copy on disk that was changed refuses to load, naming the file, before any of its code runs.
+    with monkeypatch.context() as as_rita, tracking_at(url, as_rita):
+        as_rita.setenv("MLFLOW_TRACKING_USERNAME", "rita")
+        as_rita.setenv("MLFLOW_TRACKING_PASSWORD", _password("rita"))
+        copy = Path(mlflow.artifacts.download_artifacts("models:/latent-denoiser@champion", dst_path=str(work / "c")))
+        assert sha256_file(copy / "MLmodel") == seal
+        for name in ("denoiser.py", "artifacts/weights.pt", "MLmodel"):
+            tampered = work / "tampered" / name.replace("/", "-")
+            shutil.copytree(copy, tampered)
+            with open(tampered / name, "ab") as f:
+                f.write(b"\n# changed\n")
+            with pytest.raises(ModelRefused, match=re.escape(f"refused to load the model at {tampered}: {name} ")):
+                mlflow.pyfunc.load_model(str(tampered))
+
+    # A trainer's run with checkpoints as models, interrupted after epoch 0 and resumed: it writes
+    # while running, its run is sealed while it is KILLED, and its models stay sealed after.
+    original = tracking_module.checkpoint_models
+
+    def stop_after_epoch_0(*args, **kwargs):
+        log = original(*args, **kwargs)
+
+        def on_epoch(epoch, metrics):
+            log(epoch, metrics)
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+        return on_epoch
+
+    train = [*TRAIN, "--log_checkpoints", "true"]
+    with monkeypatch.context() as interrupting:
+        interrupting.setattr(tracking_module, "checkpoint_models", stop_after_epoch_0)
+        stopped = invoke(train, "tom")
+    assert stopped.exit_code == 130 and "ended as KILLED" in stopped.output, stopped.output
+    killed = stopped.output.split("continue it with resume=")[1].split()[0]
+    experiment = model.experiment_id
+    with monkeypatch.context() as as_rita:
+        as_rita.setenv("MLFLOW_TRACKING_USERNAME", "rita")
+        as_rita.setenv("MLFLOW_TRACKING_PASSWORD", _password("rita"))
+        (epoch_0,) = client.search_logged_models([experiment], filter_string=f"source_run_id = '{killed}'")
+    assert epoch_0.name == "denoiser-epoch-0" and epoch_0.tags[SEAL_TAG]
+    answer = requests.put(
+        f"{api}/mlflow-artifacts/artifacts/{experiment}/{killed}/artifacts/x", auth=_auth("tom"), timeout=30
+    )
+    _refused(answer, "tom", "(KILLED)")
+    resumed = invoke([*train, "--resume", killed], "tom")
+    assert resumed.exit_code == 0, resumed.output
+    with monkeypatch.context() as as_rita:
+        as_rita.setenv("MLFLOW_TRACKING_USERNAME", "rita")
+        as_rita.setenv("MLFLOW_TRACKING_PASSWORD", _password("rita"))
+        run = client.get_run(killed)
+        models = client.search_logged_models([experiment], filter_string=f"source_run_id = '{killed}'")
+        (version,) = [v for v in client.search_model_versions("name='latent-denoiser'") if v.run_id == killed]
+    assert run.info.status == "FINISHED" and run.data.tags["promotion"] in ("denied", "kept")
+    assert sorted(m.name for m in models) == ["denoiser", "denoiser-epoch-0", "denoiser-epoch-1"]
+    assert all(str(m.status).endswith("READY") and m.tags[SEAL_TAG] for m in models)
+    assert version.tags[SEAL_TAG] == next(m for m in models if m.name == "denoiser").tags[SEAL_TAG]
+    epoch_0_files = f"{api}/mlflow-artifacts/artifacts/{experiment}/models/{epoch_0.model_id}/artifacts"
+    answer = requests.put(f"{epoch_0_files}/denoiser.py", data=b"x", auth=_auth("tom"), timeout=30)
+    _refused(answer, "tom", "is READY")

@@ -4,6 +4,9 @@ MLflow stores a small entry script (`ENTRY_SCRIPT`) and this package (via `code_
 model's `config.json` and `weights.pt` (a state_dict; loading runs
 `torch.load(..., weights_only=True)`), and for a VAE its fitted prior. Nothing is pickled.
 One function, `model_saver`, does this for every model, driven by the model's own config.
+The folder is then sealed (`latent_models_seal.seal_folder`): a SHA-256 manifest of its files in
+the MLmodel, and a loader that checks them before any of the model's code runs
+(docs/write-once.md).
 
 MLflow enforces a TensorSpec input schema (exact number of dimensions) before `predict`
 runs, so one schema cannot admit the accepted forms, and the answer takes the question's
@@ -36,6 +39,7 @@ from latent_models.models.prior import GaussianMixturePrior
 from latent_models.serving.inputs import MAX_BATCH, input_forms
 from latent_models.serving.png import IMAGE_COLUMN
 from latent_models.serving.pyfunc import DEFAULT_PARAMS
+from latent_models_seal import seal_folder
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _PARAM_TYPES = {bool: "boolean", int: "long", float: "double", str: "string"}
@@ -141,5 +145,6 @@ def model_saver(model: torch.nn.Module, example: np.ndarray, prior: GaussianMixt
                 metadata=_metadata(kind, config, prior),
                 mlflow_model=mlflow_model,
             )
+        seal_folder(path)  # the manifest, and the loader that checks it first (docs/write-once.md)
 
     return save

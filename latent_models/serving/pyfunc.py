@@ -108,6 +108,13 @@ def _check_json_before_mlflow_parses_it() -> None:
 
 _check_json_before_mlflow_parses_it()
 
+try:  # models logged before write-once load with one warning (docs/write-once.md)
+    from latent_models_seal import watch_pyfunc_loads
+except ImportError:  # a host with only a model's own copy of this package
+    pass
+else:
+    watch_pyfunc_loads()
+
 
 def in_chunks(fn, x: torch.Tensor, device: torch.device) -> np.ndarray:
     """fn over x, CHUNK rows at a time, gathered on the CPU: any N in bounded memory."""
