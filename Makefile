@@ -28,11 +28,15 @@ train: install
 	. $(VENV)/bin/activate && mlflow run . -e main --env-manager local \
 		--experiment-name $(EXPERIMENT) -P data_dir=$(abspath $(DATA_DIR))
 
+# One pytest worker per core (pytest-xdist), each test file on one worker: much of the suite waits
+# on processes and servers starting, which the other worker's tests fill.
+PYTEST_WORKERS ?= auto
+
 test: install-test
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: install-test  # everything but the end-to-end tier (servers, `mlflow run`, UI, DDP)
-	$(VENV)/bin/python -m pytest -m "not e2e"
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e"
 
 lint: install-test  # what CI checks: ruff's lint rules and formatting (pyproject.toml [tool.ruff])
 	$(VENV)/bin/ruff check .

@@ -56,6 +56,9 @@ def tracking_at(uri: str, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI and set_registry_uri(None) leaves it:
+    # set through monkeypatch, it is undone after the test, and no later test registers here.
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     # An experiment set by an earlier test names an id in that test's store, not this one.
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)

@@ -102,7 +102,8 @@ def test_the_docs_commands_run_on_the_fixture(tmp_path):
     servers.mkdir()
     path = os.pathsep.join([str(shims), str(Path(sys.executable).parent), os.environ["PATH"]])  # then the venv's python
     env = dict(os.environ, PATH=path, PYTHONPATH=str(work))
-    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}", **{SERVER_LOG_DIR_ENV: str(servers)})
+    store = f"sqlite:///{work / 'mlflow.db'}"  # the registry too: an earlier test's may linger in the environment
+    env.update(MLFLOW_TRACKING_URI=store, MLFLOW_REGISTRY_URI=store, **{SERVER_LOG_DIR_ENV: str(servers)})
     for key in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         env.pop(key, None)
     done, outputs = set(), {}
@@ -130,7 +131,7 @@ def test_the_docs_commands_run_on_the_fixture(tmp_path):
                 _promote_first_versions(env, work)
             if "PIP_EXTRA_INDEX_URL" in block.text:  # after deploy.md builds the CPU-only Dockerfile
                 _check_serving_image(work / "serving-image")
-        _check_training_runs(f"sqlite:///{work / 'mlflow.db'}", outputs)
+        _check_training_runs(store, outputs)
     finally:
         stop_servers(servers)
 
