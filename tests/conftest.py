@@ -56,9 +56,6 @@ def tracking_at(uri: str, monkeypatch):
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    # mlflow.set_registry_uri exports MLFLOW_REGISTRY_URI and set_registry_uri(None) leaves it:
-    # set through monkeypatch, it is undone after the test, and no later test registers here.
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     # An experiment set by an earlier test names an id in that test's store, not this one.
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
@@ -74,6 +71,9 @@ def tracking_at(uri: str, monkeypatch):
             mlflow.end_run()
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        # set_registry_uri exports MLFLOW_REGISTRY_URI and set_registry_uri(None) keeps it: a
+        # process started later (a CLI run, a server) would register into this store.
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
         _forget_active_experiment()
 
 

@@ -129,6 +129,7 @@ def test_train_register_and_serve_through_a_postgres_backed_server(tracking_serv
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)  # set_registry_uri(None) keeps it (see conftest.tracking_at)
     assert not (work / "mlruns").exists() and not (work / "mlflow.db").exists()
 
     client = MlflowClient(url)
