@@ -486,6 +486,19 @@ class PromoteConfig(_Validated):
             raise ConfigError("alias must not be empty")
 
 
+# MLproject entry point -> the config whose fields are its params: the CLI's commands, the
+# MLproject check and the docs' parameter reference all read this one mapping.
+ENTRY_POINTS: dict[str, type] = {
+    "ae": AEConfig,
+    "vae": VAEConfig,
+    "main": MainConfig,
+    "evaluate": EvaluateConfig,
+    "sweep": SweepConfig,
+    "search": SearchConfig,
+    "promote": PromoteConfig,
+}
+
+
 def _shared(cfg, target) -> dict:
     keep = (
         {f.name for f in dataclasses.fields(DataOptions)}

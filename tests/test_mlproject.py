@@ -10,26 +10,10 @@ import pytest
 import yaml
 
 from latent_models import cli
-from latent_models.config import (
-    AEConfig,
-    EvaluateConfig,
-    MainConfig,
-    PromoteConfig,
-    SearchConfig,
-    SweepConfig,
-    VAEConfig,
-)
+from latent_models.config import ENTRY_POINTS as CONFIGS
 
 REPO = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = {
-    "ae": (cli.ae, AEConfig),
-    "vae": (cli.vae, VAEConfig),
-    "main": (cli.main, MainConfig),
-    "promote": (cli.promote, PromoteConfig),
-    "evaluate": (cli.evaluate, EvaluateConfig),
-    "sweep": (cli.sweep, SweepConfig),
-    "search": (cli.search, SearchConfig),
-}
+ENTRY_POINTS = {name: (getattr(cli, name), config_cls) for name, config_cls in CONFIGS.items()}
 
 
 def _mlproject():

@@ -5,8 +5,8 @@ replaces it by one table per entry point, built from `latent_models/config.py`: 
 name, type (a `Literal` field lists its choices), default and `field.metadata["help"]`.
 Nothing in the tables is written by hand.
 
-`ENTRY_POINTS` (MLproject entry point -> config class) is the one mapping; a test can import
-this file and check that every entry point in `MLproject` has a table here.
+`latent_models.config.ENTRY_POINTS` (MLproject entry point -> config class) is the one mapping
+the CLI, the MLproject check and these tables share.
 """
 
 from __future__ import annotations
@@ -22,29 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # the package, also when mkdocs runs outside an editable install
     sys.path.insert(0, str(REPO))
 
-from latent_models.config import (  # noqa: E402
-    AEConfig,
-    EvaluateConfig,
-    MainConfig,
-    PromoteConfig,
-    SearchConfig,
-    SweepConfig,
-    VAEConfig,
-)
+from latent_models.config import ENTRY_POINTS  # noqa: E402  (entry point -> config class, in reading order)
 
 MARKER = "<!-- parameters -->"
 PAGE = "reference/parameters.md"
-
-# MLproject entry point -> the config class whose fields are its parameters, in reading order.
-ENTRY_POINTS: dict[str, type] = {
-    "ae": AEConfig,
-    "vae": VAEConfig,
-    "main": MainConfig,
-    "evaluate": EvaluateConfig,
-    "sweep": SweepConfig,
-    "search": SearchConfig,
-    "promote": PromoteConfig,
-}
 
 SUMMARY = {
     "ae": "train the denoising autoencoder",
