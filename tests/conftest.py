@@ -86,6 +86,28 @@ def _forget_active_experiment():
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment() exports it too
 
 
+# MLflow 3's server job runner: none of the servers the tests start needs server-side jobs, and it
+# starts seven huey consumer processes and leaves a folder in /dev/shm behind.
+NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def wait_until_up(proc: subprocess.Popen, url: str, log: Path, deadline_s: float = SERVER_DEADLINE_S) -> str | None:
+    """None once `url` answers 200; else why not (the process exited, or `deadline_s` passed),
+    with the end of its log."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        if proc.poll() is not None:
+            return f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            if requests.get(url, timeout=5).status_code == 200:
+                return None
+        except requests.RequestException:
+            pass
+        if time.monotonic() >= deadline:
+            return f"not up after {deadline_s:.0f} s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.25)
+
+
 @contextlib.contextmanager
 def mlflow_server(
     backend_store_uri: str, root: Path, port: int, app_name: str | None = None, env: dict[str, str] | None = None
@@ -95,9 +117,7 @@ def mlflow_server(
     <root>/server.log). Yields its URL once /health answers; stops the group on leaving.
     `app_name` (e.g. `latent-models-auth`) is passed as `--app-name`, `env` added to its environment.
 
-    Without MLflow 3's job runner (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false): the runs logged
-    here need no server-side jobs, and with it each server starts seven huey consumer
-    processes and leaves a folder in /dev/shm behind."""
+    Without MLflow 3's job runner (NO_JOB_RUNNER)."""
     root.mkdir(parents=True, exist_ok=True)
     url, log = f"http://127.0.0.1:{port}", root / "server.log"
     cmd = [
@@ -116,21 +136,13 @@ def mlflow_server(
         "1",
         *(["--app-name", app_name] if app_name else []),
     ]
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", **(env or {}))
+    env = dict(os.environ, **NO_JOB_RUNNER, **(env or {}))
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
     try:
-        deadline = time.monotonic() + SERVER_DEADLINE_S
-        while True:
-            assert proc.poll() is None, f"mlflow server exited:\n{log.read_text()[-3000:]}"
-            try:
-                if requests.get(f"{url}/health", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"mlflow server not up:\n{log.read_text()[-3000:]}"
-            time.sleep(0.25)
+        problem = wait_until_up(proc, f"{url}/health", log)
+        assert problem is None, f"mlflow server {problem}"
         yield url
     finally:
         with contextlib.suppress(ProcessLookupError):  # gone already when it failed to start

@@ -17,13 +17,10 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
-from tests.conftest import REPO, TINY_RUNS
+from tests.conftest import NO_JOB_RUNNER, REPO, TINY_RUNS, wait_until_up
 
 NOT_RUN = re.compile(r"<!--\s*not run:\s*(.*?)\s*-->")
 SERVER_LOG_DIR_ENV = "DOCS_SERVER_DIR"  # where the background servers' logs and pids go
@@ -157,24 +154,17 @@ def _start_server(cmd: list[str], port: int, health: str) -> int:
     pid_file = folder / f"{port}.pid"
     if pid_file.exists():
         return 0
-    log = open(folder / f"{port}.log", "w")  # noqa: SIM115 (the server keeps it)
-    # Without MLflow 3's job runner: nothing here needs server-side jobs, and it starts seven processes.
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    log = folder / f"{port}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ, **NO_JOB_RUNNER)
+        )
     pid_file.write_text(str(proc.pid))
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            print(f"{' '.join(cmd)} exited with {proc.returncode}:\n{(folder / f'{port}.log').read_text()[-3000:]}")
-            return 1
-        try:
-            if requests.get(f"http://127.0.0.1:{port}{health}", timeout=2).status_code == 200:
-                return 0
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    print(f"{' '.join(cmd)} did not answer on port {port} within 180 s")
-    return 1
+    # A model server loads its model before it answers: more time than a tracking server.
+    problem = wait_until_up(proc, f"http://127.0.0.1:{port}{health}", log, deadline_s=180)
+    if problem:
+        print(f"{' '.join(cmd)} {problem}")
+    return 1 if problem else 0
 
 
 def run(tool: str, args: list[str]) -> int:
