@@ -1,6 +1,6 @@
 """`ae` entry point of the MLproject: options are parsed in latent_models.cli."""
 
-from latent_models.cli import ae
+from latent_models.cli import command
 
 if __name__ == "__main__":
-    ae()
+    command("ae")()

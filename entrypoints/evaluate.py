@@ -1,6 +1,6 @@
 """`evaluate` entry point of the MLproject: options are parsed in latent_models.cli."""
 
-from latent_models.cli import evaluate
+from latent_models.cli import command
 
 if __name__ == "__main__":
-    evaluate()
+    command("evaluate")()

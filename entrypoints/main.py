@@ -1,6 +1,6 @@
 """`main` entry point of the MLproject: options are parsed in latent_models.cli."""
 
-from latent_models.cli import main
+from latent_models.cli import command
 
 if __name__ == "__main__":
-    main()
+    command("main")()

@@ -1,6 +1,6 @@
 """`promote` entry point of the MLproject: options are parsed in latent_models.cli."""
 
-from latent_models.cli import promote
+from latent_models.cli import command
 
 if __name__ == "__main__":
-    promote()
+    command("promote")()

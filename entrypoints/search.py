@@ -1,6 +1,6 @@
 """`search` entry point of the MLproject: options are parsed in latent_models.cli."""
 
-from latent_models.cli import search
+from latent_models.cli import command
 
 if __name__ == "__main__":
-    search()
+    command("search")()

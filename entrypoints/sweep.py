@@ -1,6 +1,6 @@
 """`sweep` entry point of the MLproject: options are parsed in latent_models.cli."""
 
-from latent_models.cli import sweep
+from latent_models.cli import command
 
 if __name__ == "__main__":
-    sweep()
+    command("sweep")()

@@ -16,15 +16,7 @@ import typing
 
 import click
 
-from latent_models.config import (
-    AEConfig,
-    EvaluateConfig,
-    MainConfig,
-    PromoteConfig,
-    SearchConfig,
-    SweepConfig,
-    VAEConfig,
-)
+from latent_models.config import EvaluateConfig, MainConfig, PromoteConfig, SearchConfig, SweepConfig
 from latent_models.errors import (
     AccessDenied,
     AccessError,
@@ -34,6 +26,8 @@ from latent_models.errors import (
     RegistryError,
     ResumeError,
 )
+from latent_models.kinds import trained
+from latent_models.kinds.kind import Kind
 from latent_models.team_access import PROJECT_MODELS, describe_refusal
 
 USER_ERRORS = (
@@ -144,18 +138,16 @@ def _print_summary(result: dict) -> None:
         click.echo(f"In the MLflow UI: {ui_link(result['run_id'])}")
 
 
-def _ae(cfg: AEConfig) -> dict:
-    """Train the denoising autoencoder, log it to MLflow and register it."""
-    from latent_models.training.denoiser import run_ae
+def _trains(kind: Kind):
+    """The command of the entry point that trains `kind`."""
 
-    return run_ae(cfg)
+    def train(cfg) -> dict:
+        from latent_models.training.pipeline import run_pipeline
 
+        return run_pipeline(kind.recipe(), cfg)
 
-def _vae(cfg: VAEConfig) -> dict:
-    """Train the VAE, log it to MLflow and register it."""
-    from latent_models.training.vae import run_vae
-
-    return run_vae(cfg)
+    train.__doc__ = f"Train {kind.title}, log it to MLflow and register it."
+    return train
 
 
 def _main(cfg: MainConfig) -> dict:
@@ -226,8 +218,7 @@ def _promote(cfg: PromoteConfig) -> dict:
     }
 
 
-ae = click.command(name="ae")(run_command(AEConfig, _ae))
-vae = click.command(name="vae")(run_command(VAEConfig, _vae))
+TRAIN_COMMANDS = {ep: click.command(name=ep)(run_command(k.config, _trains(k))) for ep, k in trained().items()}
 main = click.command(name="main")(run_command(MainConfig, _main))
 promote = click.command(name="promote")(run_command(PromoteConfig, _promote))
 evaluate = click.command(name="evaluate")(run_command(EvaluateConfig, _evaluate))
@@ -320,11 +311,16 @@ def cli():
     """latent-models: train, track, register and promote denoising AEs and VAEs."""
 
 
-cli.add_command(ae)
-cli.add_command(vae)
+for command in TRAIN_COMMANDS.values():
+    cli.add_command(command)
 cli.add_command(main)
 cli.add_command(promote)
 cli.add_command(evaluate)
 cli.add_command(sweep)
 cli.add_command(search)
 cli.add_command(team_access)
+
+
+def command(name: str) -> click.Command:
+    """The command of the MLproject entry point `name` (entrypoints/<name>.py runs it)."""
+    return cli.commands[name]

@@ -1,32 +1,21 @@
-"""Model definitions. Pure PyTorch: nothing here knows about MLflow or training.
+"""What every model shares, whatever its kind: its config (`config.py`: kind, image shape,
+hyper-parameters) and its files (`files.py`: `config.json` beside `weights.pt`). The models
+themselves live in their kind's folder (`latent_models.kinds`). Pure PyTorch: nothing here knows
+about MLflow or training.
 
-Every model is built from its config (`model.config`) and saved as that config beside its
-weights; `build_model`, `save_model_files` and `load_model_files` (`files.py`) are the one
-path for all.
-
-The configs are free of torch and load with this package (the CLI needs them for its
-options and validation, and its `--help` must not pay for torch); the models and the
-functions that build, save and load them are imported on first use (PEP 562 `__getattr__`),
-so `from latent_models.models import build_model` loads torch and nothing else changes.
+The configs are free of torch and load with this package (the CLI needs them for its options
+and validation, and its `--help` must not pay for torch); the functions that build, save and
+load models are imported on first use (PEP 562 `__getattr__`).
 """
 
 from __future__ import annotations
 
 import importlib
 
-from latent_models.models.classifier_config import ClassifierConfig
 from latent_models.models.config import ModelConfig, config_from_dict
-from latent_models.models.denoiser_config import DenoiserConfig
-from latent_models.models.vae_config import VAEModelConfig
-
-MODEL_CONFIGS = {c.kind: c for c in (DenoiserConfig, VAEModelConfig, ClassifierConfig)}
 
 # What needs torch: name -> the module defining it, imported when the name is first used.
 _TORCH_NAMES = {
-    "ConvAutoencoder": "latent_models.models.denoiser",
-    "UNetDenoiser": "latent_models.models.denoiser",
-    "ConvVAE": "latent_models.models.vae",
-    "DigitClassifier": "latent_models.models.classifier",
     "build_model": "latent_models.models.files",
     "save_model_files": "latent_models.models.files",
     "load_model_files": "latent_models.models.files",
@@ -45,17 +34,4 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_TORCH_NAMES})
 
 
-__all__ = [
-    "ClassifierConfig",
-    "ConvAutoencoder",
-    "ConvVAE",
-    "DenoiserConfig",
-    "DigitClassifier",
-    "ModelConfig",
-    "UNetDenoiser",
-    "VAEModelConfig",
-    "build_model",
-    "config_from_dict",
-    "load_model_files",
-    "save_model_files",
-]
+__all__ = ["ModelConfig", "build_model", "config_from_dict", "load_model_files", "save_model_files"]

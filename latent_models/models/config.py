@@ -55,16 +55,21 @@ class ModelConfig:
 def config_from_dict(values: dict) -> ModelConfig:
     """A logged `config.json` back into its config; keys an older version did not write
     take their defaults (e.g. `image_shape`), keys this version does not know are refused."""
-    from latent_models.models import MODEL_CONFIGS
+    from latent_models.kinds import KINDS
 
     values = {k: v for k, v in values.items() if k not in LEGACY_KEYS}
     kind = values.pop("kind", None)
-    if kind not in MODEL_CONFIGS:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_CONFIGS)}")
-    cls = MODEL_CONFIGS[kind]
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(KINDS)}")
+    cls = KINDS[kind].model_config
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"{kind} config has unknown fields {unknown}; it was written by a newer version")
     hints = typing.get_type_hints(cls)
     return cls(**{k: tuple(v) if hints[k] == tuple[int, int, int] else v for k, v in values.items()})
+
+
+def hyper_parameter(default, help: str):
+    """A model config's field with the help text its entry point's option shows."""
+    return dataclasses.field(default=default, metadata={"help": help})

@@ -13,25 +13,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latent_models.models.classifier import DigitClassifier
-from latent_models.models.classifier_config import ClassifierConfig
 from latent_models.models.config import ModelConfig, config_from_dict
-from latent_models.models.denoiser import build_denoiser
-from latent_models.models.denoiser_config import DenoiserConfig
-from latent_models.models.vae import ConvVAE
-from latent_models.models.vae_config import VAEModelConfig
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "weights.pt"
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    if isinstance(config, DenoiserConfig):
-        return build_denoiser(config)
-    if isinstance(config, VAEModelConfig):
-        return ConvVAE(config)
-    if isinstance(config, ClassifierConfig):
-        return DigitClassifier(config)
-    raise TypeError(f"no model for {type(config).__name__}")
+    """The model of `config`'s kind (its folder's `model.build`), freshly initialised."""
+    from latent_models.kinds import kind
+
+    return kind(config.kind).module("model").build(config)
 
 
 def save_model_files(model: nn.Module, folder: str | Path) -> dict[str, str]:

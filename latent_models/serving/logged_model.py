@@ -2,7 +2,8 @@
 
 MLflow stores a small entry script (`ENTRY_SCRIPT`) and this package (via `code_paths`), the
 model's `config.json` and `weights.pt` (a state_dict; loading runs
-`torch.load(..., weights_only=True)`), and for a VAE its fitted prior. Nothing is pickled.
+`torch.load(..., weights_only=True)`), and any state its kind serves beside them (a VAE's fitted
+prior). The wrapper is the kind's (its folder's `serving.py`). Nothing is pickled.
 One function, `model_saver`, does this for every model, driven by the model's own config.
 The folder is then sealed (`latent_models_seal.seal_folder`): a SHA-256 manifest of its files in
 the MLmodel, and a loader that checks them before any of the model's code runs
@@ -32,13 +33,10 @@ import mlflow
 import numpy as np
 import torch
 from mlflow.models import Model, ModelSignature
-from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+from mlflow.types.schema import ParamSchema, ParamSpec
 
+from latent_models.kinds import KINDS
 from latent_models.models import save_model_files
-from latent_models.models.prior import GaussianMixturePrior
-from latent_models.serving.inputs import MAX_BATCH, input_forms
-from latent_models.serving.png import IMAGE_COLUMN
-from latent_models.serving.pyfunc import DEFAULT_PARAMS
 from latent_models_seal import seal_folder
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -61,9 +59,8 @@ if shipped.is_file():
 else:
     from latent_models.serving.isolation import own_model
 
-mlflow.models.set_model(own_model(__file__, "latent_models.serving.pyfunc", "{wrapper}"))
+mlflow.models.set_model(own_model(__file__, "{module}", "{wrapper}"))
 '''
-WRAPPERS = {"denoiser": "DenoiserPyfunc", "vae": "VAEPyfunc", "classifier": "ClassifierPyfunc"}
 
 # A model's folder: `save(path, mlflow_model)` writes it (tracking.log_model logs it).
 SaveModel = Callable[[str, Model], None]
@@ -83,46 +80,23 @@ def _pip_requirements() -> list[str]:
     ]
 
 
-def _signature(kind: str, config) -> ModelSignature:
-    defaults = DEFAULT_PARAMS[kind]
+def _signature(wrapper, config) -> ModelSignature:
+    defaults = wrapper.DEFAULT_PARAMS
     params = ParamSchema([ParamSpec(k, _PARAM_TYPES[type(v)], v) for k, v in defaults.items()]) if defaults else None
-    if kind == "classifier":
-        outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, config.classes))])
-    else:  # spark_udf's default result type: a string column of PNGs (see the module's doc)
-        outputs = Schema([ColSpec("string", IMAGE_COLUMN)])
-    return ModelSignature(inputs=None, outputs=outputs, params=params)
+    return ModelSignature(inputs=None, outputs=wrapper.output_schema(config), params=params)
 
 
-def _metadata(kind: str, config, prior: GaussianMixturePrior | None) -> dict:
-    images = input_forms(config.image_shape)
-    if kind == "vae":
-        return {
-            "inputs": {
-                "reconstruct": images,
-                "sample": f"rows with n (1..{MAX_BATCH}), optional seed (>= 0) and temperature (> 0, default 1); "
-                "n images per row, in row order",
-                "decode": f"float32 (N, {config.latent_dim}) latent vectors",
-                "samplers": "normal: z ~ N(0, I); fitted: the Gaussian mixture fitted to the training latent means"
-                + ("" if prior else " (not in this model)"),
-                "max_batch": MAX_BATCH,
-            }
-        }
-    metadata = {"inputs": {"images": images, "max_batch": MAX_BATCH}}
-    if kind == "classifier":
-        metadata["outputs"] = f"class probabilities (N, {config.classes})"
-    return metadata
-
-
-def model_saver(model: torch.nn.Module, example: np.ndarray, prior: GaussianMixturePrior | None = None) -> SaveModel:
-    """Any model as a pyfunc model, from its config: `example` is a few input images;
-    `prior` (VAE): the mixture fitted to the training latents, served as sampler=fitted.
+def model_saver(model: torch.nn.Module, example: np.ndarray, extras: dict[str, dict] | None = None) -> SaveModel:
+    """Any model as a pyfunc model of its kind, from its config: `example` is a few input images;
+    `extras`: artifact name -> a state_dict served beside the weights (the VAE's fitted prior).
     The weights are copied now: later training steps do not change what is saved."""
     config = model.config
     kind = config.kind
+    wrapper = KINDS[kind].pyfunc()
     with tempfile.TemporaryDirectory() as tmp:  # the weights as they are now, on the CPU
         files = save_model_files(model, tmp)
         config_text, state = Path(files["config"]).read_bytes(), torch.load(files["weights"], weights_only=True)
-    prior_state = prior.state_dict() if prior is not None else None
+    extras = dict(extras or {})
 
     def save(path: str, mlflow_model: Model) -> None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -130,19 +104,19 @@ def model_saver(model: torch.nn.Module, example: np.ndarray, prior: GaussianMixt
             Path(artifacts["config"]).write_bytes(config_text)
             torch.save(state, artifacts["weights"])
             entry = Path(tmp) / f"{kind}.py"
-            entry.write_text(ENTRY_SCRIPT.format(kind=kind, wrapper=WRAPPERS[kind]))
-            if prior_state is not None:
-                artifacts["prior"] = str(Path(tmp) / "prior.pt")
-                torch.save(prior_state, artifacts["prior"])
+            entry.write_text(ENTRY_SCRIPT.format(kind=kind, module=wrapper.__module__, wrapper=wrapper.__name__))
+            for name, extra in extras.items():
+                artifacts[name] = str(Path(tmp) / f"{name}.pt")
+                torch.save(extra, artifacts[name])
             mlflow.pyfunc.save_model(
                 path,
                 python_model=str(entry),
                 artifacts=artifacts,
                 code_paths=[str(PACKAGE_DIR)],
-                signature=_signature(kind, config),
+                signature=_signature(wrapper, config),
                 input_example=example,
                 pip_requirements=_pip_requirements(),
-                metadata=_metadata(kind, config, prior),
+                metadata=wrapper.metadata(config, set(extras)),
                 mlflow_model=mlflow_model,
             )
         seal_folder(path)  # the manifest, and the loader that checks it first (docs/write-once.md)

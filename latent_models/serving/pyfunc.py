@@ -1,7 +1,7 @@
-"""The pyfunc models: what runs inside `mlflow models serve` and `mlflow.pyfunc.load_model`.
-
-Each wrapper loads its model through the one path every model takes (`config.json` beside
-`weights.pt`, see `latent_models.models`), checks the request with `serving.inputs`, and
+"""What every pyfunc model shares: what runs inside `mlflow models serve` and
+`mlflow.pyfunc.load_model`. Each kind's wrapper (its folder's `serving.py`) subclasses
+`ImageModelPyfunc`: it loads its model through the one path every model takes (`config.json`
+beside `weights.pt`, see `latent_models.models`), checks the request with `serving.inputs`, and
 answers in the caller's form. The code that logs these models is `serving.logged_model`.
 """
 
@@ -11,42 +11,22 @@ import mlflow
 import numpy as np
 import torch
 
-from latent_models.device import module_device, serving_device
+from latent_models.device import serving_device
 from latent_models.models import load_model_files
-from latent_models.models.prior import GaussianMixturePrior
-from latent_models.serving.inputs import (
-    CHUNK,
-    InvalidInput,
-    check_json_tensor,
-    from_model_output,
-    generated_layout,
-    sample_requests,
-    to_latents,
-    to_model_input,
-)
-
-VAE_MODES = ("reconstruct", "sample", "decode")
-SAMPLERS = ("normal", "fitted")  # z ~ N(0, I), or the mixture fitted to the training latents
-# Each kind's request params and their defaults: the logged params schema is built from these.
-DEFAULT_PARAMS = {
-    "denoiser": {"clip": False},
-    "vae": {"mode": "reconstruct", "clip": False, "n": 16, "seed": -1, "temperature": 1.0, "sampler": "normal"},
-    "classifier": {},
-}
+from latent_models.serving.inputs import CHUNK, InvalidInput, check_json_tensor, to_model_input
 
 
-def check_params(kind: str, params: dict | None) -> dict:
-    """The request's params over the defaults of `kind`; an unknown name is refused (a typo
+def check_params(defaults: dict, params: dict | None) -> dict:
+    """The request's params over a model's `defaults`; an unknown name is refused (a typo
     would otherwise be ignored silently), naming the ones this model takes."""
-    allowed = DEFAULT_PARAMS[kind]
-    unknown = sorted(str(k) for k in (params or {}) if k not in allowed)
+    unknown = sorted(str(k) for k in (params or {}) if k not in defaults)
     if unknown:
-        takes = f"this model takes {', '.join(allowed)}" if allowed else "this model takes no params"
+        takes = f"this model takes {', '.join(defaults)}" if defaults else "this model takes no params"
         raise InvalidInput(f"unknown params {unknown}; {takes}")
-    return {**allowed, **(params or {})}
+    return {**defaults, **(params or {})}
 
 
-def _refuse_unknown_params() -> None:
+def _refuse_unknown_params() -> dict:
     """Make MLflow refuse, not drop, unknown params for these models.
 
     MLflow's pyfunc enforces the logged params schema before `predict` runs and drops any
@@ -55,13 +35,15 @@ def _refuse_unknown_params() -> None:
     for a params schema that is exactly one of ours (same names as a kind's DEFAULT_PARAMS),
     an unknown name is a 400 naming the allowed ones; any other model's params go through
     unchanged. Installed once per process when this module is imported, i.e. when one of
-    our models is loaded, before any request; tests/test_serving*.py cover it.
+    our models is loaded, before any request; each wrapper class adds its params when it is
+    defined (`ImageModelPyfunc.__init_subclass__`); tests/test_serving*.py cover it. Returns the
+    checks: params schema names -> check.
     """
     import mlflow.pyfunc as pyfunc_module
 
     enforce = getattr(pyfunc_module, "_enforce_params_schema", None)
     if enforce is None:
-        return
+        return {}
     # name set -> check; shared by every copy of this package loaded in the process (see
     # serving.isolation), each adding its own kinds.
     checks = getattr(enforce, "_latent_models_checks", None)
@@ -77,12 +59,10 @@ def _refuse_unknown_params() -> None:
         strict._latent_models_checks = checks
         strict.__wrapped__ = enforce
         pyfunc_module._enforce_params_schema = strict
-    for kind, defaults in DEFAULT_PARAMS.items():
-        if defaults:
-            checks.setdefault(frozenset(defaults), lambda params, kind=kind: check_params(kind, params))
+    return checks
 
 
-_refuse_unknown_params()
+_PARAMS_CHECKS = _refuse_unknown_params()
 
 
 def _check_json_before_mlflow_parses_it() -> None:
@@ -129,111 +109,39 @@ def in_chunks(fn, x: torch.Tensor, device: torch.device) -> np.ndarray:
 
 class ImageModelPyfunc(mlflow.pyfunc.PythonModel):
     """The model behind `context.artifacts` (config + weights), on $LATENT_MODELS_DEVICE
-    (default auto), wherever it was logged."""
+    (default auto), wherever it was logged. A kind's wrapper says what it takes and how it
+    describes itself in the logged model."""
 
     kind = ""
+    # The request params and their defaults: the logged params schema is built from these.
+    DEFAULT_PARAMS: dict = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.DEFAULT_PARAMS:
+            _PARAMS_CHECKS.setdefault(
+                frozenset(cls.DEFAULT_PARAMS), lambda params: check_params(cls.DEFAULT_PARAMS, params)
+            )
+
+    @classmethod
+    def output_schema(cls, config):
+        """The logged output schema (None: none)."""
+        return None
+
+    @classmethod
+    def metadata(cls, config, extras: set[str]) -> dict:
+        """The logged model's `metadata`: what it takes (`extras`: the artifacts beside its weights)."""
+        return {}
 
     def load_context(self, context):
         self.model = load_model_files(context.artifacts["config"], context.artifacts["weights"], serving_device())
         self.image_shape = self.model.config.image_shape
 
     def params(self, params: dict | None) -> dict:
-        return check_params(self.kind, params)
+        return check_params(self.DEFAULT_PARAMS, params)
 
     def images(self, model_input, clip: bool = False):
         return to_model_input(model_input, clip, self.image_shape)
-
-
-class DenoiserPyfunc(ImageModelPyfunc):
-    """Noisy images in, denoised images out, in the caller's form and layout."""
-
-    kind = "denoiser"
-
-    def load_context(self, context):
-        super().load_context(context)
-        # Channels-last convolutions run about 1.5x faster on CPU, with the same results.
-        self.model = self.model.to(memory_format=torch.channels_last)
-
-    def predict(self, context, model_input, params=None):
-        params = self.params(params)
-        x, layout = self.images(model_input, clip=bool(params["clip"]))
-        with torch.inference_mode():
-            return from_model_output(in_chunks(self._denoise, x, module_device(self.model)), layout)
-
-    def _denoise(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=torch.channels_last))
-
-
-class VAEPyfunc(ImageModelPyfunc):
-    """mode=reconstruct: images -> reconstructions; mode=sample: rows (n, seed, temperature)
-    -> n new images per row; mode=decode: latent vectors (N, latent_dim) -> images."""
-
-    kind = "vae"
-
-    def load_context(self, context):
-        super().load_context(context)
-        prior = context.artifacts.get("prior")
-        self.prior = (
-            GaussianMixturePrior.from_state_dict(torch.load(prior, map_location="cpu", weights_only=True))
-            if prior
-            else None
-        )
-
-    def predict(self, context, model_input, params=None):
-        params = self.params(params)
-        mode = params["mode"]
-        if mode not in VAE_MODES:
-            raise InvalidInput(f"mode must be one of {', '.join(VAE_MODES)}; got {mode!r}")
-        device = module_device(self.model)
-        with torch.inference_mode():
-            if mode == "reconstruct":
-                x, layout = self.images(model_input, clip=bool(params["clip"]))
-                return from_model_output(in_chunks(self._reconstruct, x, device), layout)
-            if mode == "decode":
-                z = to_latents(model_input, self.model.latent_dim)
-                return from_model_output(in_chunks(self.model.decode, z, device), generated_layout(self.image_shape))
-            sampler = params["sampler"]
-            if sampler not in SAMPLERS:
-                raise InvalidInput(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
-            if sampler == "fitted" and self.prior is None:
-                raise InvalidInput(
-                    'this model was logged without a fitted prior (prior_components=0); use sampler "normal"'
-                )
-            images = []
-            for n, seed, temperature in sample_requests(model_input, params):
-                generator = None if seed is None else torch.Generator().manual_seed(seed)
-                if sampler == "fitted":
-                    z = self.prior.sample(n, temperature, generator)
-                else:  # as ConvVAE.sample draws them, decoded CHUNK at a time
-                    z = (
-                        torch.randn(
-                            n,
-                            self.model.latent_dim,
-                            generator=generator,
-                            device=generator.device if generator is not None else device,
-                        )
-                        * temperature
-                    )
-                # Each row decoded on its own: a row's images do not depend on the other rows.
-                images.append(in_chunks(self.model.decode, z, device))
-            return from_model_output(np.concatenate(images), generated_layout(self.image_shape))
-
-    def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        mu, _ = self.model.encode(x)
-        return self.model.decode(mu)
-
-
-class ClassifierPyfunc(ImageModelPyfunc):
-    """Images in, class probabilities (N, classes) out: the feature extractor behind the
-    sample-quality metrics, served too so its predictions can be checked."""
-
-    kind = "classifier"
-
-    def predict(self, context, model_input, params=None):
-        self.params(params)
-        x, _ = self.images(model_input)
-        with torch.inference_mode():
-            return in_chunks(lambda b: self.model(b).softmax(dim=1), x, module_device(self.model))
 
 
 def load_torch_model(model_uri: str, device: torch.device | None = None):

@@ -17,12 +17,13 @@ import torch
 from torch import nn
 
 from latent_models import tracking
-from latent_models.config import with_logged_params
 from latent_models.data import DataSplits, load_data
 from latent_models.device import check as check_device
 from latent_models.device import device_tags
 from latent_models.evaluation import report
+from latent_models.kinds.kind import Kind
 from latent_models.models import build_model
+from latent_models.options import with_logged_params
 from latent_models.serving.logged_model import model_saver
 from latent_models.tracking import check_resumable_data, checkpointing
 from latent_models.training import distributed
@@ -30,12 +31,12 @@ from latent_models.training.loop import EpochHook, LossFn, Objective, Settings, 
 
 
 class Recipe:
-    """One model's part of the pipeline; made once the data is loaded, before the model."""
+    """One model kind's part of the pipeline (its folder's `recipe.py`); made once the data is
+    loaded, before the model."""
 
-    kind: str  # "denoiser" or "vae": the logged model's name, the `model_type` tag and the report's kind
+    kind: Kind  # its name is the logged model's name, the `model_type` tag and the report's kind;
+    # its first validation metric selects the epoch
     champion: tracking.ChampionRule
-    monitor: str  # the validation metric that selects the epoch
-    mode: str  # "max" or "min"
 
     def __init__(self, cfg, data: DataSplits):
         self.cfg, self.data = cfg, data
@@ -63,7 +64,8 @@ class Recipe:
         raise NotImplementedError
 
     def served_with(self, model: nn.Module) -> dict:
-        """What the logged model ships beside its weights (`model_saver`'s keyword arguments)."""
+        """What the logged model ships beside its weights and config: artifact name -> a state_dict
+        (`model_saver`'s `extras`)."""
         return {}
 
     def version_tags(self, measured: dict[str, float]) -> dict:
@@ -78,13 +80,13 @@ def run_pipeline(
     data: DataSplits | None = None,
     epoch_hook: EpochHook | None = None,
 ) -> dict:
-    """An `ae` or `vae` run: returns test metrics, the selected epoch's validation metrics, run
+    """A training run of the recipe's kind: returns test metrics, the selected epoch's validation metrics, run
     id, model id and URI, registered version and promotion ({} on torchrun ranks other than
     0, which only train). `epoch_hook(epoch, metrics)` sees each finished epoch and may raise
     to stop."""
     device, precision = check_device(cfg.device, cfg.precision)
     rank = distributed.setup(device)
-    kind = recipe_class.kind
+    kind = recipe_class.kind.name
     resumed = tracking.find_resumable_run(cfg.resume, cfg.experiment_name, kind) if cfg.resume else None
     if resumed:  # the run's own settings, not the command line's defaults
         cfg = with_logged_params(cfg, resumed.data.params)
@@ -94,7 +96,7 @@ def run_pipeline(
     recipe = recipe_class(cfg, data)
     generator = seed_everything(cfg.seed, device)
     model = build_model(cfg.model_config(data.image_shape)).to(device)
-    objective = Objective(recipe.loss_fn(), recipe.validate, recipe.monitor, recipe.mode)
+    objective = Objective(recipe.loss_fn(), recipe.validate, recipe_class.kind.monitor, recipe_class.kind.mode)
     settings = Settings.of(cfg, precision)
     if rank != 0:  # a DDP worker: trains in step with rank 0, which logs, evaluates and registers
         fit(model, data.train_batches or data.train.images, objective, settings, generator)
@@ -141,7 +143,7 @@ def run_pipeline(
         validation = result.selected_validation_metrics()
         ref = tracking.log_selected_model(
             kind,
-            model_saver(model, recipe.example(), **recipe.served_with(model)),
+            model_saver(model, recipe.example(), recipe.served_with(model)),
             kind,
             result.best_epoch,
             validation,

@@ -9,8 +9,10 @@ import functools
 import shlex
 import typing
 
-from latent_models.config import RESUME_KEEPS, ConfigError, DataOptions
 from latent_models.data import DataSplits, load_data
+from latent_models.errors import ConfigError
+from latent_models.kinds import trained_by
+from latent_models.options import RESUME_KEEPS, DataOptions
 
 # Set by the sweep or search itself, or meaningless per child.
 NOT_SWEEPABLE = (set(RESUME_KEEPS) | {"register", "registered_model_name", "promote"}) - {"download"}
@@ -73,18 +75,13 @@ def splits_for(child, loaded: dict) -> DataSplits:
 
 
 def recipe(model: str):
-    """The training recipe of `ae` or `vae` children (see training.pipeline)."""
-    if model == "ae":
-        from latent_models.training.denoiser import DenoiserRecipe
-
-        return DenoiserRecipe
-    from latent_models.training.vae import VAERecipe
-
-    return VAERecipe
+    """The training recipe of a sweep's children or a search's trials (`model`: the entry point
+    that trains their kind; see training.pipeline)."""
+    return trained_by(model).recipe()
 
 
 def trainer(model: str):
-    """run_ae or run_vae."""
+    """The training run of `model`'s children: run_pipeline with their kind's recipe."""
     from latent_models.training.pipeline import run_pipeline
 
     return functools.partial(run_pipeline, recipe(model))
@@ -95,19 +92,20 @@ def champion_rule(model: str):
     return recipe(model).champion
 
 
-# The validation metrics that may rank children and trials (of the epoch each selected), and
-# whether higher is better. Test metrics are reported beside them, never chosen on.
-VALIDATION_METRICS = {
-    "ae": {"val_psnr": True, "val_ssim": True, "val_loss": False},
-    "vae": {"val_neg_elbo": False, "val_recon": False, "val_neg_elbo_bits_per_dim": False},
-}
-# Reported for every child and trial beside the ranking metric.
-TEST_METRICS = {"ae": "test_psnr", "vae": "test_neg_elbo"}
+def validation_metrics(model: str) -> dict[str, bool]:
+    """The validation metrics that may rank children and trials (of the epoch each selected), and
+    whether higher is better. Test metrics are reported beside them, never chosen on."""
+    return trained_by(model).validation_metrics
+
+
+def reported_test_metric(model: str) -> str:
+    """Reported for every child and trial beside the ranking metric."""
+    return trained_by(model).test_metric
 
 
 def check_validation_metric(model: str, metric: str) -> None:
-    if metric not in VALIDATION_METRICS[model]:
+    if metric not in validation_metrics(model):
         raise ConfigError(
             f"metric {metric!r} is not a validation metric of {model} runs; choose from "
-            f"{', '.join(VALIDATION_METRICS[model])} (test metrics are reported, never chosen on)"
+            f"{', '.join(validation_metrics(model))} (test metrics are reported, never chosen on)"
         )

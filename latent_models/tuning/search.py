@@ -27,19 +27,21 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from latent_models import tracking
-from latent_models.config import ConfigError, SearchConfig, as_params
+from latent_models.config import SearchConfig
+from latent_models.errors import ConfigError
 from latent_models.evaluation import report
+from latent_models.options import as_params
 from latent_models.tuning.child_runs import (
-    TEST_METRICS,
-    VALIDATION_METRICS,
     champion_rule,
     check_validation_metric,
     parse_assignments,
     recipe,
+    reported_test_metric,
     settable,
     splits_for,
     trainer,
     typed,
+    validation_metrics,
 )
 
 KINDS = ("loguniform", "uniform", "int", "choice")
@@ -197,7 +199,7 @@ def plan_search(cfg: SearchConfig) -> Plan:
         if name in {d.name for d in dims}:
             raise ConfigError(f"{name} is both searched (space) and fixed (params)")
         fixed[name] = values[0]
-    plan = Plan(dims, fixed, config_cls, metric, "maximize" if VALIDATION_METRICS[cfg.model][metric] else "minimize")
+    plan = Plan(dims, fixed, config_cls, metric, "maximize" if validation_metrics(cfg.model)[metric] else "minimize")
     for dim in dims:  # each end of each range, each choice: a config the pipeline accepts?
         for value in dim.extremes():
             try:
@@ -401,7 +403,7 @@ def run_search(cfg: SearchConfig) -> dict:
                 raise
             trial.set_user_attr("model_uri", result["model_uri"])
             for key, value in result.items():
-                if key.startswith("val_") or key == TEST_METRICS[cfg.model]:
+                if key.startswith("val_") or key == reported_test_metric(cfg.model):
                     trial.set_user_attr(key, float(value))
             client.set_tag(result["run_id"], "optuna_state", "complete")
             return result[plan.metric]
@@ -431,7 +433,7 @@ def run_search(cfg: SearchConfig) -> dict:
 
 def _summarise(cfg: SearchConfig, plan: Plan, study: optuna.Study, parent_id: str, attempts: int) -> dict:
     trials = study.get_trials(deepcopy=False)
-    test_metric = TEST_METRICS[cfg.model]
+    test_metric = reported_test_metric(cfg.model)
     rows = [
         {
             "number": t.number,
@@ -501,7 +503,7 @@ def register_best(cfg: SearchConfig, plan: Plan, best) -> dict:
     version = tracking.find_model_version(name, {"run_id": run_id})
     if version is None:
         version = tracking.register_model(
-            best.user_attrs["model_uri"], name, report.registered_model_description(recipe(cfg.model).kind, name)
+            best.user_attrs["model_uri"], name, report.registered_model_description(recipe(cfg.model).kind.name, name)
         )
         tracking.tag_model_version(
             name,
@@ -509,7 +511,7 @@ def register_best(cfg: SearchConfig, plan: Plan, best) -> dict:
             {
                 **{k: getattr(child, k) for k in champion_rule(cfg.model).comparable},
                 "run_id": run_id,
-                TEST_METRICS[cfg.model]: best.user_attrs.get(TEST_METRICS[cfg.model]),
+                reported_test_metric(cfg.model): best.user_attrs.get(reported_test_metric(cfg.model)),
                 "search_trial": best.number,
             },
         )

@@ -8,15 +8,17 @@ from __future__ import annotations
 import itertools
 
 from latent_models import tracking
-from latent_models.config import ConfigError, SweepConfig, as_params
+from latent_models.config import SweepConfig
+from latent_models.errors import ConfigError
 from latent_models.evaluation import figures
+from latent_models.options import as_params
 from latent_models.tuning.child_runs import (
-    TEST_METRICS,
-    VALIDATION_METRICS,
     check_validation_metric,
     parse_assignments,
+    reported_test_metric,
     splits_for,
     trainer,
+    validation_metrics,
 )
 
 
@@ -62,7 +64,7 @@ def best_row(rows: list[dict], model: str, metric: str) -> dict | None:
     finished = [r for r in rows if r.get(metric) is not None]
     if not finished:
         return None
-    return (max if VALIDATION_METRICS[model][metric] else min)(finished, key=lambda r: r[metric])
+    return (max if validation_metrics(model)[metric] else min)(finished, key=lambda r: r[metric])
 
 
 def run_sweep(cfg: SweepConfig) -> dict:
@@ -77,7 +79,7 @@ def run_sweep(cfg: SweepConfig) -> dict:
         rows = []
         for i, (swept, child) in enumerate(children, 1):
             print(f"sweep child {i}/{len(children)}: {child.run_name}", flush=True)
-            test_metric = TEST_METRICS[cfg.model]
+            test_metric = reported_test_metric(cfg.model)
             row = {**swept, "run_id": None, "status": "FINISHED", metric: None, test_metric: None}
             try:
                 result = train(child, parent_run_id=parent.info.run_id, data=splits_for(child, loaded))
@@ -90,7 +92,10 @@ def run_sweep(cfg: SweepConfig) -> dict:
         best = best_row(rows, cfg.model, metric)
         if best:
             tracking.log_metrics(
-                {f"best_{metric}": best[metric], f"best_run_{TEST_METRICS[cfg.model]}": best[TEST_METRICS[cfg.model]]}
+                {
+                    f"best_{metric}": best[metric],
+                    f"best_run_{reported_test_metric(cfg.model)}": best[reported_test_metric(cfg.model)],
+                }
             )
             tracking.set_tags(
                 {

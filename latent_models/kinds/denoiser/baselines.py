@@ -31,7 +31,9 @@ import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur as _torch_gaussian_blur
 
+from latent_models.errors import ConfigError
 from latent_models.evaluation.metrics import psnr
+from latent_models.kinds.denoiser.config import baseline_names
 
 # BM3D's smallest image: its library refuses sides under its 8-pixel block and crashes the
 # process (a segmentation fault) on 8x8; 12 is the smallest side that ran in every case tried.
@@ -120,20 +122,11 @@ def bm3d_installed() -> bool:
 
 def baselines_named(names: str) -> tuple[Baseline, ...]:
     """Comma-separated baseline names (or `all`, or `default`: BASELINES) -> the baselines;
-    BM3D only where its package is installed."""
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    BM3D only where its package is installed (a ConfigError naming the extra otherwise)."""
     known = {b.name: b for b in ALL_BASELINES}
-    if wanted == ["all"]:
-        chosen = ALL_BASELINES
-    elif wanted == ["default"]:
-        chosen = BASELINES
-    else:
-        unknown = [n for n in wanted if n not in known]
-        if unknown or not wanted:
-            raise ValueError(f"unknown baselines {unknown or names!r}; expected some of {', '.join(known)}, or all")
-        chosen = tuple(known[n] for n in dict.fromkeys(wanted))
+    chosen = tuple(known[n] for n in baseline_names(names))
     if BM3D in chosen and not bm3d_installed():
-        raise ValueError(BM3D_MISSING)
+        raise ConfigError(f"baselines: {BM3D_MISSING}")
     return chosen
 
 

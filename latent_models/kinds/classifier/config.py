@@ -1,5 +1,6 @@
-"""The digit classifier's config (the model itself: `classifier.py`); free of torch, like
-every model's config, so that `models.MODEL_CONFIGS` loads without it."""
+"""The digit classifier's config (the model itself: `model.py`); free of torch, like every
+model's config, so the kinds load without it. No entry point trains it: `evaluate` does, on
+first use (`recipe.py`)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import Permute
 
-from latent_models.models.vae_config import VAEModelConfig
+from latent_models.kinds.vae.config import VAEModelConfig
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -105,3 +105,7 @@ class ConvVAE(nn.Module):
             * temperature
         )
         return self.decode(z.to(device))
+
+
+def build(config: VAEModelConfig) -> ConvVAE:
+    return ConvVAE(config)

@@ -1,6 +1,7 @@
-"""The digit classifier behind FID and class entropy: trained once per dataset, registered,
-and found again in the registry next time (matched on the dataset digest and size).
-Trained on first use as a child run of the evaluation that needed it."""
+"""How the digit classifier behind FID and class entropy is trained: once per dataset,
+registered, and found again in the registry next time (matched on the dataset digest and
+size). Trained on first use as a child run of the evaluation that needed it (the VAE's
+`evaluation.py`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from latent_models.data import DataSplits
 from latent_models.device import resolve_device
 from latent_models.evaluation import report
 from latent_models.evaluation.scores import batched
-from latent_models.models.classifier import ClassifierConfig, DigitClassifier
+from latent_models.kinds.classifier import KIND
+from latent_models.kinds.classifier.config import ClassifierConfig
+from latent_models.kinds.classifier.model import DigitClassifier
 from latent_models.serving.logged_model import model_saver
 from latent_models.serving.pyfunc import load_torch_model
 from latent_models.training.loop import FitResult, Objective, Settings, fit, seed_everything
@@ -38,7 +41,7 @@ def train_classifier(
         return F.cross_entropy(m(images[idx]), labels[idx]), {}
 
     objective = Objective(
-        loss_fn, lambda m: {"val_accuracy": accuracy(m, data.val.images, data.val.labels)}, "val_accuracy", "max"
+        loss_fn, lambda m: {"val_accuracy": accuracy(m, data.val.images, data.val.labels)}, KIND.monitor, KIND.mode
     )
     result = fit(
         model,
@@ -63,13 +66,13 @@ def classifier_for(
         with tracking.training_run("", f"classifier-{data.name}", parent_run_id=parent_run_id):
             tracking.log_params({"dataset": data.name, "epochs": epochs, "seed": seed})
             datasets = tracking.log_dataset(data.name, data.root, data.digest, data.as_numpy())
-            tracking.set_tags({"model_type": "classifier", **tags})
+            tracking.set_tags({"model_type": KIND.name, **tags})
             model, result, test = train_classifier(data, epochs, seed, resolve_device(device))
             tracking.log_metrics({"best_epoch": result.best_epoch})
             version = tracking.log_selected_model(
-                "classifier",
+                KIND.name,
                 model_saver(model, data.test.images[:2].numpy()),
-                "classifier",
+                KIND.name,
                 result.best_epoch,
                 result.selected_validation_metrics(),
                 datasets["val"],
@@ -81,7 +84,7 @@ def classifier_for(
                     result.selected_validation_metrics(),
                     test,
                 ),
-                registered_model_description=report.registered_model_description("classifier", name),
+                registered_model_description=report.registered_model_description(KIND.name, name),
             ).version
             tracking.tag_model_version(name, version, {**tags, "test_accuracy": round(test["test_accuracy"], 5)})
     model, _ = load_torch_model(f"models:/{name}/{version}", resolve_device(device))

@@ -6,22 +6,14 @@ from __future__ import annotations
 import torch
 
 from latent_models import tracking
-from latent_models.config import VAEConfig
 from latent_models.data import DataSplits, binarized
 from latent_models.device import module_device
 from latent_models.evaluation import figures
-from latent_models.evaluation.scores import (
-    FIGURE_SEED,
-    TEST_SEED,
-    VAL_SEED,
-    evaluate_vae,
-    held_out_likelihood,
-    latent_means,
-    latent_prior,
-    mean_image_nll,
-)
-from latent_models.models import ConvVAE
-from latent_models.models.prior import check_components
+from latent_models.evaluation.scores import FIGURE_SEED, TEST_SEED, VAL_SEED
+from latent_models.kinds.vae import KIND
+from latent_models.kinds.vae.config import VAEConfig, check_components
+from latent_models.kinds.vae.model import ConvVAE
+from latent_models.kinds.vae.scores import evaluate_vae, held_out_likelihood, latent_means, latent_prior, mean_image_nll
 from latent_models.training.loop import EpochHook
 from latent_models.training.pipeline import Recipe, input_example, run_pipeline
 
@@ -46,7 +38,7 @@ def elbo_loss(cfg: VAEConfig):
 
 
 class VAERecipe(Recipe):
-    kind = "vae"
+    kind = KIND
     # Champion: lower validation -ELBO on the same dataset, likelihood and binarization, and below
     # that of independent pixels around the training mean.
     champion = tracking.ChampionRule(
@@ -56,7 +48,6 @@ class VAERecipe(Recipe):
         "val_neg_elbo_mean_image",
         "the mean-image model's val_neg_elbo",
     )
-    monitor, mode = "val_neg_elbo", "min"
 
     def __init__(self, cfg: VAEConfig, data: DataSplits):
         super().__init__(cfg, data)
@@ -149,23 +140,35 @@ class VAERecipe(Recipe):
             ),
             figures.LATENT_MAP,
         )
-        # The mixture over the training latents: served as sampler=fitted (see evaluate for FID).
-        if cfg.prior_components:
-            self.prior = latent_prior(model, data.train.images, cfg.binarize, cfg.prior_components, cfg.seed)
+        prior = self.fitted_prior(model)
+        if prior is not None:
             with torch.inference_mode():
                 images = model.decode(
-                    self.prior.sample(100, generator=torch.Generator().manual_seed(FIGURE_SEED)).to(device)
+                    prior.sample(100, generator=torch.Generator().manual_seed(FIGURE_SEED)).to(device)
                 )
             tracking.log_figure(
                 figures.image_grid(
                     images,
-                    f"100 samples, z ~ the {self.prior.components}-component mixture fitted to the training latents",
+                    f"100 samples, z ~ the {prior.components}-component mixture fitted to the training latents",
                 ),
                 figures.SAMPLES_FITTED_PRIOR,
             )
 
+    def fitted_prior(self, model: ConvVAE):
+        """The mixture over the training latents, served as sampler=fitted (see evaluate for FID):
+        fitted once, by whichever asks first (the figures or the logged model); None with
+        prior_components=0."""
+        cfg = self.cfg
+        if cfg.prior_components and self.prior is None:
+            self.prior = latent_prior(model, self.data.train.images, cfg.binarize, cfg.prior_components, cfg.seed)
+        return self.prior
+
     def served_with(self, model) -> dict:
-        return {"prior": self.prior}
+        prior = self.fitted_prior(model)
+        return {} if prior is None else {"prior": prior.state_dict()}
+
+
+RECIPE = VAERecipe
 
 
 def run_vae(

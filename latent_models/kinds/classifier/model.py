@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from latent_models.models.classifier_config import ClassifierConfig
+from latent_models.kinds.classifier.config import ClassifierConfig
 
 
 class DigitClassifier(nn.Module):
@@ -42,3 +42,7 @@ class DigitClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits."""
         return self.head(self.body(x))
+
+
+def build(config: ClassifierConfig) -> DigitClassifier:
+    return DigitClassifier(config)

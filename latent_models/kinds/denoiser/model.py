@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from latent_models.models.denoiser_config import DenoiserConfig
+from latent_models.kinds.denoiser.config import DenoiserConfig
 
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
@@ -125,7 +125,7 @@ def reconstruction_loss(model: nn.Module, noisy: torch.Tensor, clean: torch.Tens
     return F.binary_cross_entropy_with_logits(raw, clean, reduction=reduction)
 
 
-def build_denoiser(config: DenoiserConfig) -> nn.Module:
+def build(config: DenoiserConfig) -> nn.Module:
     if config.arch == "conv":
         return ConvAutoencoder(config)
     if config.arch == "unet":

@@ -1,23 +1,17 @@
-"""The denoising autoencoder's part of the pipeline (`training.pipeline`): fresh noise every
+"""The denoising autoencoder's part of the one training pipeline (`training.pipeline`): fresh noise every
 batch, PSNR/SSIM on fixed-noise validation and test images, and its figures."""
 
 from __future__ import annotations
 
 from latent_models import tracking
-from latent_models.config import AEConfig
 from latent_models.data import DataSplits
 from latent_models.evaluation import figures
 from latent_models.evaluation.metrics import psnr
-from latent_models.evaluation.scores import (
-    TEST_SEED,
-    VAL_SEED,
-    batched,
-    default_levels,
-    evaluate_denoiser,
-    iterate_denoiser,
-    psnr_by_level,
-)
-from latent_models.models.denoiser import reconstruction_loss
+from latent_models.evaluation.scores import TEST_SEED, VAL_SEED, batched
+from latent_models.kinds.denoiser import KIND
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.model import reconstruction_loss
+from latent_models.kinds.denoiser.scores import default_levels, evaluate_denoiser, iterate_denoiser, psnr_by_level
 from latent_models.noise import add_noise, fixed_noise
 from latent_models.training.loop import EpochHook
 from latent_models.training.pipeline import Recipe, input_example, run_pipeline
@@ -38,13 +32,12 @@ def denoising_loss(noise: str, level: float):
 
 
 class DenoiserRecipe(Recipe):
-    kind = "denoiser"
+    kind = KIND
     # Champion: higher validation PSNR at the same dataset, noise model and level, and above the
     # noisy input's own (a denoiser below it is worse than no denoiser).
     champion = tracking.ChampionRule(
         "val_psnr", True, ("dataset", "noise", "noise_level"), "val_psnr_noisy", "the noisy input's val_psnr"
     )
-    monitor, mode = "val_psnr", "max"
 
     def __init__(self, cfg: AEConfig, data: DataSplits):
         super().__init__(cfg, data)
@@ -132,6 +125,9 @@ class DenoiserRecipe(Recipe):
         tracking.log_figure(
             figures.iterative_reconstruction([s[:6] for s in steps], psnrs), figures.ITERATIVE_RECONSTRUCTION
         )
+
+
+RECIPE = DenoiserRecipe
 
 
 def run_ae(

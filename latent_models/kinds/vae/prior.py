@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from latent_models.errors import ConfigError
+from latent_models.kinds.vae.config import check_components
 
 
 @dataclass
@@ -41,19 +41,6 @@ class GaussianMixturePrior:
     @classmethod
     def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "GaussianMixturePrior":
         return cls(state["weights"].float(), state["means"].float(), state["scale_tril"].float())
-
-
-def check_components(components: int, points: int | None = None, name: str = "components") -> None:
-    """The mixture's one size rule, for the configs (`points` unknown yet), before training
-    (`points`: the training images) and at the fit alike: at least one component, and no
-    more than the latent vectors (one per training image) it is fitted to."""
-    if not components >= 1:
-        raise ConfigError(f"{name} must be >= 1, got {components}")
-    if points is not None and components > points:
-        raise ConfigError(
-            f"{name} ({components}) must not exceed the training images ({points}): "
-            "the mixture is fitted to one latent mean per image"
-        )
 
 
 def fit_gaussian_mixture(latents: torch.Tensor, components: int, seed: int) -> GaussianMixturePrior:

@@ -1,0 +1,126 @@
+"""The denoiser's config (its architecture and sizes, declared once) and the `ae` entry point's,
+which inherits them as options. Free of torch, so the CLI's options and validation load without it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from latent_models.choices import NOISE_MODELS, Noise
+from latent_models.errors import ConfigError
+from latent_models.models.config import ModelConfig, hyper_parameter
+from latent_models.options import (
+    DataOptions,
+    DeviceOptions,
+    RegistryOptions,
+    RunOptions,
+    TrackingOptions,
+    TrainOptions,
+    Validated,
+    check_choice,
+    defaults,
+    help_field,
+    model_options,
+    positive,
+    validate_training,
+)
+
+Arch = Literal["unet", "conv"]
+
+
+@dataclass(frozen=True)
+class DenoiserConfig(ModelConfig):
+    kind = "denoiser"
+    max_side = 1024  # the conv arch's dense bottleneck grows with the area; the U-Net is fully convolutional
+    arch: Arch = hyper_parameter("unet", "unet: skip connections, the best denoiser; conv: a true bottleneck")
+    width: int = hyper_parameter(16, "channels in the first layer")
+    latent_dim: int = hyper_parameter(32, "latent dimensions of the conv architecture's bottleneck (unet: unused)")
+    # The residual head instead of the sigmoid head: see `model.py`'s docstring.
+    residual: bool = hyper_parameter(
+        False,
+        "unet: output = input + a learned correction, trained with MSE (DnCNN's residual learning; for photographs)",
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("width", "latent_dim"):
+            positive(name, getattr(self, name))
+        if self.residual and self.arch != "unet":
+            raise ConfigError("residual=true needs arch=unet (a bottleneck autoencoder has no residual path)")
+
+
+@dataclass
+@defaults(experiment_name="latent-models-ae", registered_model_name="latent-denoiser")
+class AEConfig(
+    model_options(DenoiserConfig),
+    RegistryOptions,
+    DeviceOptions,
+    RunOptions,
+    TrackingOptions,
+    TrainOptions,
+    DataOptions,
+    Validated,
+):
+    noise: Noise = help_field("corruption model", default="uniform")
+    noise_level: float = help_field(
+        "gaussian: sigma; uniform: amplitude; salt_pepper: p; mask: masked fraction", default=0.5
+    )
+    iterations: int = help_field("passes of the iterative-reconstruction figure", default=5)
+
+    def _check(self) -> None:
+        from latent_models.noise import check_noise  # torch: imported to validate, not to build the CLI
+
+        validate_training(self)
+        check_noise(self.noise, self.noise_level)
+        positive("iterations", self.iterations)
+
+
+# The classical baselines `evaluate` tunes and compares (`baselines.py`); the default leaves out
+# BM3D, the slowest and an opt-in extra.
+BASELINE_NAMES = ("gaussian_blur", "median", "nl_means", "bm3d")
+DEFAULT_BASELINES = BASELINE_NAMES[:3]
+
+
+def baseline_names(text: str) -> tuple[str, ...]:
+    """Comma-separated baseline names, `default` or `all` -> the names, in order, once each."""
+    wanted = [n.strip() for n in text.split(",") if n.strip()]
+    if wanted == ["all"]:
+        return BASELINE_NAMES
+    if wanted == ["default"]:
+        return DEFAULT_BASELINES
+    unknown = [n for n in wanted if n not in BASELINE_NAMES]
+    if unknown or not wanted:
+        raise ConfigError(
+            f"baselines: unknown baselines {unknown or text!r}; expected some of {', '.join(BASELINE_NAMES)}, or all"
+        )
+    return tuple(dict.fromkeys(wanted))
+
+
+@dataclass
+class DenoiserEvaluation:
+    """`evaluate`'s options for a denoiser."""
+
+    noise: str = help_field(
+        f"denoiser: noise models to evaluate, comma-separated ({', '.join(NOISE_MODELS)}), or all", default="all"
+    )
+    images: int = help_field("denoiser: first N test images per noise level (0: all)", default=2000)
+    tune_images: int = help_field("denoiser: validation images that tune each classical baseline", default=500)
+    baselines: str = help_field(
+        "denoiser: classical baselines, comma-separated (gaussian_blur, median, nl_means, bm3d), default "
+        "(all but bm3d, the slowest and an opt-in extra: pip install -e '.[bm3d]') or all",
+        default="default",
+    )
+
+    def check(self) -> None:
+        from latent_models.kinds.denoiser.baselines import BM3D_MISSING, bm3d_installed  # torch: to validate
+
+        if "bm3d" in baseline_names(self.baselines) and not bm3d_installed():
+            raise ConfigError(f"baselines: {BM3D_MISSING}")
+        positive("tune_images", self.tune_images)
+        if self.images < 0:
+            raise ConfigError(f"images must be >= 0, got {self.images}")
+        for noise in self.noise_models():
+            check_choice("noise", noise, NOISE_MODELS)
+
+    def noise_models(self) -> list[str]:
+        return list(NOISE_MODELS) if self.noise == "all" else [n.strip() for n in self.noise.split(",") if n.strip()]

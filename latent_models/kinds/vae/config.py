@@ -1,0 +1,124 @@
+"""The VAE's config (its sizes and likelihood, declared once) and the `vae` entry point's, which
+inherits them as options. Free of torch, so the CLI's options and validation load without it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from latent_models.errors import ConfigError
+from latent_models.models.config import ModelConfig, hyper_parameter
+from latent_models.options import (
+    DataOptions,
+    DeviceOptions,
+    RegistryOptions,
+    RunOptions,
+    TrackingOptions,
+    TrainOptions,
+    Validated,
+    defaults,
+    help_field,
+    model_options,
+    positive,
+    validate_iw,
+    validate_training,
+)
+
+Likelihood = Literal["bernoulli", "gaussian"]
+LIKELIHOODS = get_args(Likelihood)
+
+
+@dataclass(frozen=True)
+class VAEModelConfig(ModelConfig):
+    kind = "vae"
+    max_side = 256  # dense layers of 2 * width * (side / 4)^2 x 256 weights: 134M at 256
+    latent_dim: int = hyper_parameter(16, "latent dimensions")
+    width: int = hyper_parameter(32, "channels in the first layer")
+    likelihood: Likelihood = hyper_parameter(
+        "bernoulli", "bernoulli: intensities as pixel probabilities; gaussian: one learned scale"
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("latent_dim", "width"):
+            positive(name, getattr(self, name))
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {self.likelihood!r}; expected one of {LIKELIHOODS}")
+
+
+@dataclass
+@defaults(
+    epochs=12,
+    lr=5e-3,
+    adam_beta2=0.95,
+    experiment_name="latent-models-vae",
+    registered_model_name="latent-vae",
+)
+class VAEConfig(
+    model_options(VAEModelConfig),
+    RegistryOptions,
+    DeviceOptions,
+    RunOptions,
+    TrackingOptions,
+    TrainOptions,
+    DataOptions,
+    Validated,
+):
+    beta: float = help_field("weight of the KL term after warm-up", default=1.0)
+    kl_warmup_epochs: float = help_field("epochs over which the KL weight rises linearly from 0", default=1.0)
+    binarize: bool = help_field("dynamically binarize images (sample pixels ~ Bernoulli(intensity))", default=False)
+    iw_samples: int = help_field("importance samples k for test_iw_nll", default=100)
+    iw_images: int = help_field(
+        "first N test images for test_iw_nll (0: all; k=100 on all 10,000 takes minutes)", default=1000
+    )
+    prior_components: int = help_field(
+        "Gaussian-mixture components fitted to the training latent means and served as sampler=fitted (0: none)",
+        default=10,
+    )
+
+    def _check(self) -> None:
+        validate_training(self)
+        if self.prior_components:  # 0: no fitted prior
+            check_components(self.prior_components, name="prior_components")
+        if self.binarize and self.likelihood != "bernoulli":
+            raise ConfigError("binarize=true needs likelihood=bernoulli")
+        if not self.beta > 0:
+            raise ConfigError(f"beta must be > 0, got {self.beta}")
+        if not self.kl_warmup_epochs >= 0:
+            raise ConfigError(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
+        validate_iw(self)
+
+
+def check_components(components: int, points: int | None = None, name: str = "components") -> None:
+    """The fitted mixture's one size rule, for the configs (`points` unknown yet), before training
+    (`points`: the training images) and at the fit alike: at least one component, and no
+    more than the latent vectors (one per training image) it is fitted to."""
+    if not components >= 1:
+        raise ConfigError(f"{name} must be >= 1, got {components}")
+    if points is not None and components > points:
+        raise ConfigError(
+            f"{name} ({components}) must not exceed the training images ({points}): "
+            "the mixture is fitted to one latent mean per image"
+        )
+
+
+@dataclass
+class VAEEvaluation:
+    """`evaluate`'s options for a VAE."""
+
+    iw_samples: int = help_field("VAE: importance samples k for test_iw_nll", default=100)
+    iw_images: int = help_field("VAE: first N test images for test_iw_nll (0: all)", default=1000)
+    samples: int = help_field("VAE: samples per sampler for FID and class entropy", default=10000)
+    components: int = help_field("VAE: Gaussian-mixture components of the fitted prior", default=10)
+    classifier_name: str = help_field(
+        "registered classifier for FID (empty: latent-<dataset>-classifier); trained and registered on first use",
+        default="",
+    )
+    classifier_epochs: int = help_field("epochs when the classifier has to be trained", default=3)
+
+    def check(self) -> None:
+        positive("classifier_epochs", self.classifier_epochs)
+        check_components(self.components)
+        if self.samples < 64:
+            raise ConfigError(f"samples must be >= 64 (FID needs many; the figure shows 64), got {self.samples}")
+        validate_iw(self)
