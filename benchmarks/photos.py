@@ -231,8 +231,8 @@ def pick_colour_scheme(sigma: float, seed: int, model, luma_model) -> dict[str, 
 
 
 def train(sigma: float, photos: Path, opts: dict, tmp: Path) -> dict:
-    from latent_models.config import AEConfig
-    from latent_models.training.denoiser import run_ae
+    from latent_models.kinds.denoiser.config import AEConfig
+    from latent_models.kinds.denoiser.recipe import run_ae
 
     cfg = AEConfig(
         dataset="folder",
@@ -366,7 +366,7 @@ def main(**opts) -> None:
     import mlflow
     import torch
 
-    from latent_models.evaluation.baselines import BM3D_MISSING, bm3d_installed
+    from latent_models.kinds.denoiser.baselines import BM3D_MISSING, bm3d_installed
     from latent_models.serving.pyfunc import load_torch_model
 
     if not bm3d_installed():  # before hours of training, not after

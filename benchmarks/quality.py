@@ -61,10 +61,12 @@ def _sampler_table(rows: list[dict]) -> str:
 def main(data_dir: str, tracking_uri: str, ae_model_uri: str, vae_model_uri: str, figures_dir: str) -> None:
     import mlflow
 
-    from latent_models.config import AEConfig, EvaluateConfig, VAEConfig
+    from latent_models.config import EvaluateConfig
     from latent_models.evaluation.evaluate import run_evaluate
-    from latent_models.training.denoiser import run_ae
-    from latent_models.training.vae import run_vae
+    from latent_models.kinds.denoiser.config import AEConfig
+    from latent_models.kinds.denoiser.recipe import run_ae
+    from latent_models.kinds.vae.config import VAEConfig
+    from latent_models.kinds.vae.recipe import run_vae
 
     figures_dir = str(Path(figures_dir).resolve()) if figures_dir else ""
     data_dir = str(Path(data_dir).resolve()) if data_dir else ""

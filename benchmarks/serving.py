@@ -47,7 +47,7 @@ def _bench_model(store: Path) -> tuple[str, str]:
     import mlflow
     import torch
 
-    from latent_models.config import AEConfig
+    from latent_models.kinds.denoiser.config import AEConfig
     from latent_models.models import build_model
     from latent_models.models.config import MNIST_SHAPE
     from latent_models.serving.logged_model import model_saver

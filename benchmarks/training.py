@@ -35,9 +35,10 @@ def _row(name, cfg, result, wall):
 def main(data_dir: str, tracking_uri: str, only: str) -> None:
     import mlflow
 
-    from latent_models.config import AEConfig, VAEConfig
-    from latent_models.training.denoiser import run_ae
-    from latent_models.training.vae import run_vae
+    from latent_models.kinds.denoiser.config import AEConfig
+    from latent_models.kinds.denoiser.recipe import run_ae
+    from latent_models.kinds.vae.config import VAEConfig
+    from latent_models.kinds.vae.recipe import run_vae
 
     data_dir = os.path.abspath(data_dir) if data_dir else ""  # before leaving the working directory
     tmp = tempfile.mkdtemp(prefix="latent-models-bench-")

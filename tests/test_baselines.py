@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from latent_models.data import load_splits
-from latent_models.evaluation.baselines import (
+from latent_models.evaluation.metrics import psnr
+from latent_models.kinds.denoiser.baselines import (
     ALL_BASELINES,
     BASELINES,
     BM3D,
@@ -17,7 +18,6 @@ from latent_models.evaluation.baselines import (
     non_local_means,
     tune,
 )
-from latent_models.evaluation.metrics import psnr
 from latent_models.noise import fixed_noise
 from tests.conftest import FIXTURE_DATA
 

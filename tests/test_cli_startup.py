@@ -53,15 +53,7 @@ def test_help_imports_no_heavy_library():
     assert report["heavy"] == [], f"`--help` imported {report['heavy']}: import them inside the command that runs"
 
 
-SHIMS = {
-    "ae": config.AEConfig,
-    "vae": config.VAEConfig,
-    "main": config.MainConfig,
-    "evaluate": config.EvaluateConfig,
-    "sweep": config.SweepConfig,
-    "search": config.SearchConfig,
-    "promote": config.PromoteConfig,
-}
+SHIMS = config.ENTRY_POINTS
 
 
 @pytest.mark.parametrize("entry_point", sorted(path.stem for path in (REPO / "entrypoints").glob("*.py")))

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from torch import nn
 
 from latent_models import cli, device
-from latent_models.config import AEConfig, with_logged_params
 from latent_models.device import DeviceError, check, resolve_device, resolve_precision
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.options import with_logged_params
 from latent_models.training.loop import Objective, Settings, fit, load_checkpoint, save_checkpoint, seed_everything
 from tests.conftest import TINY
 
@@ -102,7 +103,7 @@ def test_bad_device_or_precision_is_one_line_naming_what_to_pass(
 
 def test_cli_refuses_a_missing_gpu_before_anything_starts(cpu_only, tracking, tmp_path):
     args = [f"--{k}={v}" for k, v in TINY.items()] + ["--device=cuda", "--register=false"]
-    result = CliRunner().invoke(cli.ae, args)
+    result = CliRunner().invoke(cli.command("ae"), args)
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: device=cuda: CUDA is not available"), result.output
@@ -227,7 +228,7 @@ def test_resume_on_the_same_device_prints_no_note(tmp_path, capsys):
 
 
 def test_tiny_bf16_ae_run_logs_device_params_and_tags(tracking):
-    from latent_models.training.denoiser import run_ae
+    from latent_models.kinds.denoiser.recipe import run_ae
 
     result = run_ae(AEConfig(**TINY, register=False, precision="bf16"))
     run = mlflow.get_run(result["run_id"])
@@ -325,10 +326,10 @@ def test_cuda_bf16_and_fp16_fit_and_resume_on_the_cpu(tmp_path):
 
 @pytest.mark.cuda
 def test_cuda_tiny_ae_and_vae_runs_on_the_gpu(tracking, monkeypatch):
-    from latent_models.config import VAEConfig
+    from latent_models.kinds.denoiser.recipe import run_ae
+    from latent_models.kinds.vae.config import VAEConfig
+    from latent_models.kinds.vae.recipe import run_vae
     from latent_models.serving.pyfunc import load_torch_model
-    from latent_models.training.denoiser import run_ae
-    from latent_models.training.vae import run_vae
 
     ae = run_ae(AEConfig(**TINY, register=False, device="cuda", precision="auto"))
     vae = run_vae(VAEConfig(**TINY, register=False, device="cuda", iw_samples=10, iw_images=50, prior_components=2))
@@ -345,7 +346,8 @@ def test_cuda_tiny_ae_and_vae_runs_on_the_gpu(tracking, monkeypatch):
 
 
 def test_device_check_runs_in_config_validation(cpu_only):
-    from latent_models.config import ConfigError, EvaluateConfig, MainConfig, SweepConfig
+    from latent_models.config import EvaluateConfig, MainConfig, SweepConfig
+    from latent_models.errors import ConfigError
 
     for make, kw in (
         (AEConfig, dict(device="cuda")),

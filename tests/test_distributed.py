@@ -9,8 +9,8 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from latent_models.config import AEConfig
-from latent_models.training.denoiser import run_ae
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.recipe import run_ae
 from tests.conftest import FIXTURE_DATA, REPO
 
 TINY = dict(

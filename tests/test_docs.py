@@ -200,7 +200,7 @@ def _check_training_runs(uri: str, outputs: dict[str, str]) -> None:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from latent_models.evaluation.report import METRIC_MEANINGS
+    from latent_models.evaluation.report import metric_meanings
 
     client = MlflowClient(uri, registry_uri=uri)
     for experiment, kind in (("latent-models-ae", "denoiser"), ("latent-models-vae", "vae")):
@@ -221,7 +221,7 @@ def _check_training_runs(uri: str, outputs: dict[str, str]) -> None:
                 assert f"base64,{base64.b64encode(png.read_bytes()).decode()}" in report, png.name
             assert html.escape(run.info.run_name) in report
             ours = {k for k in run.data.metrics if not k.startswith("system/")}  # MLflow's system metrics: its own
-            assert ours <= set(METRIC_MEANINGS), ours - set(METRIC_MEANINGS)
+            assert ours <= set(metric_meanings(kind)), ours - set(metric_meanings(kind))
             assert run.data.tags["dataset_digest"] and run.data.tags["model_type"] == kind
             assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"mnist-train", "mnist-val", "mnist-test"}
             (version,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")

@@ -9,12 +9,15 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from latent_models import cli
-from latent_models.config import AEConfig, ConfigError, EvaluateConfig, VAEConfig
-from latent_models.evaluation.baselines import BASELINES
+from latent_models.config import EvaluateConfig
+from latent_models.errors import ConfigError
 from latent_models.evaluation.evaluate import run_evaluate
-from latent_models.evaluation.scores import EVALUATION_LEVELS
-from latent_models.training.denoiser import run_ae
-from latent_models.training.vae import run_vae
+from latent_models.kinds.denoiser.baselines import BASELINES
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.recipe import run_ae
+from latent_models.kinds.denoiser.scores import EVALUATION_LEVELS
+from latent_models.kinds.vae.config import VAEConfig
+from latent_models.kinds.vae.recipe import run_vae
 from tests.conftest import FIXTURE_DATA, TINY
 
 DATA = dict(data_dir=str(FIXTURE_DATA), download=False)  # val_size and seed: the trained model's
@@ -158,7 +161,8 @@ def test_vae_on_images_without_a_classifier_gets_no_fid_and_says_so(tracking, mo
 
     from latent_models.data import DataSplits, Split
     from latent_models.evaluation import evaluate
-    from latent_models.models import ConvVAE, VAEModelConfig
+    from latent_models.kinds.vae.config import VAEModelConfig
+    from latent_models.kinds.vae.model import ConvVAE
     from latent_models.serving.logged_model import model_saver
     from latent_models.tracking import log_model
 

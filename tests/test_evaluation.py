@@ -1,13 +1,9 @@
 import torch
 
-from latent_models.evaluation.scores import (
-    evaluate_denoiser,
-    evaluate_vae,
-    importance_weighted_nll,
-    iterate_denoiser,
-    psnr_by_level,
-)
-from latent_models.models import ConvVAE, VAEModelConfig
+from latent_models.kinds.denoiser.scores import evaluate_denoiser, iterate_denoiser, psnr_by_level
+from latent_models.kinds.vae.config import VAEModelConfig
+from latent_models.kinds.vae.model import ConvVAE
+from latent_models.kinds.vae.scores import evaluate_vae, importance_weighted_nll
 from latent_models.noise import fixed_noise
 
 
@@ -85,7 +81,8 @@ def test_bits_per_dim_of_grey_and_colour_vaes():
     import math
 
     from latent_models.evaluation.metrics import bits_per_dim
-    from latent_models.evaluation.scores import TEST_SEED, held_out_likelihood
+    from latent_models.evaluation.scores import TEST_SEED
+    from latent_models.kinds.vae.scores import held_out_likelihood
 
     # A uniform density on [0, 1]^D (-log p = 0) is 8 bits per dimension of 8-bit images.
     assert bits_per_dim(0.0, (3, 32, 32), "gaussian") == 8.0

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from latent_models import cli, image_folder
-from latent_models.config import AEConfig, VAEConfig
 from latent_models.data import DataError, load_data, load_folder
 from latent_models.errors import ConfigError
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.vae.config import VAEConfig
 from latent_models.training.loop import epoch_batches
 
 
@@ -117,7 +118,7 @@ def test_bad_folders_are_one_line_errors_before_any_run(tmp_path, tracking, make
     folder = tmp_path / "images"
     folder.mkdir()
     make(folder)
-    result = CliRunner().invoke(cli.ae, ["--dataset", "folder", "--data_dir", str(folder), "--epochs", "1"])
+    result = CliRunner().invoke(cli.command("ae"), ["--dataset", "folder", "--data_dir", str(folder), "--epochs", "1"])
     assert result.exit_code == 1, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and message in errors[0], result.output
@@ -129,7 +130,7 @@ def test_bad_folders_are_one_line_errors_before_any_run(tmp_path, tracking, make
 
 def test_an_image_size_the_model_cannot_take_is_refused_in_one_line(tmp_path):
     write_images(tmp_path, 4)
-    for command, size in ((cli.ae, 30), (cli.vae, 512)):
+    for command, size in ((cli.command("ae"), 30), (cli.command("vae"), 512)):
         result = CliRunner().invoke(
             command, ["--dataset", "folder", "--data_dir", str(tmp_path), "--image_size", str(size)]
         )

@@ -8,9 +8,10 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from latent_models.config import AEConfig, VAEConfig
-from latent_models.training.denoiser import run_ae
-from latent_models.training.vae import run_vae
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.recipe import run_ae
+from latent_models.kinds.vae.config import VAEConfig
+from latent_models.kinds.vae.recipe import run_vae
 from tests.conftest import TINY
 
 SMALL = dict(TINY, limit_train=300, limit_test=100, epochs=3)

@@ -13,7 +13,7 @@ from latent_models import cli
 from latent_models.config import ENTRY_POINTS as CONFIGS
 
 REPO = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = {name: (getattr(cli, name), config_cls) for name, config_cls in CONFIGS.items()}
+ENTRY_POINTS = {name: (cli.command(name), config_cls) for name, config_cls in CONFIGS.items()}
 
 
 def _mlproject():

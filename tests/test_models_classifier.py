@@ -1,7 +1,8 @@
 import torch
 
 from latent_models.data import load_splits
-from latent_models.models.classifier import ClassifierConfig, DigitClassifier
+from latent_models.kinds.classifier.config import ClassifierConfig
+from latent_models.kinds.classifier.model import DigitClassifier
 from tests.conftest import FIXTURE_DATA
 
 

@@ -3,9 +3,10 @@ import torch
 from torch.nn import functional as F
 
 from latent_models.errors import ConfigError
-from latent_models.models import ConvAutoencoder, DenoiserConfig, UNetDenoiser, build_model
+from latent_models.kinds.denoiser.config import DenoiserConfig
+from latent_models.kinds.denoiser.model import ConvAutoencoder, UNetDenoiser, reconstruction_loss
+from latent_models.models import build_model
 from latent_models.models.config import config_from_dict
-from latent_models.models.denoiser import reconstruction_loss
 from latent_models.noise import add_noise
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from latent_models.errors import ConfigError
-from latent_models.models.prior import GaussianMixturePrior, check_components, fit_gaussian_mixture
+from latent_models.kinds.vae.prior import GaussianMixturePrior, check_components, fit_gaussian_mixture
 
 
 def _two_clusters(n=2000):
@@ -49,8 +49,9 @@ def test_more_components_than_points_is_a_clear_error():
 
 
 def test_the_training_pipeline_uses_the_same_rule():
-    from latent_models.models import ConvVAE, VAEModelConfig
-    from latent_models.training.vae import latent_prior
+    from latent_models.kinds.vae.config import VAEModelConfig
+    from latent_models.kinds.vae.model import ConvVAE
+    from latent_models.kinds.vae.scores import latent_prior
 
     model = ConvVAE(VAEModelConfig(latent_dim=2, width=4)).eval()
     with pytest.raises(ConfigError) as err:

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from latent_models.models import ConvVAE, VAEModelConfig
-from latent_models.models.vae import gaussian_kl
+from latent_models.kinds.vae.config import VAEModelConfig
+from latent_models.kinds.vae.model import ConvVAE, gaussian_kl
 
 
 def test_kl_matches_torch_distributions():

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from latent_models.config import AEConfig, VAEConfig
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.recipe import run_ae
+from latent_models.kinds.vae.config import VAEConfig
+from latent_models.kinds.vae.recipe import run_vae
 from latent_models.serving.png import images_to_png_frame, png_frame_to_images
 from latent_models.tracking import CHAMPION, move_alias
-from latent_models.training.denoiser import run_ae
-from latent_models.training.vae import run_vae
 from tests.conftest import tracking_at
 from tests.test_image_folder import write_images
 from tests.test_serving_server import Server

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from latent_models import cli
-from latent_models.config import AEConfig
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.recipe import run_ae
 from latent_models.tracking import CANDIDATE, CHAMPION, aliases, promote_if_better, ui_link
-from latent_models.training.denoiser import run_ae
 from tests.conftest import FIXTURE_DATA, tracking_at
 
 AE_TAGS = {"dataset": "mnist", "noise": "uniform", "noise_level": 0.5}
@@ -237,5 +237,5 @@ def test_main_passes_promote_on_to_both_children():
     from latent_models.config import MainConfig
 
     cfg = MainConfig(promote=False)
-    assert cfg.ae_config().promote is False and cfg.vae_config().promote is False
-    assert MainConfig().ae_config().promote is True
+    assert all(child.promote is False for child in cfg.children().values())
+    assert MainConfig().children()["ae"].promote is True

@@ -10,8 +10,11 @@ import mlflow
 import pytest
 from PIL import Image
 
-from latent_models.config import AEConfig, VAEConfig, as_params
 from latent_models.evaluation import report
+from latent_models.kinds import kind
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.vae.config import VAEConfig
+from latent_models.options import as_params
 from latent_models.tracking import logged_files
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -145,7 +148,7 @@ def test_every_config_value_and_every_metric_with_its_meaning(model_type):
     assert set(results) == set(metrics)
     for name, (value, meaning) in results.items():
         assert float(value.replace(",", "")) == pytest.approx(metrics[name], rel=1e-3), name
-        assert meaning and meaning == report.METRIC_MEANINGS[name].replace("`", ""), name
+        assert meaning and meaning == report.metric_meanings(model_type)[name].replace("`", ""), name
 
     spelled = {True: "true", False: "false", "": "(empty)"}
     expected = {
@@ -162,7 +165,7 @@ def test_every_per_epoch_metric_explained_and_the_kept_epoch_marked():
     assert header == ["epoch", *HISTORY["vae"][0]]
     assert [cells[0] for cls, cells in page.rows["history"] if cls == "best"] == [str(VAE_METRICS["best_epoch"] + 1)]
     for name in HISTORY["vae"][0]:
-        assert report.METRIC_MEANINGS[name].replace("`", "") in page.text["history"], name
+        assert report.metric_meanings("vae")[name].replace("`", "") in page.text["history"], name
 
 
 def test_figures_embedded_as_the_logged_png_files_with_captions():
@@ -178,14 +181,14 @@ def test_figures_embedded_as_the_logged_png_files_with_captions():
         prefix, data = image["src"].split(",", 1)
         assert prefix == "data:image/png;base64"
         embedded.append(base64.b64decode(data, validate=True))
-    # Known figures in the order of FIGURE_CAPTIONS, then any other image; other files left out.
+    # Known figures in the order of the kind's captions, then any other image; other files left out.
     assert embedded == [
         figures["figures/loss_curves.png"],
         figures["figures/samples.png"],
         figures["figures/extra.png"],
     ]
     assert all(data.startswith(PNG_SIGNATURE) for data in embedded)
-    captions = report.FIGURE_CAPTIONS["vae"]
+    captions = kind("vae").texts().FIGURE_CAPTIONS
     assert page.captions == [
         f"figures/loss_curves.png {captions['figures/loss_curves.png']}",
         f"figures/samples.png {captions['figures/samples.png']}",

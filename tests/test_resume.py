@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from latent_models import cli
 from latent_models import tracking as tracking_module
-from latent_models.config import AEConfig
-from latent_models.training.denoiser import run_ae
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.recipe import run_ae
 from tests.conftest import FIXTURE_DATA, REPO
 
 EPOCHS = 3
@@ -181,7 +181,7 @@ def test_ctrl_c_ends_run_killed_with_one_line_and_checkpoint_artifact(tracking, 
 
 
 def test_resume_errors_are_one_line(tracking, tmp_path):
-    result = CliRunner().invoke(cli.ae, _args(resume="nosuchrun"))
+    result = CliRunner().invoke(cli.command("ae"), _args(resume="nosuchrun"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Error: resume: no run with id 'nosuchrun'" in result.output
     finished = run_ae(AEConfig(**{**TINY, "epochs": 1}))

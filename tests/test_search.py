@@ -15,7 +15,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from latent_models import cli
-from latent_models.config import AEConfig, ConfigError, SearchConfig
+from latent_models.config import SearchConfig
+from latent_models.errors import ConfigError
+from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.tuning import search
 from latent_models.tuning.search import best_trial, parse_space, run_search
 from tests.conftest import FIXTURE_DATA

@@ -12,7 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from latent_models.models import ConvVAE, DenoiserConfig, VAEModelConfig, build_model, load_model_files
+from latent_models.kinds.denoiser.config import DenoiserConfig
+from latent_models.kinds.vae.config import VAEModelConfig
+from latent_models.kinds.vae.model import ConvVAE
+from latent_models.kinds.vae.serving import VAEPyfunc
+from latent_models.models import build_model, load_model_files
 from latent_models.serving.inputs import (
     MAX_BATCH,
     MAX_MESSAGE,
@@ -26,7 +30,6 @@ from latent_models.serving.inputs import (
 )
 from latent_models.serving.logged_model import model_saver
 from latent_models.serving.png import decode_png, encode_png, images_to_png_frame, png_frame_to_images
-from latent_models.serving.pyfunc import DEFAULT_PARAMS
 from latent_models.tracking import log_model
 
 
@@ -220,7 +223,7 @@ def test_clip_is_opt_in_and_never_hides_nan():
 )
 def test_sampling_rows(rows, expected):
     frame = rows if isinstance(rows, dict) else pd.DataFrame(rows)
-    assert sample_requests(frame, DEFAULT_PARAMS["vae"]) == expected
+    assert sample_requests(frame, VAEPyfunc.DEFAULT_PARAMS) == expected
 
 
 @pytest.mark.parametrize(
@@ -241,12 +244,12 @@ def test_sampling_rows(rows, expected):
 )
 def test_bad_sampling_rows_name_the_problem(rows, message):
     with pytest.raises(InvalidInput) as err:
-        sample_requests(pd.DataFrame(rows), DEFAULT_PARAMS["vae"], limit=MAX_BATCH)
+        sample_requests(pd.DataFrame(rows), VAEPyfunc.DEFAULT_PARAMS, limit=MAX_BATCH)
     assert message in err.value.message
 
 
 def test_fitted_prior_is_a_served_sampler(tracking):
-    from latent_models.models.prior import GaussianMixturePrior
+    from latent_models.kinds.vae.prior import GaussianMixturePrior
 
     torch.manual_seed(0)
     model = ConvVAE(VAEModelConfig(latent_dim=4, width=8)).eval()
@@ -254,7 +257,9 @@ def test_fitted_prior_is_a_served_sampler(tracking):
     prior = GaussianMixturePrior(torch.ones(1), torch.full((1, 4), 3.0), torch.eye(4)[None] * 1e-4)
     x = np.random.default_rng(0).random((2, 28, 28), dtype=np.float32)
     with mlflow.start_run():
-        with_prior = mlflow.pyfunc.load_model(log_model("vae", model_saver(model, x, prior=prior), 0, "vae").model_uri)
+        with_prior = mlflow.pyfunc.load_model(
+            log_model("vae", model_saver(model, x, {"prior": prior.state_dict()}), 0, "vae").model_uri
+        )
         without = mlflow.pyfunc.load_model(log_model("vae", model_saver(model, x), 0, "vae").model_uri)
     fitted = with_prior.predict(x[:1], params={"mode": "sample", "n": 3, "seed": 1, "sampler": "fitted"})
     normal = with_prior.predict(x[:1], params={"mode": "sample", "n": 3, "seed": 1, "sampler": "normal"})

@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from latent_models.models import ConvVAE, DenoiserConfig, VAEModelConfig, build_model
+from latent_models.kinds.denoiser.config import DenoiserConfig
+from latent_models.kinds.vae.config import VAEModelConfig
+from latent_models.kinds.vae.model import ConvVAE
+from latent_models.models import build_model
 from latent_models.serving.logged_model import model_saver
 from latent_models.serving.png import images_to_png_frame, png_frame_to_images
 from latent_models.tracking import log_model

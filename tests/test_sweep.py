@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from mlflow.tracking import MlflowClient
 
 from latent_models import cli
-from latent_models.config import ConfigError, SweepConfig
+from latent_models.config import SweepConfig
+from latent_models.errors import ConfigError
 from latent_models.tuning.sweep import child_configs, run_sweep
 from tests.conftest import FIXTURE_DATA
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from latent_models.config import AEConfig
-from latent_models.training.denoiser import run_ae
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.recipe import run_ae
 from tests.conftest import FIXTURE_DATA, mlflow_server, tracking_at
 from tests.test_serving_server import Server, _free_port
 

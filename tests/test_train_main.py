@@ -3,8 +3,9 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-from latent_models.config import AEConfig, MainConfig
-from latent_models.training.denoiser import run_ae
+from latent_models.config import MainConfig
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.recipe import run_ae
 from latent_models.training.main import run_main
 from tests.conftest import FIXTURE_DATA
 

@@ -100,7 +100,8 @@ def test_max_grad_norm_clips_what_the_optimizer_sees_and_zero_leaves_it_alone():
 
 
 def test_max_grad_norm_goes_from_the_entry_point_config_to_the_loop():
-    from latent_models.config import AEConfig, VAEConfig
+    from latent_models.kinds.denoiser.config import AEConfig
+    from latent_models.kinds.vae.config import VAEConfig
 
     assert Settings.of(AEConfig(), "fp32").max_grad_norm == 0.0
     assert Settings.of(AEConfig(max_grad_norm=0.5), "fp32").max_grad_norm == 0.5
@@ -180,7 +181,8 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
 
 
 def test_checkpoint_carries_the_model_config_and_resume_refuses_another_model(tmp_path):
-    from latent_models.models import DenoiserConfig, build_model
+    from latent_models.kinds.denoiser.config import DenoiserConfig
+    from latent_models.models import build_model
     from latent_models.training.loop import load_checkpoint
 
     images = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import latent_models
-from latent_models.models import DenoiserConfig, build_model
+from latent_models.kinds.denoiser.config import DenoiserConfig
+from latent_models.models import build_model
 from latent_models.serving import logged_model
 from latent_models.serving.isolation import source_digest
 from latent_models.serving.logged_model import PACKAGE_DIR, model_saver

@@ -20,10 +20,11 @@ import subprocess
 import pytest
 import requests
 
-from latent_models.config import AEConfig, VAEConfig
+from latent_models.kinds.denoiser.config import AEConfig
+from latent_models.kinds.denoiser.recipe import run_ae
+from latent_models.kinds.vae.config import VAEConfig
+from latent_models.kinds.vae.recipe import run_vae
 from latent_models.tracking import MODEL_TRAINING_VIEW
-from latent_models.training.denoiser import run_ae
-from latent_models.training.vae import run_vae
 from tests.conftest import TINY, mlflow_server, tracking_at
 from tests.test_serving_server import _free_port
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 import yaml
 
-from latent_models.models import DenoiserConfig, build_model
+from latent_models.kinds.denoiser.config import DenoiserConfig
+from latent_models.models import build_model
 from latent_models.serving.logged_model import model_saver
 from latent_models.tracking import log_model
 from latent_models_seal import LOADER, MANIFEST_KEY, SEAL_TAG, ModelRefused
