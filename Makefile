@@ -38,9 +38,10 @@ test: install-test
 test-fast: install-test  # everything but the end-to-end tier (servers, `mlflow run`, UI, DDP)
 	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not e2e"
 
-lint: install-test  # what CI checks: ruff's lint rules and formatting (pyproject.toml [tool.ruff])
+lint: install-test  # what CI checks: ruff's lint rules and formatting (pyproject.toml [tool.ruff]), the layers (.importlinter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 docs: install-test  # the documentation site, as CI builds it: broken links and anchors fail (site/ is ignored)
 	$(VENV)/bin/mkdocs build --strict

@@ -15,17 +15,16 @@ import torch
 from latent_models.kinds.denoiser.config import DenoiserConfig
 from latent_models.kinds.vae.config import VAEModelConfig
 from latent_models.kinds.vae.model import ConvVAE
+from latent_models.kinds.vae.requests import MAX_TEMPERATURE, sample_requests
 from latent_models.kinds.vae.serving import VAEPyfunc
 from latent_models.models import build_model, load_model_files
 from latent_models.serving.inputs import (
     MAX_BATCH,
     MAX_MESSAGE,
-    MAX_TEMPERATURE,
     PNG,
     InvalidInput,
     behind_rest_server,
     from_model_output,
-    sample_requests,
     to_model_input,
 )
 from latent_models.serving.logged_model import model_saver

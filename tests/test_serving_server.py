@@ -27,8 +27,9 @@ from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.kinds.denoiser.recipe import run_ae
 from latent_models.kinds.vae.config import VAEConfig
 from latent_models.kinds.vae.recipe import run_vae
+from latent_models.kinds.vae.requests import MAX_TEMPERATURE
 from latent_models.noise import fixed_noise
-from latent_models.serving.inputs import MAX_BATCH, MAX_TEMPERATURE
+from latent_models.serving.inputs import MAX_BATCH
 from latent_models.serving.png import encode_png, images_to_png_frame, png_frame_to_images
 from latent_models.tracking import CHAMPION, move_alias
 from tests.conftest import FIXTURE_DATA, tracking_at

@@ -22,7 +22,6 @@ So it is opt-in: pass it (`baselines_named("all")`, or with "bm3d" among the nam
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -33,7 +32,7 @@ from torchvision.transforms.functional import gaussian_blur as _torch_gaussian_b
 
 from latent_models.errors import ConfigError
 from latent_models.evaluation.metrics import psnr
-from latent_models.kinds.denoiser.config import baseline_names
+from latent_models.kinds.denoiser.config import BM3D_MISSING, baseline_names, bm3d_installed
 
 # BM3D's smallest image: its library refuses sides under its 8-pixel block and crashes the
 # process (a segmentation fault) on 8x8; 12 is the smallest side that ran in every case tried.
@@ -110,14 +109,6 @@ BASELINES = (
 )
 BM3D = Baseline("bm3d", "sigma_psd", bm3d, (0.05, 0.1, 0.15, 0.2, 0.3, 0.45), BM3D_TUNE_IMAGES, min_side=BM3D_MIN_SIDE)
 ALL_BASELINES = (*BASELINES, BM3D)
-
-
-# The `bm3d` package is "free for non-commercial use", not an OSI licence: an opt-in extra.
-BM3D_MISSING = 'BM3D needs the bm3d package (free for non-commercial use only): pip install -e ".[bm3d]"'
-
-
-def bm3d_installed() -> bool:
-    return importlib.util.find_spec("bm3d") is not None
 
 
 def baselines_named(names: str) -> tuple[Baseline, ...]:

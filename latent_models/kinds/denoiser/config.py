@@ -3,6 +3,7 @@ which inherits them as options. Free of torch, so the CLI's options and validati
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,6 +76,14 @@ class AEConfig(
         positive("iterations", self.iterations)
 
 
+# The `bm3d` package is "free for non-commercial use", not an OSI licence: an opt-in extra.
+BM3D_MISSING = 'BM3D needs the bm3d package (free for non-commercial use only): pip install -e ".[bm3d]"'
+
+
+def bm3d_installed() -> bool:
+    return importlib.util.find_spec("bm3d") is not None
+
+
 # The classical baselines `evaluate` tunes and compares (`baselines.py`); the default leaves out
 # BM3D, the slowest and an opt-in extra.
 BASELINE_NAMES = ("gaussian_blur", "median", "nl_means", "bm3d")
@@ -112,8 +121,6 @@ class DenoiserEvaluation:
     )
 
     def check(self) -> None:
-        from latent_models.kinds.denoiser.baselines import BM3D_MISSING, bm3d_installed  # torch: to validate
-
         if "bm3d" in baseline_names(self.baselines) and not bm3d_installed():
             raise ConfigError(f"baselines: {BM3D_MISSING}")
         positive("tune_images", self.tune_images)
