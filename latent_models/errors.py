@@ -1,6 +1,6 @@
 """The errors a user can fix, each one line: the CLI prints them without a traceback.
 
-They are raised where their rule lives (config, data, device, noise, models/prior, tracking,
+They are raised where their rule lives (config, data, device, noise, the VAE's prior, tracking,
 team_access) and defined here, apart, so that the CLI catches them without importing torch
 or mlflow (`latent-models --help` loads neither); each is also importable from where it is
 raised (`from latent_models.data import DataError`).

@@ -135,7 +135,7 @@ def test_vae_sample_quality_and_the_classifier_is_trained_once(tracking):
     assert second["classifier_test_accuracy"] == first["classifier_test_accuracy"]
     assert "fitted here" in client.get_run(second["run_id"]).data.tags["fitted_prior"]
     assert first["fid_normal"] == pytest.approx(second["fid_normal"])  # same samples, same classifier
-    with pytest.raises(ConfigError, match="is a ClassifierPyfunc, not a latent-models denoiser or VAE"):
+    with pytest.raises(ConfigError, match="is a ClassifierPyfunc, not a latent-models denoiser or vae"):
         run_evaluate(EvaluateConfig(**DATA, model_uri="models:/latent-mnist-classifier/1"))
 
 

@@ -23,7 +23,7 @@ def changed_package(tmp_path):
     """A copy of the package whose denoiser answers all zeros: visibly other code."""
     copy = tmp_path / "other" / "latent_models"
     shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    pyfunc = copy / "serving" / "pyfunc.py"
+    pyfunc = copy / "kinds" / "denoiser" / "serving.py"
     text = pyfunc.read_text()
     old = "        return self.model(x.contiguous(memory_format=torch.channels_last))"
     assert old in text

@@ -9,11 +9,12 @@ from mlflow.types.schema import ColSpec, Schema
 
 from latent_models.device import module_device
 from latent_models.kinds.vae.prior import GaussianMixturePrior
-from latent_models.kinds.vae.requests import generated_layout, sample_requests, to_latents
+from latent_models.kinds.vae.requests import sample_requests, to_latents
 from latent_models.serving.inputs import (
     MAX_BATCH,
     InvalidInput,
     from_model_output,
+    generated_layout,
     input_forms,
 )
 from latent_models.serving.png import IMAGE_COLUMN
