@@ -14,7 +14,8 @@ from latent_models import cli, device
 from latent_models.device import DeviceError, check, resolve_device, resolve_precision
 from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.options import with_logged_params
-from latent_models.training.loop import Objective, Settings, fit, load_checkpoint, save_checkpoint, seed_everything
+from latent_models.training.checkpoint import CheckpointState
+from latent_models.training.loop import Checkpointing, Objective, Settings, fit, seed_everything
 from tests.conftest import TINY
 
 
@@ -135,7 +136,7 @@ def _images():
     return torch.rand(64, 1, 8, 8, generator=torch.Generator().manual_seed(3))
 
 
-def _fit(precision="fp32", epochs=2, seen=None, compile=False, **options):
+def _fit(precision="fp32", epochs=2, seen=None, compile=False, **checkpointing):
     images = _images()
 
     def loss_fn(model, batch, generator, progress, rows=slice(None)):
@@ -157,7 +158,7 @@ def _fit(precision="fp32", epochs=2, seen=None, compile=False, **options):
         Objective(loss_fn, evaluate, "val_loss", "min"),
         Settings(epochs=epochs, batch_size=16, lr=0.01, schedule="cosine", precision=precision, compile=compile),
         generator,
-        **options,
+        Checkpointing(**checkpointing),
     )
     return model, result
 
@@ -193,23 +194,23 @@ def _crash_after_the_first_epoch(path):
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        _fit(epochs=3, checkpoint_path=path, on_epoch=crash)
+        _fit(epochs=3, path=path, on_epoch=crash)
 
 
 def test_resume_from_a_checkpoint_of_another_device_notes_it_and_finishes(tmp_path, capsys):
     path = tmp_path / "last.pt"
     _crash_after_the_first_epoch(path)
-    saved = load_checkpoint(path)
-    assert saved["device"] == "cpu"
+    saved = CheckpointState.load(path)
+    assert saved.device == "cpu"
     # As written on a GPU: another device, and a CUDA generator's (16-byte) state.
-    saved["device"], saved["generator"] = "cuda:0", torch.zeros(16, dtype=torch.uint8)
-    save_checkpoint(saved, path)
+    saved.device, saved.generator = "cuda:0", torch.zeros(16, dtype=torch.uint8)
+    saved.save(path)
     capsys.readouterr()
-    model, resumed = _fit(epochs=3, checkpoint_path=path, resume=True)
+    model, resumed = _fit(epochs=3, path=path, resume=True)
     out = capsys.readouterr()
     notes = [line for line in (out.out + out.err).splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "written on cuda:0, resuming on cpu" in notes[0], notes
-    assert len(resumed.history) == 3 and resumed.history[0] == saved["history"][0]
+    assert len(resumed.history) == 3 and resumed.history[0] == saved.history[0]
     _, uninterrupted = _fit(epochs=3)
     assert resumed.history[1:] != uninterrupted.history[1:]  # a new stream, as the note says
 
@@ -218,7 +219,7 @@ def test_resume_on_the_same_device_prints_no_note(tmp_path, capsys):
     path = tmp_path / "last.pt"
     _crash_after_the_first_epoch(path)
     capsys.readouterr()
-    _, resumed = _fit(epochs=3, checkpoint_path=path, resume=True)
+    _, resumed = _fit(epochs=3, path=path, resume=True)
     out = capsys.readouterr()
     assert "note:" not in out.out + out.err
     assert resumed.history == _fit(epochs=3)[1].history
@@ -304,9 +305,9 @@ def test_cuda_bf16_and_fp16_fit_and_resume_on_the_cpu(tmp_path):
         objective,
         dataclasses.replace(settings, epochs=1),
         seed_everything(0, gpu),
-        checkpoint_path=path,
+        Checkpointing(path),
     )
-    assert load_checkpoint(path)["device"] == "cuda:0"
+    assert CheckpointState.load(path).device == "cuda:0"
 
     def cpu_loss(model, batch, generator, progress, rows=slice(None)):
         noisy = batch + 0.1 * torch.randn(batch.shape, generator=generator)
@@ -318,8 +319,7 @@ def test_cuda_bf16_and_fp16_fit_and_resume_on_the_cpu(tmp_path):
         dataclasses.replace(objective, loss_fn=cpu_loss),
         settings,
         seed_everything(0),
-        checkpoint_path=path,
-        resume=True,
+        Checkpointing(path, resume=True),
     )
     assert len(resumed.history) == 2
 

@@ -45,8 +45,8 @@ PER_EPOCH = ["train_loss", "val_loss", "val_psnr", "val_ssim", "lr"]
 DRIVER = textwrap.dedent("""
     import os, runpy, sys, time
     from pathlib import Path
-    from latent_models import tracking
-    original = tracking.epoch_logger
+    from latent_models.tracking import checkpoints
+    original = checkpoints.epoch_logger
 
     def epoch_logger(run_id, resumed):
         log = original(run_id, resumed)
@@ -58,7 +58,7 @@ DRIVER = textwrap.dedent("""
                     time.sleep(0.1)
         return on_epoch
 
-    tracking.epoch_logger = epoch_logger
+    checkpoints.epoch_logger = epoch_logger
     sys.argv = ["entrypoints/ae.py", *sys.argv[1:]]
     runpy.run_path(os.path.join(os.environ["REPO"], "entrypoints", "ae.py"), run_name="__main__")
 """)

@@ -3,7 +3,9 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from latent_models.training.checkpoint import CheckpointState
 from latent_models.training.loop import (
+    Checkpointing,
     Objective,
     Settings,
     fit,
@@ -50,7 +52,7 @@ def _fit(epochs=3, seed=0, evaluate=None, on_epoch=lambda e, m: None, **settings
         Objective(loss_fn, evaluate or default_eval, "val_loss", "min"),
         Settings(epochs=epochs, batch_size=32, lr=0.05, schedule="cosine", **settings),
         gen,
-        on_epoch=on_epoch,
+        Checkpointing(on_epoch=on_epoch),
     )
     return model, result
 
@@ -165,7 +167,7 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
     )
     gen = seed_everything(0)
     try:
-        fit(Tiny(), data, *how, gen, on_epoch=crash_after_two, on_checkpoint=saved.append, checkpoint_path=path)
+        fit(Tiny(), data, *how, gen, Checkpointing(path, on_checkpoint=saved.append, on_epoch=crash_after_two))
     except RuntimeError:
         pass
     assert saved == [path, path] and path.is_file() and not list(path.parent.glob("*.tmp"))
@@ -173,7 +175,7 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
     gen = seed_everything(0)
     model = Tiny()  # same init draws as the first attempt; the checkpoint overrides them anyway
     torch.manual_seed(999)  # the global RNG state is restored from the checkpoint too
-    resumed = fit(model, data, *how, gen, on_epoch=lambda e, m: seen.append(e), resume=True, checkpoint_path=path)
+    resumed = fit(model, data, *how, gen, Checkpointing(path, resume=True, on_epoch=lambda e, m: seen.append(e)))
     assert seen == [0, 1, 2, 3]  # restored epochs 0-1 reported again (a callback dedups), then 2-3
     assert resumed.history == full.history
     assert resumed.best_epoch == full.best_epoch
@@ -183,7 +185,6 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path):
 def test_checkpoint_carries_the_model_config_and_resume_refuses_another_model(tmp_path):
     from latent_models.kinds.denoiser.config import DenoiserConfig
     from latent_models.models import build_model
-    from latent_models.training.loop import load_checkpoint
 
     images = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
@@ -196,7 +197,55 @@ def test_checkpoint_carries_the_model_config_and_resume_refuses_another_model(tm
     )
     path = tmp_path / "last.pt"
     small = DenoiserConfig(width=4)
-    fit(build_model(small), images, *how, seed_everything(0), checkpoint_path=path)
-    assert load_checkpoint(path)["model_config"] == small.to_dict()
+    fit(build_model(small), images, *how, seed_everything(0), Checkpointing(path))
+    assert CheckpointState.load(path).model_config == small.to_dict()
     with pytest.raises(ValueError, match="different model"):
-        fit(build_model(DenoiserConfig(width=8)), images, *how, seed_everything(0), checkpoint_path=path, resume=True)
+        fit(build_model(DenoiserConfig(width=8)), images, *how, seed_everything(0), Checkpointing(path, resume=True))
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_checkpoint_state_reads_back_what_it_wrote_and_files_without_its_later_keys(tmp_path):
+    import dataclasses
+    import random
+
+    model = Tiny()
+    optimizer, scheduler = make_optimizer(model, 0.01, 0.0, "cosine", 4)
+    state = CheckpointState(
+        epoch=2,
+        model=model.state_dict(),
+        model_config={"width": 4},
+        optimizer=optimizer.state_dict(),
+        scheduler=scheduler.state_dict(),
+        generator=torch.Generator().manual_seed(3).get_state(),
+        torch_rng=torch.get_rng_state(),
+        python_rng=random.getstate(),
+        device="cuda:0",
+        scaler={"scale": 2.0},
+        best_epoch=1,
+        best_value=0.5,
+        best_score=-0.5,
+        best_state=state_copy(model),
+        history=[{"val_loss": 1.0}, {"val_loss": 0.5}, {"val_loss": 0.7}],
+    )
+    path = state.save(tmp_path / "ck" / "last.pt")
+    assert path == tmp_path / "ck" / "last.pt" and not list(path.parent.glob("*.tmp"))
+    loaded = CheckpointState.load(path)
+    for field in dataclasses.fields(CheckpointState):
+        assert _same(getattr(state, field.name), getattr(loaded, field.name)), field.name
+
+    older = state.to_dict()  # a file from before the model's config, the device and the scaler were saved
+    del older["model_config"], older["device"], older["scaler"]
+    torch.save(older, path)
+    loaded = CheckpointState.load(path)
+    assert (loaded.model_config, loaded.device, loaded.scaler) == (None, "cpu", {})
+    assert _same(loaded.best_state, state.best_state) and loaded.history == state.history
+    loaded.check_holds(Tiny(), path)  # no config to compare: it passes

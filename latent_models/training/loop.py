@@ -1,9 +1,9 @@
 """The training loop shared by both models: seeded, AdamW with a per-step schedule,
 in-memory minibatches by indexing, best-on-validation weights kept as a real copy.
 
-Knows nothing of MLflow: each finished epoch is reported to an `on_epoch` callback, and
-saved (atomically) to `checkpoint_path` with everything needed to continue bit for bit:
-the model's config, weights, optimizer, scheduler, RNG states, epoch and best-so-far.
+Knows nothing of MLflow: a `Checkpointing` says where each finished epoch is saved
+(atomically, as a `CheckpointState`: everything needed to continue bit for bit) and which
+callbacks hear of it; whoever calls `fit` decides what they do.
 
 Under torch.distributed (torchrun) the loop runs DDP: every process draws the same global
 batch indices and the global batch's noise from the shared generator, computes the loss on
@@ -19,7 +19,6 @@ without compile the ops and the random stream are exactly those of the CPU-only 
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 
 from latent_models.choices import Schedule  # the learning-rate schedules `make_optimizer` knows, stepped per batch
 from latent_models.device import autocast, grad_scaler, module_device
+from latent_models.training.checkpoint import CheckpointState, model_config
 
 # loss_fn(model, batch, generator, progress, rows) -> (loss, floats to report); progress in
 # [0, epochs). `batch` is the whole (global) batch: draw its noise from `generator` for all
@@ -72,6 +72,22 @@ class Settings:
         """From an entry point's config (its TrainOptions and `compile`), at a resolved precision."""
         names = {f.name for f in dataclasses.fields(cls)} - {"precision"}
         return cls(precision=precision, **{name: getattr(cfg, name) for name in names})
+
+
+def _ignore(*args) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where `fit` saves each finished epoch and whom it tells: the state goes to `path` (None:
+    nowhere), then `on_checkpoint(path)`, then `on_epoch(epoch, metrics)`. With `resume` and a
+    checkpoint at `path`, fit continues after its epoch."""
+
+    path: str | Path | None = None
+    resume: bool = False
+    on_checkpoint: Callable[[Path], None] = _ignore
+    on_epoch: EpochHook = _ignore
 
 
 def seed_everything(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -146,29 +162,6 @@ class _LossStep(nn.Module):
         return self.loss_fn(self.model, batch, generator, progress, rows)
 
 
-def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """torch.save to a temporary file in the same folder, then rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def _model_args(model: nn.Module) -> dict | None:
-    """The model's own config (models/config.py), so a checkpoint says what it holds (nanoGPT's model_args)."""
-    config = getattr(model, "config", None)
-    return config.to_dict() if config is not None else None
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 @dataclass
 class FitResult:
     best_epoch: int
@@ -196,97 +189,83 @@ def epoch_batches(
         yield images[idx]
 
 
-def fit(
-    model: nn.Module,
-    images,
-    objective: Objective,
-    settings: Settings,
-    generator: torch.Generator,
-    *,
-    on_epoch: Callable[[int, dict], None] = lambda epoch, metrics: None,
-    checkpoint_path: str | Path | None = None,
-    on_checkpoint: Callable[[Path], None] = lambda path: None,
-    resume: bool = False,
-) -> FitResult:
-    """Train, evaluate after every epoch, and leave the best weights (by `objective.monitor`) loaded.
+class _Training:
+    """One fit in progress: the model on its device, how its batches are cut, its optimizer,
+    and the best epoch so far."""
 
-    After every epoch the state is saved to `checkpoint_path` (then `on_checkpoint(path)`,
-    then `on_epoch`). With `resume` and an existing checkpoint, training continues after
-    its epoch exactly as if it had never stopped; the restored epochs are reported to
-    `on_epoch` again first, so a callback that skips what it already has can fill gaps.
+    def __init__(self, model: nn.Module, images, objective: Objective, settings: Settings, generator: torch.Generator):
+        self.model, self.objective, self.settings, self.generator = model, objective, settings, generator
+        self.device = module_device(model)
+        self.images = images.to(self.device) if isinstance(images, torch.Tensor) else images
+        self.channels_last = not isinstance(self.images, torch.Tensor) or self.images.dim() == 4
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.batch_size = min(settings.batch_size, len(self.images))
+        self.steps_per_epoch = len(self.images) // self.batch_size
+        self.rank, self.world_size = world()
+        if self.batch_size % self.world_size:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by the {self.world_size} processes")
+        local = self.batch_size // self.world_size
+        self.rows = slice(self.rank * local, (self.rank + 1) * local)
+        self.optimizer, self.scheduler = make_optimizer(
+            model,
+            settings.lr,
+            settings.weight_decay,
+            settings.schedule,
+            settings.epochs * self.steps_per_epoch,
+            settings.adam_beta2,
+        )
+        self.sign = 1.0 if objective.mode == "max" else -1.0
+        self.result = FitResult(best_epoch=-1, best_value=float("nan"))
+        self.best_score = -float("inf")
+        self.step_fn: nn.Module = _LossStep(model, objective.loss_fn)
+        self.scaler = None
 
-    `images`: a tensor of training images, or a source of them (see `epoch_batches`).
-    Image batches go channels_last: oneDNN's CPU convolutions run about twice as fast so.
-    Runs on the model's device (a tensor moves there once); `precision` is fp32, bf16 or fp16
-    (see latent_models.device); `compile` wraps the loss step in torch.compile.
-    """
-    loss_fn, evaluate_fn, monitor = objective.loss_fn, objective.evaluate_fn, objective.monitor
-    epochs, precision = settings.epochs, settings.precision
-    device = module_device(model)
-    if isinstance(images, torch.Tensor):
-        images = images.to(device)
-    channels_last = not isinstance(images, torch.Tensor) or images.dim() == 4
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    batch_size = min(settings.batch_size, len(images))
-    steps_per_epoch = len(images) // batch_size
-    rank, world_size = world()
-    if batch_size % world_size:
-        raise ValueError(f"batch_size {batch_size} is not divisible by the {world_size} processes")
-    local = batch_size // world_size
-    rows = slice(rank * local, (rank + 1) * local)
-    optimizer, scheduler = make_optimizer(
-        model, settings.lr, settings.weight_decay, settings.schedule, epochs * steps_per_epoch, settings.adam_beta2
-    )
-    sign = 1.0 if objective.mode == "max" else -1.0
-    result = FitResult(best_epoch=-1, best_value=float("nan"))
-    best_score = -float("inf")
-    start = 0
-    if resume and checkpoint_path and Path(checkpoint_path).is_file():
-        saved = load_checkpoint(checkpoint_path)
-        if saved.get("model_config") and saved["model_config"] != _model_args(model):
-            raise ValueError(
-                f"checkpoint {checkpoint_path} holds a different model ({saved['model_config']}) than "
-                f"the one to resume ({_model_args(model)})"
-            )
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        saved_device = saved.get("device", "cpu")
-        if torch.device(saved_device).type == generator.device.type:
-            generator.set_state(saved["generator"])
-            if saved_device != str(device):
-                tqdm.write(f"note: checkpoint written on {saved_device}, resuming on {device}")
+    def restore(self, path: str | Path) -> CheckpointState:
+        """Continue from the checkpoint at `path`: weights, optimizer, schedule, random streams, best so far."""
+        saved = CheckpointState.load(path)
+        saved.check_holds(self.model, path)
+        self.model.load_state_dict(saved.model)
+        self.optimizer.load_state_dict(saved.optimizer)
+        self.scheduler.load_state_dict(saved.scheduler)
+        if torch.device(saved.device).type == self.generator.device.type:
+            self.generator.set_state(saved.generator)
+            if saved.device != str(self.device):
+                tqdm.write(f"note: checkpoint written on {saved.device}, resuming on {self.device}")
         else:  # a CPU and a CUDA generator keep different states: start a fresh, seeded stream
-            generator.manual_seed(generator.initial_seed() + saved["epoch"] + 1)
+            self.generator.manual_seed(self.generator.initial_seed() + saved.epoch + 1)
             tqdm.write(
-                f"note: checkpoint written on {saved_device}, resuming on {device}: weights, optimizer and "
+                f"note: checkpoint written on {saved.device}, resuming on {self.device}: weights, optimizer and "
                 "schedule carry over; batches and noise come from a new seeded stream (the exact random "
                 "stream cannot carry over between device types)"
             )
-        torch.set_rng_state(saved["torch_rng"])
-        random.setstate(saved["python_rng"])
-        result = FitResult(saved["best_epoch"], saved["best_value"], saved["history"], saved["best_state"])
-        best_score, start = saved["best_score"], saved["epoch"] + 1
-        for epoch, metrics in enumerate(result.history):
-            on_epoch(epoch, metrics)
-        tqdm.write(f"resumed after epoch {start}/{epochs} from {checkpoint_path}")
-    step_fn: nn.Module = _LossStep(model, loss_fn)
-    if world_size > 1:
-        step_fn = nn.parallel.DistributedDataParallel(
-            step_fn, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if settings.compile:
-        step_fn = torch.compile(step_fn)
-    scaler = grad_scaler(device, precision)
-    if scaler is not None and resume and start and saved.get("scaler"):
-        scaler.load_state_dict(saved["scaler"])
-    for epoch in range(start, epochs):
-        model.train()
+        torch.set_rng_state(saved.torch_rng)
+        random.setstate(saved.python_rng)
+        self.result = FitResult(saved.best_epoch, saved.best_value, saved.history, saved.best_state)
+        self.best_score = saved.best_score
+        return saved
+
+    def prepare_steps(self, saved: CheckpointState | None) -> None:
+        """The loss step as it runs (under DDP, compiled), and fp16's gradient scaler (restored
+        from `saved`). After `restore`: DDP starts every process from rank 0's weights."""
+        if self.world_size > 1:
+            self.step_fn = nn.parallel.DistributedDataParallel(
+                self.step_fn, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        if self.settings.compile:
+            self.step_fn = torch.compile(self.step_fn)
+        self.scaler = grad_scaler(self.device, self.settings.precision)
+        if self.scaler is not None and saved is not None and saved.scaler:
+            self.scaler.load_state_dict(saved.scaler)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the training batches; each reported float summed over the steps."""
+        self.model.train()
+        epochs = self.settings.epochs
         totals: dict[str, float] = {}
         bar = tqdm(
-            epoch_batches(images, epoch, batch_size, generator, device),
-            total=steps_per_epoch,
+            epoch_batches(self.images, epoch, self.batch_size, self.generator, self.device),
+            total=self.steps_per_epoch,
             desc=f"epoch {epoch + 1}/{epochs}",
             unit="batch",
             leave=False,
@@ -294,67 +273,114 @@ def fit(
             disable=None,  # only on a terminal
         )
         for step, batch in enumerate(bar):
-            if channels_last:
+            if self.channels_last:
                 batch = batch.contiguous(memory_format=torch.channels_last)
-            with autocast(device, precision):
-                loss, parts = step_fn(batch, generator, epoch + step / steps_per_epoch, rows)
+            with autocast(self.device, self.settings.precision):
+                loss, parts = self.step_fn(batch, self.generator, epoch + step / self.steps_per_epoch, self.rows)
             if not torch.isfinite(loss):  # before the step: the weights stay those of the last finite loss
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step}; lower lr")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                _clip_gradients(model, optimizer, scaler, settings.max_grad_norm)
-                optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                _clip_gradients(model, optimizer, scaler, settings.max_grad_norm)
-                scaler.step(optimizer)
-                scaler.update()
-            scheduler.step()
+            self._step(loss)
             parts = {"train_loss": loss.item(), **parts}
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{parts['train_loss']:.4f}")
         bar.close()
-        model.eval()
-        if world_size > 1:  # each process saw its rows: average the per-step means over processes
+        return totals
+
+    def _step(self, loss: torch.Tensor) -> None:
+        optimizer, scaler = self.optimizer, self.scaler
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            _clip_gradients(self.model, optimizer, scaler, self.settings.max_grad_norm)
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            _clip_gradients(self.model, optimizer, scaler, self.settings.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        self.scheduler.step()
+
+    def epoch_metrics(self, totals: dict[str, float]) -> dict[str, float]:
+        """The epoch's mean training floats, its validation metrics and the learning rate."""
+        self.model.eval()
+        if self.world_size > 1:  # each process saw its rows: average the per-step means over processes
             keys = sorted(totals)
             summed = torch.tensor([totals[k] for k in keys], dtype=torch.float64)
             dist.all_reduce(summed)
-            totals = dict(zip(keys, (summed / world_size).tolist()))
-        metrics = {k: v / steps_per_epoch for k, v in totals.items()}
-        metrics.update(evaluate_fn(model))
-        metrics["lr"] = scheduler.get_last_lr()[0]
-        score = sign * metrics[monitor]
-        if score > best_score:
-            best_score = score
-            result.best_epoch, result.best_value = epoch, metrics[monitor]
-            result.best_state = state_copy(model)
-        result.history.append(metrics)
-        if checkpoint_path and rank == 0:
-            saved = save_checkpoint(
-                {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "model_config": _model_args(model),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "python_rng": random.getstate(),
-                    "device": str(device),
-                    "scaler": scaler.state_dict() if scaler is not None else {},
-                    "best_epoch": result.best_epoch,
-                    "best_value": result.best_value,
-                    "best_score": best_score,
-                    "best_state": result.best_state,
-                    "history": result.history,
-                },
-                checkpoint_path,
-            )
-            on_checkpoint(saved)
-        on_epoch(epoch, metrics)
+            totals = dict(zip(keys, (summed / self.world_size).tolist()))
+        metrics = {k: v / self.steps_per_epoch for k, v in totals.items()}
+        metrics.update(self.objective.evaluate_fn(self.model))
+        metrics["lr"] = self.scheduler.get_last_lr()[0]
+        return metrics
+
+    def select(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Keep a copy of the weights when this epoch is the best on `objective.monitor` so far."""
+        monitor = self.objective.monitor
+        score = self.sign * metrics[monitor]
+        if score > self.best_score:
+            self.best_score = score
+            self.result.best_epoch, self.result.best_value = epoch, metrics[monitor]
+            self.result.best_state = state_copy(self.model)
+        self.result.history.append(metrics)
+
+    def state(self, epoch: int) -> CheckpointState:
+        """Everything needed to continue after `epoch`."""
+        return CheckpointState(
+            epoch=epoch,
+            model=self.model.state_dict(),
+            model_config=model_config(self.model),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            generator=self.generator.get_state(),
+            torch_rng=torch.get_rng_state(),
+            python_rng=random.getstate(),
+            device=str(self.device),
+            scaler=self.scaler.state_dict() if self.scaler is not None else {},
+            best_epoch=self.result.best_epoch,
+            best_value=self.result.best_value,
+            best_score=self.best_score,
+            best_state=self.result.best_state,
+            history=self.result.history,
+        )
+
+
+def fit(
+    model: nn.Module,
+    images,
+    objective: Objective,
+    settings: Settings,
+    generator: torch.Generator,
+    checkpointing: Checkpointing = Checkpointing(),
+) -> FitResult:
+    """Train, evaluate after every epoch, and leave the best weights (by `objective.monitor`) loaded.
+
+    After every epoch the state is saved to `checkpointing.path` (then `on_checkpoint(path)`),
+    then `on_epoch` sees its metrics. With `resume` and an existing checkpoint, training
+    continues after its epoch exactly as if it had never stopped; the restored epochs are
+    reported to `on_epoch` again first, so a callback that skips what it already has can fill gaps.
+
+    `images`: a tensor of training images, or a source of them (see `epoch_batches`).
+    Image batches go channels_last: oneDNN's CPU convolutions run about twice as fast so.
+    Runs on the model's device (a tensor moves there once); `precision` is fp32, bf16 or fp16
+    (see latent_models.device); `compile` wraps the loss step in torch.compile.
+    """
+    training = _Training(model, images, objective, settings, generator)
+    path, epochs = checkpointing.path, settings.epochs
+    saved = None
+    if checkpointing.resume and path and Path(path).is_file():
+        saved = training.restore(path)
+        for epoch, metrics in enumerate(training.result.history):
+            checkpointing.on_epoch(epoch, metrics)
+        tqdm.write(f"resumed after epoch {saved.epoch + 1}/{epochs} from {path}")
+    training.prepare_steps(saved)
+    for epoch in range(saved.epoch + 1 if saved else 0, epochs):
+        metrics = training.epoch_metrics(training.train_epoch(epoch))
+        training.select(epoch, metrics)
+        if path and training.rank == 0:
+            checkpointing.on_checkpoint(training.state(epoch).save(path))
+        checkpointing.on_epoch(epoch, metrics)
         tqdm.write(f"epoch {epoch + 1}/{epochs}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-    model.load_state_dict(result.best_state)
-    return result
+    model.load_state_dict(training.result.best_state)
+    return training.result

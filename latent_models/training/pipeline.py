@@ -113,7 +113,7 @@ def run_pipeline(
             objective,
             settings,
             generator,
-            **checkpointing(run.info.run_id, cfg, resumed, checkpoints, epoch_hook),
+            checkpointing(run.info.run_id, cfg, resumed, checkpoints, epoch_hook),
         )
         train_seconds = time.perf_counter() - started
         model.eval()

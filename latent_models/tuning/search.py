@@ -10,7 +10,6 @@ registered model. Selection uses validation metrics only; test metrics are repor
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -20,10 +19,8 @@ import typing
 import warnings
 from pathlib import Path
 
-import mlflow
 import optuna
 import yaml
-from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from latent_models import tracking
@@ -43,12 +40,10 @@ from latent_models.tuning.child_runs import (
     typed,
     validation_metrics,
 )
+from latent_models.tuning.study import COUNTED, counted_trials, open_storage, open_study, shown_url, storage_url
 
 KINDS = ("loguniform", "uniform", "int", "choice")
 SETTER = "a search can set for its trials"
-# A trial whose process died (no heartbeat for GRACE_S) is marked failed and does not count.
-HEARTBEAT_S, GRACE_S = 10, 30
-COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,92 +220,7 @@ def trial_config(cfg: SearchConfig, plan: Plan, sampled: dict, number):
     )
 
 
-# --- the study ---------------------------------------------------------------------------
-
-
-def storage_url(cfg: SearchConfig) -> str:
-    """`storage`, else optuna.db beside a sqlite:/// tracking store, else ./optuna.db."""
-    if cfg.storage:
-        return cfg.storage
-    uri = mlflow.get_tracking_uri()
-    folder = Path(uri[len("sqlite:///") :]).parent if uri.startswith("sqlite:///") else Path()
-    return f"sqlite:///{(folder / 'optuna.db').resolve()}"
-
-
-def shown_url(url: str) -> str:
-    """The URL without its password, for logs and params."""
-    with contextlib.suppress(Exception):
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    return url
-
-
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """The storage, with heartbeats (a dead process's running trial is failed, not waited for).
-    Anything that stops it opening is one ConfigError, before any run starts. A new SQLite
-    file gets its tables under a file lock: two processes creating them at once collide."""
-    sqlite = url.startswith("sqlite")
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
-    try:
-        with _creation_lock(url if sqlite else ""), warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
-            )
-    except Exception as exc:  # SQLAlchemy and drivers raise many kinds; the user fixes the URL
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"storage {shown_url(url)!r} cannot be opened: {message}") from None
-
-
-@contextlib.contextmanager
-def _creation_lock(url: str):
-    path = url.split(":///", 1)[1] if ":///" in url else ""
-    if not path or path == ":memory:":
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:
-        fcntl = None
-    with open(f"{path}.lock", "a") as lock:
-        if fcntl:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def open_study(cfg: SearchConfig, plan: Plan, storage) -> optuna.Study:
-    seed = None if cfg.seed < 0 else cfg.seed
-    sampler = (
-        optuna.samplers.TPESampler(seed=seed) if cfg.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed)
-    )
-    pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_epochs)
-        if cfg.pruner == "median"
-        else optuna.pruners.NopPruner()
-    )
-    study = optuna.create_study(
-        storage=storage,
-        study_name=cfg.default_study_name(),
-        direction=plan.direction,
-        sampler=sampler,
-        pruner=pruner,
-        load_if_exists=True,
-    )
-    known = study.user_attrs.get("search")
-    if known is None:
-        study.set_user_attr("search", plan.signature())
-    elif known != plan.signature():
-        raise ConfigError(
-            f"study {study.study_name!r} searches {known}; this search differs "
-            "(space, params or metric): give another study_name"
-        )
-    return study
-
-
-def counted_trials(study: optuna.Study) -> int:
-    """Trials that count towards n_trials: finished (complete or pruned) or running somewhere."""
-    return len(study.get_trials(deepcopy=False, states=COUNTED))
+# --- the trials -------------------------------------------------------------------------
 
 
 class SurplusTrial(Exception):
@@ -333,7 +243,6 @@ def run_search(cfg: SearchConfig) -> dict:
     # missing data is found now, before any run starts
     splits_for(trial_config(cfg, plan, {d.name: d.extremes()[0] for d in plan.dims}, "check"), loaded)
     tracking.ready_store()
-    client = MlflowClient()
 
     with tracking.training_run(cfg.experiment_name, cfg.run_name) as parent:
         parent_id = parent.info.run_id
@@ -346,7 +255,7 @@ def run_search(cfg: SearchConfig) -> dict:
                 "searched": ",".join(d.name for d in plan.dims),
             }
         )
-        mlflow.log_dict(
+        tracking.log_dict(
             {
                 "space": [str(d) for d in plan.dims],
                 "params": plan.fixed,
@@ -367,7 +276,7 @@ def run_search(cfg: SearchConfig) -> dict:
 
             def report_epoch(epoch: int, metrics: dict) -> None:
                 if not run_ids:
-                    run_ids.append(mlflow.active_run().info.run_id)
+                    run_ids.append(tracking.active_run_id())
                     trial.set_user_attr("run_id", run_ids[0])
                     tracking.set_tags(
                         {
@@ -388,7 +297,7 @@ def run_search(cfg: SearchConfig) -> dict:
                     raise tracking.RunStopped(
                         reason,
                         "FINISHED",
-                        {"optuna_state": "pruned", "pruned_at_epoch": epoch + 1, "mlflow.note.content": reason},
+                        {"optuna_state": "pruned", "pruned_at_epoch": epoch + 1, tracking.NOTE: reason},
                     )
 
             try:
@@ -399,13 +308,13 @@ def run_search(cfg: SearchConfig) -> dict:
             except BaseException as exc:  # diverged, bad combination, interrupted: a failed trial
                 trial.set_user_attr("error", str(exc) or type(exc).__name__)
                 if run_ids:
-                    client.set_tag(run_ids[0], "optuna_state", "failed")
+                    tracking.tag_run(run_ids[0], {"optuna_state": "failed"})
                 raise
             trial.set_user_attr("model_uri", result["model_uri"])
             for key, value in result.items():
                 if key.startswith("val_") or key == reported_test_metric(cfg.model):
                     trial.set_user_attr(key, float(value))
-            client.set_tag(result["run_id"], "optuna_state", "complete")
+            tracking.tag_run(result["run_id"], {"optuna_state": "complete"})
             return result[plan.metric]
 
         started, attempts = time.monotonic(), 0

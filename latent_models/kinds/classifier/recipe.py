@@ -18,7 +18,7 @@ from latent_models.kinds.classifier.config import ClassifierConfig
 from latent_models.kinds.classifier.model import DigitClassifier
 from latent_models.serving.logged_model import model_saver
 from latent_models.serving.pyfunc import load_torch_model
-from latent_models.training.loop import FitResult, Objective, Settings, fit, seed_everything
+from latent_models.training.loop import Checkpointing, FitResult, Objective, Settings, fit, seed_everything
 
 
 def accuracy(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor) -> float:
@@ -49,7 +49,7 @@ def train_classifier(
         objective,
         Settings(epochs=epochs, batch_size=128, lr=3e-3, weight_decay=1e-4),
         generator,
-        on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch),
+        Checkpointing(on_epoch=lambda epoch, metrics: tracking.log_metrics(metrics, step=epoch)),
     )
     model.eval()
     return model, result, {"test_accuracy": accuracy(model, data.test.images, data.test.labels)}
