@@ -11,7 +11,7 @@ from latent_models.config import AEConfig, ConfigError, MainConfig, SweepConfig,
 from latent_models.data import DATASETS, Dataset, load_splits
 from latent_models.models.prior import check_components, fit_gaussian_mixture
 from latent_models.noise import NOISE_MODELS, add_noise, check_noise
-from tests.conftest import FIXTURE_DATA
+from tests.conftest import FIXTURE_DATA, TINY_DATA, cli_options
 
 
 @pytest.mark.parametrize(
@@ -165,8 +165,5 @@ def test_mixture_limits_are_the_priors_own(tracking):
     assert _message(fit_gaussian_mixture, torch.randn(3, 2), 5, 0) == _message(check_components, 5, 3)
     # More components than training images: found by run_vae before training, with the same rule.
     n = len(load_splits("mnist", str(FIXTURE_DATA), 100, 0, False, 0, 0).train)
-    message = _cli_error(
-        cli.vae,
-        ["--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100", "--prior_components", str(n + 1)],
-    )
+    message = _cli_error(cli.vae, [*cli_options(TINY_DATA), "--prior_components", str(n + 1)])
     assert message == _message(check_components, n + 1, n, "prior_components")

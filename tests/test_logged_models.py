@@ -11,9 +11,9 @@ from mlflow.tracking import MlflowClient
 from latent_models.config import AEConfig, VAEConfig
 from latent_models.training.denoiser import run_ae
 from latent_models.training.vae import run_vae
-from tests.conftest import TINY
+from tests.conftest import TINY_SUBSET
 
-SMALL = dict(TINY, limit_train=300, limit_test=100, epochs=3)
+SMALL = dict(TINY_SUBSET, epochs=3)
 AE = dict(SMALL, iterations=1, system_metrics=False)
 VAE = dict(SMALL, latent_dim=4, iw_samples=4, iw_images=20, prior_components=2, system_metrics=False)
 

@@ -17,8 +17,8 @@ from latent_models.tracking import CHAMPION, move_alias
 from latent_models.training.denoiser import run_ae
 from latent_models.training.vae import run_vae
 from tests.conftest import tracking_at
+from tests.helpers.servers import ModelServer
 from tests.test_image_folder import write_images
-from tests.test_serving_server import Server
 
 pytestmark = pytest.mark.e2e
 
@@ -120,7 +120,7 @@ def _png(array: np.ndarray, mode: str) -> str:
 def test_served_colour_models_take_their_shape_and_refuse_others(trained):
     uri, tmp, _ = trained
     servers = {
-        name: Server(f"models:/{name}@champion", uri, tmp / f"{name}.log") for name in ("ae-patches", "vae-resize")
+        name: ModelServer(f"models:/{name}@champion", tmp / f"{name}.log", uri) for name in ("ae-patches", "vae-resize")
     }
     try:
         for server in servers.values():
