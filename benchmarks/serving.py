@@ -19,9 +19,6 @@ import http.client
 import json
 import os
 import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,15 +28,15 @@ import click
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # run as `python benchmarks/serving.py`: the tests' server helper
+
+from tests.helpers.servers import ModelServer  # noqa: E402
+
 BATCHES = (1, 64, 256)
 REQUESTS = {1: 300, 64: 60, 256: 20}
 WARMUP = 5
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+SERVER_DEADLINE_S = 180  # the model's load included
 
 
 def _bench_model(store: Path) -> tuple[str, str]:
@@ -90,50 +87,6 @@ def _bodies(x: np.ndarray) -> dict[str, bytes]:
     }
 
 
-class Server:
-    def __init__(self, model_uri: str, env: dict, log: Path):
-        self.port = _free_port()
-        cmd = [
-            str(Path(sys.executable).parent / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-        ]
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        self.log = log
-
-    def wait_ready(self, deadline_s: float = 180) -> None:
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise SystemExit(f"server exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-                conn.request("GET", "/ping")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.25)
-        raise SystemExit("server did not answer /ping in time")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-
-
 def _time_requests(port: int, body: bytes, n: int) -> np.ndarray:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     headers = {"Content-Type": "application/json"}
@@ -177,16 +130,10 @@ def main(model_uri: str, repeat: float) -> None:
         uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     else:
         uri, model_uri = _bench_model(tmp)
-    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    if uri:
-        env["MLFLOW_TRACKING_URI"] = uri
-    env.pop("MLFLOW_RUN_ID", None)
 
     x = _inputs(max(BATCHES))
-    server = Server(model_uri, env, tmp / "server.log")
     rows = []
-    try:
-        server.wait_ready()
+    with ModelServer(model_uri, tmp / "server.log", uri or None, deadline_s=SERVER_DEADLINE_S) as server:
         for batch in BATCHES:
             for form, body in _bodies(x[:batch]).items():
                 t = _time_requests(server.port, body, max(5, int(REQUESTS[batch] * repeat)))
@@ -200,8 +147,6 @@ def main(model_uri: str, repeat: float) -> None:
                         "img_s": batch * len(t) / t.sum(),
                     }
                 )
-    finally:
-        server.stop()
 
     # In-process, with the server stopped so that the two do not share the CPU.
     model = mlflow.pyfunc.load_model(model_uri)

@@ -1,19 +1,18 @@
 import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE_DATA = REPO / "tests" / "fixtures" / "data"
 
+# The fixture's digits, never downloaded, 100 of its training images held out for validation.
+TINY_DATA = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100)
 # Tiny but real: a few hundred digits, small networks, two epochs.
-TINY = dict(data_dir=str(FIXTURE_DATA), download=False, val_size=100, epochs=2, batch_size=50, width=8)
+TINY = dict(TINY_DATA, epochs=2, batch_size=50, width=8)
+# TINY on fewer digits: the first 300 training and 100 test images.
+TINY_SUBSET = dict(TINY, limit_train=300, limit_test=100)
 
 # The same settings as each entry point's params (`mlflow run -P`, `latent-models --option`): one
 # epoch, the fixture's first 100 test images, no system-metrics thread; what the end-to-end tests
@@ -33,7 +32,19 @@ TINY_RUNS: dict[str, dict] = {
     "promote": {},
 }
 
-SERVER_DEADLINE_S = 120
+
+def cli_options(settings: dict) -> list[str]:
+    """`--key value` for each setting, as `latent-models` and the entry points take them
+    (booleans `true` / `false`)."""
+    return [x for k, v in settings.items() for x in (f"--{k}", str(v).lower() if isinstance(v, bool) else str(v))]
+
+
+def params_text(settings: dict, leave_out: tuple[str, ...] = ("data_dir",)) -> str:
+    """`key=value ...` for each setting but those in `leave_out` (by default data_dir, the sweep's
+    or search's own option), as a sweep's or a search's `params` takes them."""
+    return " ".join(
+        f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in settings.items() if k not in leave_out
+    )
 
 
 @pytest.fixture
@@ -84,74 +95,6 @@ def _forget_active_experiment():
 
     fluent._active_experiment_id = None
     os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment() exports it too
-
-
-# MLflow 3's server job runner: none of the servers the tests start needs server-side jobs, and it
-# starts seven huey consumer processes and leaves a folder in /dev/shm behind.
-NO_JOB_RUNNER = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-
-
-def wait_until_up(proc: subprocess.Popen, url: str, log: Path, deadline_s: float = SERVER_DEADLINE_S) -> str | None:
-    """None once `url` answers 200; else why not (the process exited, or `deadline_s` passed),
-    with the end of its log."""
-    deadline = time.monotonic() + deadline_s
-    while True:
-        if proc.poll() is not None:
-            return f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return None
-        except requests.RequestException:
-            pass
-        if time.monotonic() >= deadline:
-            return f"not up after {deadline_s:.0f} s:\n{log.read_text()[-3000:]}"
-        time.sleep(0.25)
-
-
-@contextlib.contextmanager
-def mlflow_server(
-    backend_store_uri: str, root: Path, port: int, app_name: str | None = None, env: dict[str, str] | None = None
-):
-    """`mlflow server --backend-store-uri <uri> --artifacts-destination <root>/artifacts
-    --serve-artifacts` on 127.0.0.1:<port>, one worker, in its own process group (log:
-    <root>/server.log). Yields its URL once /health answers; stops the group on leaving.
-    `app_name` (e.g. `latent-models-auth`) is passed as `--app-name`, `env` added to its environment.
-
-    Without MLflow 3's job runner (NO_JOB_RUNNER)."""
-    root.mkdir(parents=True, exist_ok=True)
-    url, log = f"http://127.0.0.1:{port}", root / "server.log"
-    cmd = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        backend_store_uri,
-        "--artifacts-destination",
-        str(root / "artifacts"),
-        "--serve-artifacts",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        *(["--app-name", app_name] if app_name else []),
-    ]
-    env = dict(os.environ, **NO_JOB_RUNNER, **(env or {}))
-    env.pop("MLFLOW_TRACKING_URI", None)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=root)
-    try:
-        problem = wait_until_up(proc, f"{url}/health", log)
-        assert problem is None, f"mlflow server {problem}"
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # gone already when it failed to start
-            os.killpg(proc.pid, signal.SIGTERM)  # the group this helper started, by its id
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=15)
 
 
 def pytest_configure(config):

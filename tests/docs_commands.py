@@ -20,7 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import NO_JOB_RUNNER, REPO, TINY_RUNS, wait_until_up
+from tests.conftest import REPO, TINY_RUNS
+from tests.helpers.servers import NO_JOB_RUNNER, signal_group, start_in_group, wait_until_up
 
 NOT_RUN = re.compile(r"<!--\s*not run:\s*(.*?)\s*-->")
 SERVER_LOG_DIR_ENV = "DOCS_SERVER_DIR"  # where the background servers' logs and pids go
@@ -155,10 +156,7 @@ def _start_server(cmd: list[str], port: int, health: str) -> int:
     if pid_file.exists():
         return 0
     log = folder / f"{port}.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=dict(os.environ, **NO_JOB_RUNNER)
-        )
+    proc = start_in_group(cmd, log, env=dict(os.environ, **NO_JOB_RUNNER))
     pid_file.write_text(str(proc.pid))
     # A model server loads its model before it answers: more time than a tracking server.
     problem = wait_until_up(proc, f"http://127.0.0.1:{port}{health}", log, deadline_s=180)
@@ -191,13 +189,9 @@ def run(tool: str, args: list[str]) -> int:
 
 
 def stop_servers(folder: Path) -> None:
-    import signal
-
+    """SIGTERM to each server's process group (started by a stand-in that has exited since: no waiting on it)."""
     for pid_file in folder.glob("*.pid"):
-        try:
-            os.killpg(int(pid_file.read_text()), signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        signal_group(int(pid_file.read_text()))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.kinds.vae.config import VAEConfig
 from latent_models.kinds.vae.prior import check_components, fit_gaussian_mixture
 from latent_models.noise import NOISE_MODELS, add_noise, check_noise
-from tests.conftest import FIXTURE_DATA
+from tests.conftest import FIXTURE_DATA, TINY_DATA, cli_options
 
 AE, VAE = cli.command("ae"), cli.command("vae")
 
@@ -174,8 +174,5 @@ def test_mixture_limits_are_the_priors_own(tracking):
     assert _message(fit_gaussian_mixture, torch.randn(3, 2), 5, 0) == _message(check_components, 5, 3)
     # More components than training images: found by run_vae before training, with the same rule.
     n = len(load_splits("mnist", str(FIXTURE_DATA), 100, 0, False, 0, 0).train)
-    message = _cli_error(
-        VAE,
-        ["--data_dir", str(FIXTURE_DATA), "--download", "false", "--val_size", "100", "--prior_components", str(n + 1)],
-    )
+    message = _cli_error(VAE, [*cli_options(TINY_DATA), "--prior_components", str(n + 1)])
     assert message == _message(check_components, n + 1, n, "prior_components")

@@ -8,33 +8,18 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import FIXTURE_DATA, REPO
+from tests.conftest import REPO, TINY_SUBSET, cli_options
 
 EPOCHS = 2
-ARGS = [
-    "--data_dir",
-    str(FIXTURE_DATA),
-    "--download",
-    "false",
-    "--val_size",
-    "100",
-    "--limit_train",
-    "300",
-    "--limit_test",
-    "100",
-    "--epochs",
-    str(EPOCHS),
-    "--batch_size",
-    "50",
-    "--width",
-    "8",
-    "--iterations",
-    "1",
-    "--experiment_name",
-    "together",
-    "--registered_model_name",
-    "shared-denoiser",
-]
+ARGS = cli_options(
+    dict(
+        TINY_SUBSET,
+        epochs=EPOCHS,
+        iterations=1,
+        experiment_name="together",
+        registered_model_name="shared-denoiser",
+    )
+)
 
 
 @pytest.mark.e2e

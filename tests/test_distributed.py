@@ -11,28 +11,14 @@ from mlflow.tracking import MlflowClient
 
 from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.kinds.denoiser.recipe import run_ae
-from tests.conftest import FIXTURE_DATA, REPO
+from tests.conftest import REPO, TINY_SUBSET, cli_options
 
-TINY = dict(
-    data_dir=str(FIXTURE_DATA),
-    download=False,
-    val_size=100,
-    limit_train=300,
-    limit_test=100,
-    epochs=2,
-    batch_size=50,
-    width=8,
-    iterations=1,
-    seed=5,
-    registered_model_name="ddp-denoiser",
-)
+DDP_RUN = dict(TINY_SUBSET, iterations=1, seed=5, registered_model_name="ddp-denoiser")
 
 
 @pytest.mark.e2e
 def test_two_process_ddp_matches_one_process(tracking, tmp_path):
-    args = []
-    for k, v in {**TINY, "experiment_name": "ddp", "nproc_per_node": 2}.items():
-        args += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
+    args = cli_options({**DDP_RUN, "experiment_name": "ddp", "nproc_per_node": 2})
     env = dict(os.environ, LATENT_MODELS_CHECKPOINT_DIR=str(tmp_path / "checkpoints"))
     proc = subprocess.run(
         [sys.executable, str(REPO / "entrypoints" / "ae.py"), *args],
@@ -50,7 +36,7 @@ def test_two_process_ddp_matches_one_process(tracking, tmp_path):
     (version,) = client.search_model_versions("name='ddp-denoiser'")
     assert version.run_id == run.info.run_id
 
-    single = run_ae(AEConfig(**{**TINY, "experiment_name": "single", "register": False}))
+    single = run_ae(AEConfig(**{**DDP_RUN, "experiment_name": "single", "register": False}))
     for name in ("train_loss", "val_loss", "val_psnr"):
         got = [m.value for m in sorted(client.get_metric_history(run.info.run_id, name), key=lambda m: m.step)]
         want = [m.value for m in sorted(client.get_metric_history(single["run_id"], name), key=lambda m: m.step)]

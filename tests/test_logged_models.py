@@ -12,9 +12,9 @@ from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.kinds.denoiser.recipe import run_ae
 from latent_models.kinds.vae.config import VAEConfig
 from latent_models.kinds.vae.recipe import run_vae
-from tests.conftest import TINY
+from tests.conftest import TINY_SUBSET
 
-SMALL = dict(TINY, limit_train=300, limit_test=100, epochs=3)
+SMALL = dict(TINY_SUBSET, epochs=3)
 AE = dict(SMALL, iterations=1, system_metrics=False)
 VAE = dict(SMALL, latent_dim=4, iw_samples=4, iw_images=20, prior_components=2, system_metrics=False)
 

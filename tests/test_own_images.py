@@ -18,8 +18,8 @@ from latent_models.kinds.vae.recipe import run_vae
 from latent_models.serving.png import images_to_png_frame, png_frame_to_images
 from latent_models.tracking import CHAMPION, move_alias
 from tests.conftest import tracking_at
+from tests.helpers.servers import ModelServer
 from tests.test_image_folder import write_images
-from tests.test_serving_server import Server
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +121,7 @@ def _png(array: np.ndarray, mode: str) -> str:
 def test_served_colour_models_take_their_shape_and_refuse_others(trained):
     uri, tmp, _ = trained
     servers = {
-        name: Server(f"models:/{name}@champion", uri, tmp / f"{name}.log") for name in ("ae-patches", "vae-resize")
+        name: ModelServer(f"models:/{name}@champion", tmp / f"{name}.log", uri) for name in ("ae-patches", "vae-resize")
     }
     try:
         for server in servers.values():

@@ -12,7 +12,7 @@ from latent_models import cli
 from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.kinds.denoiser.recipe import run_ae
 from latent_models.tracking import CANDIDATE, CHAMPION, aliases, promote_if_better, ui_link
-from tests.conftest import FIXTURE_DATA, tracking_at
+from tests.conftest import TINY, TINY_SUBSET, tracking_at
 
 AE_TAGS = {"dataset": "mnist", "noise": "uniform", "noise_level": 0.5}
 VAE_TAGS = {"dataset": "mnist", "likelihood": "bernoulli", "binarize": False}
@@ -91,19 +91,16 @@ def test_the_pipeline_keeps_a_denoiser_worse_than_its_input_from_champion(tracki
     the noisy input. It is registered as candidate, never champion."""
     result = run_ae(
         AEConfig(
-            data_dir=str(FIXTURE_DATA),
-            download=False,
-            val_size=100,
-            limit_train=300,
-            limit_test=50,
-            batch_size=50,
-            width=8,
-            iterations=1,
-            epochs=1,
-            arch="conv",
-            system_metrics=False,
-            registered_model_name="bad-denoiser",
-            experiment_name="registry",
+            **dict(
+                TINY_SUBSET,
+                limit_test=50,
+                iterations=1,
+                epochs=1,
+                arch="conv",
+                system_metrics=False,
+                registered_model_name="bad-denoiser",
+                experiment_name="registry",
+            )
         )
     )
     assert result["val_psnr"] < result["val_psnr_noisy"], "precondition: worse than doing nothing"
@@ -150,13 +147,10 @@ def test_training_promotes_only_a_better_model(tracking):
     """The real pipeline: a version worse than its input is rejected, a tie stays candidate,
     a better one takes champion."""
     common = dict(
-        data_dir=str(FIXTURE_DATA),
-        download=False,
-        val_size=100,
+        TINY,
         limit_test=50,
         batch_size=20,
         lr=5e-3,
-        width=8,
         iterations=1,
         noise="gaussian",
         noise_level=0.3,
@@ -164,10 +158,10 @@ def test_training_promotes_only_a_better_model(tracking):
         registered_model_name="t-denoiser",
         experiment_name="registry",
     )
-    first = run_ae(AEConfig(**common, epochs=2))
-    worse = run_ae(AEConfig(**common, epochs=1))  # below the noisy input's val_psnr
-    tie = run_ae(AEConfig(**common, epochs=2))
-    better = run_ae(AEConfig(**common, epochs=4))
+    first = run_ae(AEConfig(**dict(common, epochs=2)))
+    worse = run_ae(AEConfig(**dict(common, epochs=1)))  # below the noisy input's val_psnr
+    tie = run_ae(AEConfig(**dict(common, epochs=2)))
+    better = run_ae(AEConfig(**dict(common, epochs=4)))
     assert first["promotion"].startswith("champion (first champion")
     assert worse["promotion"].startswith("rejected (val_psnr") and worse["val_psnr"] < worse["val_psnr_noisy"]
     assert tie["promotion"].startswith("kept (val_psnr") and "does not beat" in tie["promotion"]

@@ -20,19 +20,13 @@ from latent_models import cli
 from latent_models import tracking as tracking_module
 from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.kinds.denoiser.recipe import run_ae
-from tests.conftest import FIXTURE_DATA, REPO
+from tests.conftest import REPO, TINY_SUBSET, cli_options
 
 EPOCHS = 3
-TINY = dict(
+SETTINGS = dict(
+    TINY_SUBSET,
     system_metrics=False,  # no sampling thread to stop while the run is being killed: these tests are about resume
-    data_dir=str(FIXTURE_DATA),
-    download=False,
-    val_size=100,
-    limit_train=300,
-    limit_test=100,
     epochs=EPOCHS,
-    batch_size=50,
-    width=8,
     iterations=1,
     register=False,
     seed=7,
@@ -65,10 +59,7 @@ DRIVER = textwrap.dedent("""
 
 
 def _args(**extra):
-    out = []
-    for k, v in {**TINY, **extra}.items():
-        out += [f"--{k}", str(v).lower() if isinstance(v, bool) else str(v)]
-    return out
+    return cli_options({**SETTINGS, **extra})
 
 
 def _env(tracking_uri, tmp_path, block=False):
@@ -129,7 +120,7 @@ def _resume(tracking_uri, tmp_path, resume):
 
 
 def _uninterrupted(tracking):
-    return run_ae(AEConfig(**{**TINY, "experiment_name": "uninterrupted"}))
+    return run_ae(AEConfig(**{**SETTINGS, "experiment_name": "uninterrupted"}))
 
 
 def _assert_same_as_uninterrupted(run_id, reference):
@@ -184,8 +175,8 @@ def test_resume_errors_are_one_line(tracking, tmp_path):
     result = CliRunner().invoke(cli.command("ae"), _args(resume="nosuchrun"))
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Error: resume: no run with id 'nosuchrun'" in result.output
-    finished = run_ae(AEConfig(**{**TINY, "epochs": 1}))
+    finished = run_ae(AEConfig(**{**SETTINGS, "epochs": 1}))
     with pytest.raises(ValueError, match="has finished; nothing to resume"):
-        run_ae(AEConfig(**{**TINY, "resume": finished["run_id"]}))
+        run_ae(AEConfig(**{**SETTINGS, "resume": finished["run_id"]}))
     with pytest.raises(ValueError, match="no unfinished denoiser run"):
-        run_ae(AEConfig(**{**TINY, "resume": "last"}))
+        run_ae(AEConfig(**{**SETTINGS, "resume": "last"}))

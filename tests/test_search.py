@@ -20,9 +20,10 @@ from latent_models.errors import ConfigError
 from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.tuning import search
 from latent_models.tuning.search import best_trial, parse_space, run_search
-from tests.conftest import FIXTURE_DATA
+from tests.conftest import FIXTURE_DATA, TINY_SUBSET, params_text
 
-SMALL = "epochs=2 val_size=100 limit_train=300 limit_test=100 batch_size=50 iterations=1 download=false"
+# Each trial's settings; not width, which SPACE varies.
+SMALL = params_text(dict(TINY_SUBSET, iterations=1), leave_out=("data_dir", "width"))
 # lr spans three decades: the low end is clearly behind after one epoch, so the pruner has work.
 SPACE = "lr=loguniform(1e-5,1e-2) width=int(4,8)"
 

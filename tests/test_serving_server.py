@@ -9,11 +9,7 @@ on a free loopback port, waited on via /ping, and stopped by its process id.
 import base64
 import io
 import json
-import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -32,7 +28,8 @@ from latent_models.noise import fixed_noise
 from latent_models.serving.inputs import MAX_BATCH
 from latent_models.serving.png import encode_png, images_to_png_frame, png_frame_to_images
 from latent_models.tracking import CHAMPION, move_alias
-from tests.conftest import FIXTURE_DATA, tracking_at
+from tests.conftest import FIXTURE_DATA, TINY, tracking_at
+from tests.helpers.servers import ModelServer, mlflow_cli, model_server_env
 from tests.test_serving import _png_claiming
 
 pytestmark = pytest.mark.e2e
@@ -40,84 +37,6 @@ pytestmark = pytest.mark.e2e
 DENOISER, VAE = "serve-denoiser", "serve-vae"
 NOISE, LEVEL = "gaussian", 0.3
 LATENT_DIM = 4
-STARTUP_DEADLINE_S = 120
-
-
-_TAKEN: set[int] = set()
-
-
-def _free_port() -> int:
-    """A loopback port nothing listens on, and not one handed out before in this session."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _TAKEN:
-            _TAKEN.add(port)
-            return port
-
-
-def _server_env(uri: str) -> dict:
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.pop("MLFLOW_RUN_ID", None)
-    return env
-
-
-class Server:
-    """`mlflow models serve` in its own process group, so that stopping it stops uvicorn too."""
-
-    def __init__(self, model_uri: str, uri: str, log: Path):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        cmd = [
-            str(Path(sys.executable).parent / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-        ]
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                cmd, env=_server_env(uri), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_DEADLINE_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/ping", timeout=5).status_code == 200:
-                    return
-            except requests.RequestException:  # not listening yet, or slow to answer on a busy CPU
-                pass
-            time.sleep(0.25)
-        raise AssertionError(f"server not ready after {STARTUP_DEADLINE_S} s:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the group this test started, by its id
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=15)
-
-    def post(self, body, params=None, raw: bool = False, headers=None) -> requests.Response:
-        if not raw:
-            if params is not None:
-                body = {**body, "params": params}
-            body = json.dumps(body)
-        headers = {"Content-Type": "application/json"} if headers is None else headers
-        return requests.post(f"{self.url}/invocations", data=body, headers=headers, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -125,29 +44,25 @@ def trained(tmp_path_factory):
     """A private store with both tiny models registered, and its folder."""
     tmp = tmp_path_factory.mktemp("serve")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    common = dict(
-        data_dir=str(FIXTURE_DATA), download=False, val_size=100, limit_test=100, width=8, experiment_name="serve"
-    )
+    common = dict(TINY, limit_test=100, experiment_name="serve")
     with pytest.MonkeyPatch.context() as mp, tracking_at(uri, mp):
         mp.chdir(tmp)
         # Gaussian 0.3 denoises well after a few short epochs (OneCycle warm-up is brief).
         ae = run_ae(
             AEConfig(
-                **common,
-                epochs=4,
-                batch_size=20,
-                lr=5e-3,
-                noise=NOISE,
-                noise_level=LEVEL,
-                iterations=1,
-                registered_model_name=DENOISER,
+                **dict(
+                    common,
+                    epochs=4,
+                    batch_size=20,
+                    lr=5e-3,
+                    noise=NOISE,
+                    noise_level=LEVEL,
+                    iterations=1,
+                    registered_model_name=DENOISER,
+                )
             )
         )
-        vae = run_vae(
-            VAEConfig(
-                **common, epochs=2, batch_size=50, latent_dim=LATENT_DIM, iw_samples=10, registered_model_name=VAE
-            )
-        )
+        vae = run_vae(VAEConfig(**common, latent_dim=LATENT_DIM, iw_samples=10, registered_model_name=VAE))
         # Two epochs on 500 digits leave the VAE worse than the mean image, so training keeps
         # it from champion; moved there by hand, as the promote entry point does.
         assert vae["promotion"].startswith("rejected")
@@ -159,7 +74,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def servers(trained):
     uri, tmp = trained
-    started = {name: Server(f"models:/{name}@champion", uri, tmp / f"{name}.log") for name in (DENOISER, VAE)}
+    started = {name: ModelServer(f"models:/{name}@champion", tmp / f"{name}.log", uri) for name in (DENOISER, VAE)}
     try:
         for server in started.values():
             server.wait_ready()
@@ -243,7 +158,7 @@ def test_mlflow_models_predict_takes_both_forms(trained, digits):
     for form, body in bodies.items():
         (tmp / f"{form}.json").write_text(json.dumps(body))
         cmd = [
-            str(Path(sys.executable).parent / "mlflow"),
+            mlflow_cli(),
             "models",
             "predict",
             "-m",
@@ -257,7 +172,7 @@ def test_mlflow_models_predict_takes_both_forms(trained, digits):
             "--env-manager",
             "local",
         ]
-        proc = subprocess.run(cmd, env=_server_env(uri), cwd=tmp, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(cmd, env=model_server_env(uri), cwd=tmp, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         answers[form] = json.loads((tmp / f"{form}.out.json").read_text())["predictions"]
     floats = np.asarray(answers["floats"], np.float32)

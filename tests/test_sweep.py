@@ -11,9 +11,10 @@ from latent_models import cli
 from latent_models.config import SweepConfig
 from latent_models.errors import ConfigError
 from latent_models.tuning.sweep import child_configs, run_sweep
-from tests.conftest import FIXTURE_DATA
+from tests.conftest import FIXTURE_DATA, TINY_SUBSET, params_text
 
-SMALL = "epochs=1 val_size=100 limit_train=300 limit_test=100 width=8 batch_size=50 iterations=1 download=false"
+CHILD = dict(TINY_SUBSET, epochs=1, iterations=1)  # each child's settings
+SMALL = params_text(CHILD)
 
 
 def test_three_by_two_grid_lands_as_six_comparable_children(tracking):
@@ -97,7 +98,7 @@ def test_the_sweep_picks_on_validation_where_test_disagrees(tracking):
     validation one, and the test PSNR is reported for both."""
     cfg = SweepConfig(
         grid="seed=4,5",
-        params=SMALL.replace("epochs=1", "epochs=2") + " system_metrics=false",
+        params=params_text(dict(CHILD, epochs=2, system_metrics=False)),
         data_dir=str(FIXTURE_DATA),
         experiment_name="sweep-disagree",
     )

@@ -21,10 +21,22 @@ from mlflow.tracking import MlflowClient
 
 from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.kinds.denoiser.recipe import run_ae
-from tests.conftest import FIXTURE_DATA, mlflow_server, tracking_at
-from tests.test_serving_server import Server, _free_port
+from tests.conftest import TINY, cli_options, tracking_at
+from tests.helpers.servers import ModelServer, free_port, mlflow_server
 
 pytestmark = pytest.mark.e2e
+
+# Gaussian 0.3: two short epochs already beat the noisy input, so the version is champion.
+TEAM_RUN = dict(
+    TINY,
+    limit_test=100,
+    batch_size=20,
+    lr=5e-3,
+    noise="gaussian",
+    noise_level=0.3,
+    iterations=1,
+    experiment_name="team",
+)
 
 
 def _pg_bin() -> Path | None:
@@ -46,7 +58,7 @@ def postgres():
             pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
         shutil.chown(root, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     init = subprocess.run(
         [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8"],
         capture_output=True,
@@ -91,7 +103,7 @@ def postgres():
 
 @pytest.fixture
 def tracking_server(postgres, tmp_path):
-    with mlflow_server(postgres, tmp_path, _free_port()) as url:
+    with mlflow_server(postgres, tmp_path, free_port()) as url:
         yield url, tmp_path / "artifacts"
 
 
@@ -108,24 +120,7 @@ def test_train_register_and_serve_through_a_postgres_backed_server(tracking_serv
     mlflow.set_tracking_uri(url)
     mlflow.set_registry_uri(url)
     try:
-        # Gaussian 0.3: two short epochs already beat the noisy input, so the version is champion.
-        run_ae(
-            AEConfig(
-                data_dir=str(FIXTURE_DATA),
-                download=False,
-                val_size=100,
-                limit_test=100,
-                epochs=2,
-                batch_size=20,
-                lr=5e-3,
-                noise="gaussian",
-                noise_level=0.3,
-                width=8,
-                iterations=1,
-                experiment_name="team",
-                registered_model_name="team-denoiser",
-            )
-        )
+        run_ae(AEConfig(**TEAM_RUN, registered_model_name="team-denoiser"))
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
@@ -141,16 +136,12 @@ def test_train_register_and_serve_through_a_postgres_backed_server(tracking_serv
     assert client.get_model_version_by_alias("team-denoiser", "champion").version == version.version
     assert list(artifacts.rglob("MLmodel")) and list(artifacts.rglob("last.pt"))  # stored by the server
 
-    server = Server("models:/team-denoiser@champion", url, tmp_path / "serve.log")
-    try:
-        server.wait_ready()
+    with ModelServer("models:/team-denoiser@champion", tmp_path / "serve.log", url) as server:
         x = np.random.default_rng(0).random((2, 28, 28)).round(3).tolist()
         answer = server.post({"inputs": x})
         assert answer.status_code == 200, answer.text[:500]
         y = np.asarray(answer.json()["predictions"])
         assert y.shape == (2, 28, 28) and 0.0 <= y.min() <= y.max() <= 1.0
-    finally:
-        server.stop()
 
 
 # --- who may do what: MLflow's basic-auth on the same PostgreSQL ------------------------
@@ -187,7 +178,7 @@ def auth_server(postgres, tmp_path):
         "MLFLOW_AUTH_ADMIN_PASSWORD_FILE": str(secret),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "csrf-key-for-tests",
     }
-    with mlflow_server(postgres, root, _free_port(), app_name="latent-models-auth", env=env) as url:
+    with mlflow_server(postgres, root, free_port(), app_name="latent-models-auth", env=env) as url:
         yield url, root
 
 
@@ -215,37 +206,7 @@ def _cli(args: list[str], url: str, user: str | None, cwd: Path) -> subprocess.C
     )
 
 
-TRAIN = [
-    "ae",
-    "--data_dir",
-    str(FIXTURE_DATA),
-    "--download",
-    "false",
-    "--val_size",
-    "100",
-    "--limit_test",
-    "100",
-    "--epochs",
-    "2",
-    "--batch_size",
-    "20",
-    "--lr",
-    "0.005",
-    "--noise",
-    "gaussian",
-    "--noise_level",
-    "0.3",
-    "--width",
-    "8",
-    "--iterations",
-    "1",
-    "--system_metrics",
-    "false",
-    "--experiment_name",
-    "team",
-    "--registered_model_name",
-    "latent-denoiser",
-]
+TRAIN = ["ae", *cli_options(dict(TEAM_RUN, system_metrics=False, registered_model_name="latent-denoiser"))]
 
 
 def _one_line_error(result) -> str:
@@ -374,17 +335,12 @@ def test_roles_on_a_basic_auth_server(auth_server, tmp_path, monkeypatch):
 
     _write_once(url, work, invoke, monkeypatch)
 
-    with monkeypatch.context() as as_rita:  # the serving host reads the registry as a reader
-        as_rita.setenv("MLFLOW_TRACKING_USERNAME", "rita")
-        as_rita.setenv("MLFLOW_TRACKING_PASSWORD", _password("rita"))
-        server = Server("models:/latent-denoiser@champion", url, tmp_path / "serve.log")
-    try:
-        server.wait_ready()
+    as_rita = {"MLFLOW_TRACKING_USERNAME": "rita", "MLFLOW_TRACKING_PASSWORD": _password("rita")}
+    # the serving host reads the registry as a reader
+    with ModelServer("models:/latent-denoiser@champion", tmp_path / "serve.log", url, env=as_rita) as server:
         answer = server.post({"inputs": np.random.default_rng(0).random((1, 28, 28)).round(3).tolist()})
         assert answer.status_code == 200, answer.text[:500]
         assert np.asarray(answer.json()["predictions"]).shape == (1, 28, 28)
-    finally:
-        server.stop()
 
 
 # --- write-once: a version's files cannot change (docs/write-once.md) ---------------------

@@ -7,19 +7,11 @@ from latent_models.config import MainConfig
 from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.kinds.denoiser.recipe import run_ae
 from latent_models.training.main import run_main
-from tests.conftest import FIXTURE_DATA
+from tests.conftest import TINY, TINY_DATA
 
 
 def test_main_trains_both_as_children_of_one_parent(tracking):
-    cfg = MainConfig(
-        data_dir=str(FIXTURE_DATA),
-        download=False,
-        val_size=100,
-        limit_test=100,
-        ae_epochs=1,
-        vae_epochs=1,
-        experiment_name="main-test",
-    )
+    cfg = MainConfig(**TINY_DATA, limit_test=100, ae_epochs=1, vae_epochs=1, experiment_name="main-test")
     result = run_main(cfg)
     client = MlflowClient()
     children = client.search_runs(
@@ -34,17 +26,7 @@ def test_main_trains_both_as_children_of_one_parent(tracking):
 
 
 def test_same_seed_gives_same_metrics_and_register_false_skips_registry(tracking):
-    common = dict(
-        data_dir=str(FIXTURE_DATA),
-        download=False,
-        val_size=100,
-        limit_test=100,
-        epochs=2,
-        batch_size=50,
-        width=8,
-        register=False,
-        seed=3,
-    )
+    common = dict(TINY, limit_test=100, register=False, seed=3)
     a, b = run_ae(AEConfig(**common)), run_ae(AEConfig(**common))
     c = run_ae(AEConfig(**{**common, "seed": 4}))
     assert a["test_psnr"] == b["test_psnr"] and a["test_ssim"] == b["test_ssim"]

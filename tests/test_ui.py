@@ -25,8 +25,8 @@ from latent_models.kinds.denoiser.recipe import run_ae
 from latent_models.kinds.vae.config import VAEConfig
 from latent_models.kinds.vae.recipe import run_vae
 from latent_models.tracking import MODEL_TRAINING_VIEW
-from tests.conftest import TINY, mlflow_server, tracking_at
-from tests.test_serving_server import _free_port
+from tests.conftest import TINY, TINY_SUBSET, tracking_at
+from tests.helpers.servers import mlflow_server
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +69,7 @@ CHROMIUM_FLAGS = [
 def server(tmp_path_factory):
     """The server's URL and folder, and the run id of each of RUNS, trained through it."""
     root = tmp_path_factory.mktemp("ui")
-    with mlflow_server(f"sqlite:///{root / 'server' / 'mlflow.db'}", root / "server", _free_port()) as url:
+    with mlflow_server(f"sqlite:///{root / 'server' / 'mlflow.db'}", root / "server") as url:
         with pytest.MonkeyPatch.context() as mp:
             (root / "client").mkdir()
             mp.chdir(root / "client")  # no local store here: everything goes through the server
@@ -78,9 +78,7 @@ def server(tmp_path_factory):
                 results = {
                     name: run_ae(
                         AEConfig(
-                            **TINY,
-                            limit_train=300,
-                            limit_test=100,
+                            **TINY_SUBSET,
                             iterations=1,
                             register=False,
                             experiment_name=EXPERIMENT,
@@ -92,9 +90,7 @@ def server(tmp_path_factory):
                 }
                 results[VAE_RUN] = run_vae(
                     VAEConfig(
-                        **TINY,
-                        limit_train=300,
-                        limit_test=100,
+                        **TINY_SUBSET,
                         latent_dim=4,
                         iw_samples=4,
                         iw_images=20,

@@ -81,26 +81,20 @@ def test_a_copied_folder_is_checked_before_its_code_runs(tracking, tmp_path, mon
 def test_mlflow_models_serve_refuses_a_changed_folder(tmp_path):
     """`mlflow models serve` loads through the same check: a changed weights file stops it before
     the model's code runs, the one line at the end of its output."""
-    import os
     import subprocess
-    import sys
-    from pathlib import Path
 
     from mlflow.models import Model
 
-    from tests.test_serving_server import _free_port
+    from tests.helpers.servers import free_port, model_serve_command, model_server_env
 
     model = build_model(DenoiserConfig(arch="unet", latent_dim=8, width=4)).eval()
     folder = tmp_path / "model"
     model_saver(model, np.zeros((1, 28, 28), dtype=np.float32))(str(folder), Model())
     with open(folder / "artifacts" / "weights.pt", "ab") as f:
         f.write(b"\0")
-    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    env.pop("MLFLOW_TRACKING_URI", None)
-    serve = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", str(folder), "--env-manager"]
     done = subprocess.run(
-        [*serve, "local", "-h", "127.0.0.1", "-p", str(_free_port())],
-        env=env,
+        model_serve_command(str(folder), free_port()),
+        env=model_server_env(),  # no tracking store: a folder, not a registered model
         cwd=tmp_path,
         capture_output=True,
         text=True,
