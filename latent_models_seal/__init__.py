@@ -17,16 +17,19 @@ never shipped inside a model (`code_paths` copies `latent_models/` only), is wha
   added), and only then is `code/` put on `sys.path` and MLflow's own models-from-code loader
   called. A mismatch is a `ModelRefused` (an MlflowException) of one line naming the file.
 
-Models logged before this existed (MLflow's loader, no manifest) load as before; in a process that
-has imported this package they print one warning, and a sealed model whose MLmodel was rewritten
-to MLflow's loader is refused (`watch_pyfunc_loads`). Imports MLflow and the standard library
-only (no torch; the team server imports the names).
+Models logged before this existed (MLflow's loader, no manifest) load as before, with one printed
+warning, and a sealed model whose MLmodel was rewritten to MLflow's loader is refused
+(`watch_pyfunc_loads`): in every process that imports mlflow where this package is installed,
+since MLflow itself imports it through the plugin in mlflow_plugin.py. Imports the standard
+library and `mlflow.exceptions` only at import (no torch; the team server imports the names; MLflow
+imports it from inside `import mlflow`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.abc
 import os
 import sys
 from pathlib import Path
@@ -42,6 +45,7 @@ DELEGATE = "mlflow.pyfunc.loaders.code_model"  # MLflow's models-from-code loade
 # Files MLflow itself adds to a downloaded model folder (data, never executed): not in the manifest.
 MLFLOW_ADDED = frozenset({"registered_model_meta"})
 BYTECODE_DIR = "__pycache__"
+PYFUNC = "mlflow.pyfunc"
 
 
 class ModelRefused(MlflowException):
@@ -265,24 +269,73 @@ def _check_unsealed(local_path: str, conf: dict) -> None:
     _warn(f"{folder}: logged before write-once (no manifest): its files are not checked")
 
 
-def watch_pyfunc_loads() -> None:
-    """From now on in this process, `mlflow.pyfunc.load_model` of a latent-models model without a
-    manifest prints one warning, and one whose MLmodel holds a manifest but not this loader is
-    refused. Wraps MLflow's `_add_code_from_conf_to_system_path`, which `load_model` calls by name
-    before it imports the loader; idempotent."""
-    import mlflow.pyfunc as pyfunc
-
+def _watch(pyfunc) -> bool:
+    """Wrap `pyfunc._add_code_from_conf_to_system_path`, which `load_model` looks up by name before
+    it imports the loader; False where the module does not (yet) have it."""
     add = getattr(pyfunc, "_add_code_from_conf_to_system_path", None)
-    if add is None or getattr(add, "_latent_models_watched", False):
-        return
+    if add is None:
+        return False
+    if getattr(add, "_latent_models_watched", False):
+        return True
 
     def checked(local_path, conf, *args, **kwargs):
-        _check_unsealed(local_path, conf)
+        try:
+            _check_unsealed(local_path, conf)
+        except ModelRefused:
+            raise
+        except Exception:  # a hook that only warns must never stop a load, of any model
+            pass
         return add(local_path, conf, *args, **kwargs)
 
     checked._latent_models_watched = True
     checked.__wrapped__ = add
     pyfunc._add_code_from_conf_to_system_path = checked
+    return True
 
 
-watch_pyfunc_loads()  # wherever this package is imported: as a loader, by latent_models, by hand
+class _WatchPyfuncImport(importlib.abc.MetaPathFinder):
+    """Wraps `mlflow.pyfunc` as soon as it has been imported. This package may be imported while
+    `mlflow` itself is (MLflow loads the plugin in mlflow_plugin.py from inside `import mlflow`),
+    when importing `mlflow.pyfunc` would be circular: so it waits for the import to happen."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != PYFUNC:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        exec_module = getattr(spec.loader, "exec_module", None)
+        if exec_module is None:
+            return spec
+
+        def exec_then_watch(module):
+            exec_module(module)
+            with contextlib.suppress(Exception):
+                _watch(module)
+
+        spec.loader.exec_module = exec_then_watch
+        return spec
+
+
+def watch_pyfunc_loads() -> None:
+    """From now on in this process, `mlflow.pyfunc.load_model` of a latent-models model without a
+    manifest prints one warning, and one whose MLmodel holds a manifest but not this loader is
+    refused. Wraps `mlflow.pyfunc` now if it is imported, else when it is; idempotent; never
+    imports `mlflow.pyfunc` itself."""
+    pyfunc = sys.modules.get(PYFUNC)
+    if pyfunc is not None and _watch(pyfunc):
+        return
+    if not any(isinstance(finder, _WatchPyfuncImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _WatchPyfuncImport())
+
+
+# Wherever this package is imported: as a loader, by latent_models, by hand, or by MLflow itself
+# through the plugin in mlflow_plugin.py, in every process that imports mlflow. A hook that only
+# warns must not make `import mlflow` fail.
+with contextlib.suppress(Exception):
+    watch_pyfunc_loads()

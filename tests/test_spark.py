@@ -3,6 +3,7 @@ both forms (a column of base64 PNGs in and out; a column of flattened floats in 
 on one local[2] session with a few dozen images. Skipped where pyspark or Java is missing."""
 
 import os
+import re
 import shutil
 import sys
 
@@ -92,3 +93,37 @@ def test_spark_udf_scores_both_forms(spark, tracking, kind):
     assert from_floats.shape == (N, 784)
     assert np.allclose(from_floats, expected, atol=1e-5)
     assert np.abs(from_pngs.reshape(N, 784) - expected).max() < 0.02  # 8-bit input and output
+
+
+def test_spark_udf_refuses_a_changed_model_before_its_code_runs(spark, tmp_path):
+    """A sealed folder whose entry script was changed: the executor that loads it refuses it with
+    the one line naming the file, and the changed script never runs. The driver only reads the
+    MLmodel, so what the user sees is the failed task, at the first action."""
+    from mlflow.models import Model
+    from pyspark.sql.functions import col
+
+    from latent_models_seal import ModelRefused
+
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).random((4, 28, 28), dtype=np.float32)
+    folder = tmp_path / "model"
+    model_saver(build_model(DenoiserConfig(arch="unet", latent_dim=8, width=4)).eval(), x[:1])(str(folder), Model())
+    ran = tmp_path / "ran"
+    entry = folder / "denoiser.py"
+    entry.write_text(f"open({str(ran)!r}, 'w').close()\n" + entry.read_text())
+
+    udf = mlflow.pyfunc.spark_udf(spark, str(folder), result_type="array<float>", env_manager="local")
+    df = spark.createDataFrame([(row.tolist(),) for row in x.reshape(4, 784)], ["flat"])
+    with pytest.raises(Exception) as failed:  # pyspark's PythonException, carrying the worker's traceback
+        df.withColumn("out", udf(col("flat"))).collect()
+    refusals = [line for line in str(failed.value).splitlines() if ModelRefused.__name__ in line]
+    assert refusals, str(failed.value)[-3000:]
+    assert all(
+        re.fullmatch(
+            r"latent_models_seal\.ModelRefused: refused to load the model at \S+: denoiser\.py has SHA-256 "
+            r"[0-9a-f]{12}\.\.\., its manifest says [0-9a-f]{12}\.\.\.",
+            line.strip(),
+        )
+        for line in refusals
+    ), refusals
+    assert not ran.exists()  # the check came first: the changed script was never executed

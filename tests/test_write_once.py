@@ -2,20 +2,28 @@
 model's code runs (docs/write-once.md); the team server's side is in tests/test_team_server.py."""
 
 import hashlib
+import importlib.metadata
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
+import requests
 import torch
 import yaml
+from mlflow.models import Model
 
 from latent_models.kinds.denoiser.config import DenoiserConfig
 from latent_models.models import build_model
 from latent_models.serving.logged_model import model_saver
 from latent_models.tracking import log_model
-from latent_models_seal import LOADER, MANIFEST_KEY, SEAL_TAG, ModelRefused
+from latent_models_seal import DELEGATE, LOADER, MANIFEST_KEY, SEAL_TAG, ModelRefused
 
 
 def test_a_copied_folder_is_checked_before_its_code_runs(tracking, tmp_path, monkeypatch, capfd):
@@ -103,3 +111,106 @@ def test_mlflow_models_serve_refuses_a_changed_folder(tmp_path):
     assert done.returncode != 0
     refusal = f"refused to load the model at {folder}: artifacts/weights.pt has SHA-256 "
     assert any(refusal in line for line in done.stderr.splitlines()), done.stderr[-3000:]
+
+
+OLD_MODEL = Path(__file__).parent / "fixtures" / "models" / "denoiser-3deb76c.tar.gz"  # logged before write-once
+PLUGIN = "latent_models_seal.mlflow_plugin:not_an_artifact_store"
+OLD_WARNING = "latent-models: warning: {}: logged before write-once (no manifest): its files are not checked"
+
+
+def _old_model(tmp_path: Path) -> Path:
+    with tarfile.open(OLD_MODEL) as archive:
+        archive.extractall(tmp_path, filter="data")
+    return tmp_path / "denoiser-3deb76c"
+
+
+def _plugin_installed() -> None:
+    """The warning in a process with nothing of latent-models rests on pyproject.toml's entry point,
+    which only an install writes: a checkout installed before it needs `pip install -e .` again."""
+    group = importlib.metadata.entry_points(group="mlflow.artifact_repository")
+    assert PLUGIN in [ep.value for ep in group], (
+        f"entry point {PLUGIN} (group mlflow.artifact_repository, pyproject.toml) is not installed "
+        "in this environment: run `pip install -e .` (make install) again"
+    )
+
+
+def _clean_env() -> dict:
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
+        env.pop(key, None)
+    return env
+
+
+def test_a_model_logged_before_write_once_warns_where_only_mlflow_is_imported(tmp_path):
+    """A bare `mlflow.pyfunc.load_model` in a process that imports nothing of latent-models: MLflow
+    itself imports latent_models_seal (the entry point), so the old model prints its one warning
+    and a sealed folder rewritten to MLflow's loader is refused; a model that is not latent-models'
+    (models from code, a `code` folder) loads without a word."""
+    _plugin_installed()
+    old = _old_model(tmp_path)
+    plain = tmp_path / "plain"
+    (tmp_path / "helpers").mkdir()  # a `code` folder, as MLflow writes it, with no latent_models in it
+    (tmp_path / "helpers" / "helper.py").write_text("SCALE = 2\n")
+    script = tmp_path / "plain_model.py"
+    script.write_text(
+        "import mlflow\n\n\n"
+        "class Plain(mlflow.pyfunc.PythonModel):\n"
+        "    def predict(self, context, model_input, params=None):\n"
+        "        return model_input\n\n\n"
+        "mlflow.models.set_model(Plain())\n"
+    )
+    mlflow.pyfunc.save_model(str(plain), python_model=str(script), code_paths=[str(tmp_path / "helpers")])
+    # A sealed folder whose MLmodel was rewritten to MLflow's own loader: refused there too.
+    rewritten = tmp_path / "rewritten"
+    model_saver(
+        build_model(DenoiserConfig(arch="unet", latent_dim=8, width=4)).eval(), np.zeros((1, 28, 28), np.float32)
+    )(str(rewritten), Model())
+    text = (rewritten / "MLmodel").read_text().replace(f"loader_module: {LOADER}", "loader_module: " + DELEGATE)
+    (rewritten / "MLmodel").write_text(text.replace("latent_models_code: code", "code: code"))
+    loads = (
+        "import sys, mlflow\n"
+        "print('imported', sorted(m for m in sys.modules if m.startswith('latent_models')), file=sys.stderr)\n"
+        "for path in sys.argv[1:]:\n"
+        "    print('loading', path, file=sys.stderr, flush=True)\n"
+        "    try:\n"
+        "        mlflow.pyfunc.load_model(path)\n"
+        "    except mlflow.MlflowException as exc:\n"
+        "        print('refused:', type(exc).__name__, exc.message, file=sys.stderr, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", loads, str(plain), str(old), str(rewritten)],
+        env=_clean_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    prefixes = ("imported", "loading", "latent-models:", "refused:")
+    lines = [line for line in done.stderr.splitlines() if line.startswith(prefixes)]
+    assert lines == [
+        "imported ['latent_models_seal', 'latent_models_seal.mlflow_plugin']",  # by MLflow, inside `import mlflow`
+        f"loading {plain}",
+        f"loading {old}",
+        OLD_WARNING.format(old),
+        f"loading {rewritten}",
+        f"refused: ModelRefused refused to load the model at {rewritten}: MLmodel holds a manifest but names "
+        f"loader '{DELEGATE}', not {LOADER}",
+    ], done.stderr[-3000:]
+
+
+@pytest.mark.e2e
+def test_mlflow_models_serve_of_a_model_logged_before_write_once_warns_once(tmp_path):
+    """`mlflow models serve --env-manager local` of the old model folder, nothing of latent-models
+    named: its scoring-server process prints the one warning, and serves."""
+    from tests.helpers.servers import ServerProcess, free_port, model_serve_command
+
+    _plugin_installed()
+    old = _old_model(tmp_path)
+    port, log = free_port(), tmp_path / "serve.log"
+    serve = model_serve_command(str(old), port)
+    with ServerProcess(serve, port, "/ping", log, env=_clean_env(), cwd=tmp_path, name="mlflow models serve") as server:
+        body = {"inputs": np.full((1, 784), 0.5, dtype=np.float32).tolist()}
+        assert requests.post(f"{server.url}/invocations", json=body, timeout=60).status_code == 200
+    warnings = [line for line in log.read_text().splitlines() if line.startswith("latent-models:")]
+    assert warnings == [OLD_WARNING.format(old)], log.read_text()[-3000:]
