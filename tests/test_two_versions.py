@@ -58,6 +58,6 @@ def test_each_loaded_version_runs_its_own_code(tracking, changed_package, monkey
     # Version 2's wrapper came from its own folder; version 1 (the same code as this checkout)
     # uses the package already imported.
     assert type(second.unwrap_python_model())._denoise.__code__.co_filename.endswith(
-        "/code/latent_models/serving/pyfunc.py"
+        "/code/latent_models/kinds/denoiser/serving.py"
     )
     assert type(first.unwrap_python_model()) is sys.modules["latent_models.serving.pyfunc"].DenoiserPyfunc
