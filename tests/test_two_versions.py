@@ -60,4 +60,4 @@ def test_each_loaded_version_runs_its_own_code(tracking, changed_package, monkey
     assert type(second.unwrap_python_model())._denoise.__code__.co_filename.endswith(
         "/code/latent_models/kinds/denoiser/serving.py"
     )
-    assert type(first.unwrap_python_model()) is sys.modules["latent_models.serving.pyfunc"].DenoiserPyfunc
+    assert type(first.unwrap_python_model()) is sys.modules["latent_models.kinds.denoiser.serving"].DenoiserPyfunc
