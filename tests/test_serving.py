@@ -85,7 +85,7 @@ def test_logged_denoiser_predicts_like_the_model(tracking):
     # enforce it, and the answer takes the question's form, (N, 784) floats included.
     assert info.signature.inputs is None
     assert info.signature.outputs.to_dict() == [{"type": "string", "name": "image", "required": True}]
-    assert [p.name for p in info.signature.params.params] == ["clip"]
+    assert [p.name for p in info.signature.params.params] == ["clip", "ensemble"]
     assert loaded.predict(x.reshape(4, 784)).shape == (4, 784)
     png_answer = loaded.predict(images_to_png_frame(x))
     assert list(png_answer.columns) == ["image"] and len(png_answer) == 4
@@ -422,10 +422,11 @@ def _refusal(loaded, value, params=None) -> str:
 @pytest.mark.parametrize("kind", ["denoiser", "vae"])
 def test_colour_models_take_images_of_their_shape_and_mode_only(tracking, kind):
     """A 3x32x32 model, built from its config, logged and loaded as `mlflow models serve` does:
-    RGB PNGs and (N, 3, 32, 32) floats in; grey or other sizes refused, naming both shapes."""
+    RGB PNGs and (N, 3, 32, 32) floats in; grey or other sizes refused, naming both shapes (a
+    denoiser of the conv arch: a U-Net takes any size, tests/test_photo_serving.py)."""
     torch.manual_seed(0)
     if kind == "denoiser":
-        model = build_model(DenoiserConfig(image_shape=COLOUR, arch="unet", latent_dim=8, width=8)).eval()
+        model = build_model(DenoiserConfig(image_shape=COLOUR, arch="conv", latent_dim=8, width=8)).eval()
     else:
         model = ConvVAE(VAEModelConfig(image_shape=COLOUR, latent_dim=4, width=8, likelihood="gaussian")).eval()
     x = np.random.default_rng(0).random((3, *COLOUR), dtype=np.float32)

@@ -26,10 +26,11 @@ from latent_models.kinds.vae.recipe import run_vae
 from latent_models.kinds.vae.requests import MAX_TEMPERATURE
 from latent_models.noise import fixed_noise
 from latent_models.serving.inputs import MAX_BATCH
-from latent_models.serving.png import encode_png, images_to_png_frame, png_frame_to_images
+from latent_models.serving.png import decode_png, encode_png, images_to_png_frame, png_frame_to_images
 from latent_models.tracking import CHAMPION, move_alias
 from tests.conftest import FIXTURE_DATA, TINY, tracking_at
 from tests.helpers.servers import ModelServer, mlflow_cli, model_server_env
+from tests.test_photo_serving import _png_claiming as _png_holding
 from tests.test_serving import _png_claiming
 
 pytestmark = pytest.mark.e2e
@@ -181,6 +182,15 @@ def test_mlflow_models_predict_takes_both_forms(trained, digits):
     assert np.abs(png_frame_to_images(answers["many"][:2]) - floats).max() < 0.02
 
 
+def test_photo_sized_pngs_come_back_in_their_own_sizes(servers):
+    """A U-Net served from MNIST training takes PNGs of any size, each its own, with the self-ensemble."""
+    pixels = np.random.default_rng(0).integers(0, 256, (75, 100), dtype=np.uint8)
+    for params in (None, {"ensemble": 8}):
+        answer = _predictions(servers[DENOISER].post(_split([encode_png(pixels), ZERO_PNG]), params))
+        assert decode_png(answer[0]["image"], 0, (1, 75, 100)).shape == (75, 100)
+        assert decode_png(answer[1]["image"], 1, (1, 28, 28)).shape == (28, 28)
+
+
 # --- the VAE ---------------------------------------------------------------------------
 
 
@@ -216,8 +226,12 @@ def test_decode_and_reconstruct(servers, digits):
 ZERO_PNG = encode_png(np.zeros((28, 28), np.uint8))
 
 DENOISER_BAD = {
-    "27x27": ({"inputs": np.zeros((2, 27, 27)).tolist()}, None, "images have shape (2, 27, 27)"),
-    "3 channels": ({"inputs": np.zeros((1, 3, 28, 28)).tolist()}, None, "expected (N, 28, 28), (N, 1, 28, 28)"),
+    "7x7": (
+        {"inputs": np.zeros((2, 7, 7)).tolist()},
+        None,
+        "images are 7x7, smaller than this model takes: at least 8x8",
+    ),
+    "3 channels": ({"inputs": np.zeros((1, 3, 28, 28)).tolist()}, None, "expected (N, H, W), (N, 1, H, W) of any size"),
     "NaN pixel": (json.dumps({"inputs": [[float("nan")] + [0.5] * 783]}), None, "NaN or infinite"),
     "inf pixel": (json.dumps({"inputs": [[float("inf")] + [0.5] * 783]}), None, "NaN or infinite"),
     "above 1": ({"inputs": [[255.0] * 784]}, None, "must lie in [0, 1]; got min 255, max 255"),
@@ -239,7 +253,22 @@ DENOISER_BAD = {
         None,
         "image 1: PNG is RGB (3 channels); expected 8-bit grayscale",
     ),
-    "27x27 PNG": (_split([_png(np.zeros((27, 27), np.uint8), "L")]), None, "image 0: PNG is 27x27; expected 28x28"),
+    "7x7 PNG": (
+        _split([_png(np.zeros((7, 7), np.uint8), "L")]),
+        None,
+        "image 0: PNG is 7x7, smaller than this model takes: at least 8x8",
+    ),
+    "PNG data past its size": (
+        _split([_png_holding(10, 10, rows=100, cols=100)]),
+        None,
+        "image 0: PNG data holds more than its declared 10x10",
+    ),
+    "PNG data short of its size": (
+        _split([_png_holding(100, 100, rows=10, cols=10)]),
+        None,
+        "image 0: PNG data does not fill its declared 100x100",
+    ),
+    "ensemble 3": ({"inputs": [[0.5] * 784]}, {"ensemble": 3}, "ensemble must be 1 (one pass) or 8"),
     "empty floats": ({"inputs": []}, None, "empty batch"),
     "empty PNGs": (_split([]), None, "empty batch"),
     "too many PNGs": (_split([ZERO_PNG] * (MAX_BATCH + 1)), None, f"batch of {MAX_BATCH + 1} images is over the limit"),
@@ -252,16 +281,20 @@ DENOISER_BAD = {
     "unknown param": (
         {"inputs": [[0.5] * 784]},
         {"clip": False, "bogus": 1},
-        "unknown params ['bogus']; this model takes clip",
+        "unknown params ['bogus']; this model takes clip, ensemble",
     ),
     "30000x30000 PNG header": (
         _split([_png_claiming(30000, 30000)]),
         None,
-        "image 0: PNG is 30000x30000; expected 28x28",
+        "image 0: PNG is 30000x30000 (900000000 pixels), over this model's budget of 16000000 pixels per image",
     ),
     "8 MB string": ({"inputs": ["x" * 8_000_000]}, None, "images must be numbers; got strings"),
     "50 MB string": ({"inputs": ["x" * 50_000_000]}, None, "images must be numbers; got strings"),
-    "8 MB PNG string": (_split(["A" * 8_000_000]), None, "image 0: 8000000 characters is too long for a 28x28 PNG"),
+    "8 MB PNG string": (
+        _split([_png_holding(28, 28, rows=28, cols=28) + "A" * 8_000_000]),
+        None,
+        "characters is too long for a 28x28 PNG",
+    ),
     "a bare number": ({"inputs": 0.5}, None, "got a single number, not a batch of images"),
     "nulls": ({"inputs": [[None] * 784]}, None, "images must be numbers; got null"),
     # refused before MLflow's np.array: it read `true` among numbers as 1.0 (a 200), and built
@@ -280,7 +313,14 @@ DENOISER_BAD = {
 
 # Hostile requests answered within a second even on a busy machine (an 8 MB string held the
 # worker 10.7 s before they were refused ahead of conversion).
-FAST = ("8 MB string", "8 MB PNG string", "booleans", "30000x30000 PNG header", "8 MB string among numbers")
+FAST = (
+    "8 MB string",
+    "8 MB PNG string",
+    "booleans",
+    "30000x30000 PNG header",
+    "8 MB string among numbers",
+    "PNG data past its size",
+)
 
 VAE_BAD = {
     "n too big": (

@@ -1,8 +1,8 @@
 """Request parsing and validation: everything a caller sends, checked before the model runs.
 
-Each function turns one accepted form into tensors of the model's image shape, or raises
-`InvalidInput` (HTTP 400) naming the problem; `from_model_output` answers in the form and
-layout the question came in.
+Each function turns one accepted form into tensors of the model's image shape (or, for a
+model that takes any size, `AnySize`, of the sizes sent), or raises `InvalidInput` (HTTP 400)
+naming the problem; `from_model_output` answers in the form and layout the question came in.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ from latent_models.models.config import MNIST_SHAPE
 from latent_models.serving.png import (
     CHANNEL_WORDS,
     IMAGE_COLUMN,
+    AnySize,
     BadImage,
+    checked_size,
     decode_png,
     describe,
     encode_png,
     shape_words,
     takes,
+    takes_any,
     to_pixels,
 )
 
@@ -98,7 +101,21 @@ def float_layouts(image_shape: tuple[int, int, int]) -> str:
     return f"(N, {channels}, {height}, {width}) or {flat}"
 
 
-def input_forms(image_shape: tuple[int, int, int]) -> str:
+def any_size_layouts(image_shape: tuple[int, int, int], sizes: AnySize) -> str:
+    """The float-tensor layouts a model taking any size accepts, as a user reads them."""
+    channels, height, width = image_shape
+    flat = f"(N, {channels * height * width}) ({width}x{height} flattened)"
+    grey = "(N, H, W), " if channels == 1 else ""
+    return f"{grey}(N, {channels}, H, W) {sizes.words()}, or {flat}"
+
+
+def input_forms(image_shape: tuple[int, int, int], sizes: AnySize | None = None) -> str:
+    if sizes is not None:
+        return (
+            f"float32 {any_size_layouts(image_shape, sizes)} in [0, 1] ('inputs' or 'instances'), all of one "
+            f"size; or a column '{IMAGE_COLUMN}' of base64 {describe(image_shape, sizes)}, each its own size; "
+            "answered in the same form and sizes"
+        )
     return (
         f"float32 {float_layouts(image_shape)} in [0, 1] ('inputs' or 'instances'), or a column "
         f"'{IMAGE_COLUMN}' of base64 {describe(image_shape)}; answered in the same form"
@@ -109,9 +126,18 @@ def input_forms(image_shape: tuple[int, int, int]) -> str:
 
 
 def to_model_input(
-    images, clip: bool = False, image_shape: tuple[int, int, int] = MNIST_SHAPE, limit: int | None | str = AUTO
-) -> tuple[torch.Tensor, tuple[int, ...] | str]:
+    images,
+    clip: bool = False,
+    image_shape: tuple[int, int, int] = MNIST_SHAPE,
+    limit: int | None | str = AUTO,
+    sizes: AnySize | None = None,
+) -> tuple[torch.Tensor | list[torch.Tensor], tuple[int, ...] | str]:
     """Any accepted image form -> ((N, C, H, W) float32 in [0, 1], the caller's layout).
+
+    `sizes`: the model takes any size (else only `image_shape`'s): a float tensor of one size
+    within it, or PNGs each of its own size; PNGs of different sizes come back as a list of
+    (1, C, H, W) tensors. Sizes are checked from the shape or the PNG headers, before any pixel
+    is converted or decoded.
 
     The layout is the input's shape for float tensors, or `PNG` for base64 PNGs, so that
     `from_model_output` answers in the same form. `clip=True` clips float values into
@@ -120,11 +146,15 @@ def to_model_input(
     before it is converted, so a hostile request costs milliseconds.
     """
     limit = batch_limit(limit)
-    pngs = _png_column(images, image_shape)
+    pngs = _png_column(images, image_shape, sizes)
     if pngs is not None:
+        if sizes is not None:
+            return _decode_pngs_any_size(pngs, image_shape, sizes, limit), PNG
         return _decode_pngs(pngs, image_shape, limit), PNG
     if isinstance(images, pd.DataFrame):  # one column per pixel, or one column of flattened images
         images = _frame_values(images, image_shape)
+    if sizes is not None:
+        return _any_size_tensor(images, clip, image_shape, sizes, limit)
     array = checked_numbers(images, "images", math.prod(image_shape), limit)
     shape = array.shape
     if image_shape[0] == 1 and shape[1:] == image_shape[1:]:
@@ -136,6 +166,11 @@ def to_model_input(
             f"images have shape {shape}; expected {float_layouts(image_shape)} — "
             f"{takes(image_shape, _tensor_words(shape))}"
         )
+    return _pixel_values(array, clip), shape
+
+
+def _pixel_values(array: np.ndarray, clip: bool) -> torch.Tensor:
+    """Finite values in [0, 1] (clipped into it when asked) as a tensor."""
     if not np.isfinite(array).all():
         raise InvalidInput("images contain NaN or infinite values")
     if clip:
@@ -147,7 +182,52 @@ def to_model_input(
                 f"pixel values must lie in [0, 1]; got min {low:g}, max {high:g} "
                 '(scale 8-bit pixels by 1/255, or pass params {"clip": true} to clip)'
             )
-    return torch.from_numpy(np.ascontiguousarray(array)), shape
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _declared_shape(value) -> tuple[int, ...] | None:
+    """The shape of an array, or of nested lists read along their first items, without converting."""
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return tuple(value.shape)
+    if not isinstance(value, (list, tuple)):
+        return None
+    shape, node = [], value
+    while isinstance(node, (list, tuple)) and node:
+        shape.append(len(node))
+        node = node[0]
+    return tuple(shape)
+
+
+def _any_size_tensor(images, clip: bool, image_shape: tuple[int, int, int], sizes: AnySize, limit: int | None):
+    """A float tensor of one size, of the model's channels, any size it takes: refused over the
+    budget or under the minimum from its shape, before its values are converted."""
+    channels = image_shape[0]
+    declared = _declared_shape(images)
+    if declared is not None:
+        _check_tensor_size(declared, image_shape, sizes)
+    array = checked_numbers(images, "images", channels * sizes.max_pixels, limit)
+    shape = array.shape
+    if array.ndim == 3 and channels == 1:
+        array = array[:, None]
+    elif array.ndim == 2 and shape[1] == math.prod(image_shape):
+        array = array.reshape(-1, *image_shape)
+    elif not (array.ndim == 4 and shape[1] == channels):
+        raise InvalidInput(
+            f"images have shape {shape}; expected {any_size_layouts(image_shape, sizes)} — "
+            f"{takes_any(channels, sizes, _tensor_words(shape))}"
+        )
+    _check_tensor_size(shape, image_shape, sizes)
+    return _pixel_values(array, clip), shape
+
+
+def _check_tensor_size(shape: tuple[int, ...], image_shape: tuple[int, int, int], sizes: AnySize) -> None:
+    """Refuse (N, H, W) or (N, C, H, W) images of a size the model does not take (other
+    layouts are named by the layout check)."""
+    if len(shape) == 3 or (len(shape) == 4 and shape[1] == image_shape[0]):
+        height, width = shape[-2:]
+        why = sizes.refusal(width, height, image_shape)
+        if why:
+            raise InvalidInput(f"images are {width}x{height}{why}")
 
 
 def _tensor_words(shape: tuple[int, ...]) -> str | None:
@@ -304,7 +384,7 @@ def _check_count(n: int, what: str, limit: int | None = MAX_BATCH) -> None:
         raise InvalidInput(f"batch of {n} {what} is over the limit of {limit} per request")
 
 
-def _png_column(images, image_shape: tuple[int, int, int]) -> list | None:
+def _png_column(images, image_shape: tuple[int, int, int], sizes: AnySize | None = None) -> list | None:
     """The base64 PNGs of an `image` column (DataFrame) or key (dict), else None."""
     if isinstance(images, pd.DataFrame):
         columns = [str(c) for c in images.columns]
@@ -320,7 +400,7 @@ def _png_column(images, image_shape: tuple[int, int, int]) -> list | None:
             if images.dtypes.apply(lambda t: t.kind not in "biuf").any():
                 raise InvalidInput(
                     f"expected a column {IMAGE_COLUMN!r} of base64 PNGs or a float tensor "
-                    f"{float_layouts(image_shape)}; got columns {columns[:5]}{'...' if len(columns) > 5 else ''}"
+                    f"{_layouts(image_shape, sizes)}; got columns {columns[:5]}{'...' if len(columns) > 5 else ''}"
                 )
             return None
         check_fields(columns, (IMAGE_COLUMN,))
@@ -334,12 +414,16 @@ def _png_column(images, image_shape: tuple[int, int, int]) -> list | None:
                 else ""
             )
             raise InvalidInput(
-                f"expected a field {IMAGE_COLUMN!r} of base64 PNGs or a float tensor {float_layouts(image_shape)}; "
+                f"expected a field {IMAGE_COLUMN!r} of base64 PNGs or a float tensor {_layouts(image_shape, sizes)}; "
                 f"got fields {keys}{hint}"
             )
         check_fields(keys, (IMAGE_COLUMN,))
         return np.atleast_1d(np.asarray(images[IMAGE_COLUMN], dtype=object)).ravel().tolist()
     return None
+
+
+def _layouts(image_shape: tuple[int, int, int], sizes: AnySize | None) -> str:
+    return float_layouts(image_shape) if sizes is None else any_size_layouts(image_shape, sizes)
 
 
 def check_fields(fields, allowed) -> None:
@@ -360,19 +444,51 @@ def _decode_pngs(items: list, image_shape: tuple[int, int, int], limit: int | No
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
-def from_model_output(images: torch.Tensor | np.ndarray, layout: tuple[int, ...] | str):
-    """(N, C, H, W) in [0, 1] -> float32 array in `layout`, or a DataFrame of base64 PNGs.
-    Never NaN or infinity: a non-finite answer is refused (it would be bare `NaN` in JSON)."""
+def _decode_pngs_any_size(
+    items: list, image_shape: tuple[int, int, int], sizes: AnySize, limit: int | None = MAX_BATCH
+) -> torch.Tensor | list[torch.Tensor]:
+    """PNGs each of its own size: every header is checked before any image is decoded (an
+    image over the budget is refused in milliseconds wherever it is in the column). One
+    (N, C, H, W) tensor when all have one size, else a list of (1, C, H, W)."""
+    _check_count(len(items), "images", limit)
+    channels = image_shape[0]
+    try:
+        for i, item in enumerate(items):
+            checked_size(item, i, image_shape, sizes)
+        decoded = [decode_png(item, i, image_shape, sizes) for i, item in enumerate(items)]
+    except BadImage as exc:
+        raise InvalidInput(str(exc)) from None
+    if len({p.shape for p in decoded}) == 1:
+        pixels = np.stack(decoded).reshape(len(decoded), *decoded[0].shape[:2], channels)
+        return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    return [
+        torch.tensor(p.reshape(*p.shape[:2], channels)).permute(2, 0, 1)[None].float().div_(255.0).contiguous()
+        for p in decoded
+    ]
+
+
+def from_model_output(images: torch.Tensor | np.ndarray | list, layout: tuple[int, ...] | str):
+    """(N, C, H, W) in [0, 1] -> float32 array in `layout`, or a DataFrame of base64 PNGs (from a
+    list of (C, H, W) images of different sizes too). Never NaN or infinity: a non-finite answer
+    is refused (it would be bare `NaN` in JSON)."""
+    if isinstance(images, list):  # PNGs each of its own size
+        for image in images:
+            _check_finite(np.asarray(image))
+        return pd.DataFrame({IMAGE_COLUMN: [encode_png(to_pixels(np.asarray(i)[None])[0]) for i in images]})
     array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
     array = array.astype(np.float32, copy=False)
+    _check_finite(array)
+    if layout == PNG:
+        return pd.DataFrame({IMAGE_COLUMN: [encode_png(p) for p in to_pixels(array)]})
+    return array.reshape((images.shape[0], *layout[1:]))
+
+
+def _check_finite(array: np.ndarray) -> None:
     if not np.isfinite(array).all():
         raise InvalidInput(
             "the model's answer to this request is not finite (NaN or infinity); "
             "check that the inputs lie in the ranges the model takes"
         )
-    if layout == PNG:
-        return pd.DataFrame({IMAGE_COLUMN: [encode_png(p) for p in to_pixels(array)]})
-    return array.reshape((images.shape[0], *layout[1:]))
 
 
 def generated_layout(image_shape: tuple[int, int, int]) -> tuple[int, ...]:

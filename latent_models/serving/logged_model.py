@@ -86,13 +86,21 @@ def _signature(wrapper, config) -> ModelSignature:
     return ModelSignature(inputs=None, outputs=wrapper.output_schema(config), params=params)
 
 
-def model_saver(model: torch.nn.Module, example: np.ndarray, extras: dict[str, dict] | None = None) -> SaveModel:
+def model_saver(
+    model: torch.nn.Module,
+    example: np.ndarray,
+    extras: dict[str, dict] | None = None,
+    settings: dict | None = None,
+) -> SaveModel:
     """Any model as a pyfunc model of its kind, from its config: `example` is a few input images;
-    `extras`: artifact name -> a state_dict served beside the weights (the VAE's fitted prior).
-    The weights are copied now: later training steps do not change what is saved."""
+    `extras`: artifact name -> a state_dict served beside the weights (the VAE's fitted prior);
+    `settings`: over its kind's SETTINGS (the denoiser's `max_pixels`), logged as MLflow's
+    `model_config` and in its metadata. The weights are copied now: later training steps do
+    not change what is saved."""
     config = model.config
     kind = config.kind
     wrapper = KINDS[kind].pyfunc()
+    settings = wrapper.logged_settings(settings)
     with tempfile.TemporaryDirectory() as tmp:  # the weights as they are now, on the CPU
         files = save_model_files(model, tmp)
         config_text, state = Path(files["config"]).read_bytes(), torch.load(files["weights"], weights_only=True)
@@ -116,7 +124,8 @@ def model_saver(model: torch.nn.Module, example: np.ndarray, extras: dict[str, d
                 signature=_signature(wrapper, config),
                 input_example=example,
                 pip_requirements=_pip_requirements(),
-                metadata=wrapper.metadata(config, set(extras)),
+                metadata=wrapper.metadata(config, set(extras), settings),
+                model_config=settings or None,
                 mlflow_model=mlflow_model,
             )
         seal_folder(path)  # the manifest, and the loader that checks it first (docs/write-once.md)

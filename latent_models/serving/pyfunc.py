@@ -115,6 +115,11 @@ class ImageModelPyfunc(mlflow.pyfunc.PythonModel):
     kind = ""
     # The request params and their defaults: the logged params schema is built from these.
     DEFAULT_PARAMS: dict = {}
+    # Settings of the logged model and their defaults: set when it is logged
+    # (`model_saver(..., settings=...)`), kept as MLflow's `model_config`, read when it loads.
+    SETTINGS: dict = {}
+    # Any image size this model takes (None: only its training shape; see serving.inputs).
+    sizes = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -129,9 +134,32 @@ class ImageModelPyfunc(mlflow.pyfunc.PythonModel):
         return None
 
     @classmethod
-    def metadata(cls, config, extras: set[str]) -> dict:
-        """The logged model's `metadata`: what it takes (`extras`: the artifacts beside its weights)."""
+    def metadata(cls, config, extras: set[str], settings: dict) -> dict:
+        """The logged model's `metadata`: what it takes (`extras`: the artifacts beside its
+        weights; `settings`: its SETTINGS as logged)."""
         return {}
+
+    @classmethod
+    def logged_settings(cls, settings: dict | None = None) -> dict:
+        """`settings` over SETTINGS' defaults, checked: an unknown name or a bad value is a ValueError."""
+        unknown = sorted(str(k) for k in (settings or {}) if k not in cls.SETTINGS)
+        if unknown:
+            takes = ", ".join(cls.SETTINGS) or "none"
+            raise ValueError(f"unknown settings {unknown} for a {cls.kind}; its settings: {takes}")
+        settings = {**cls.SETTINGS, **(settings or {})}
+        cls.check_settings(settings)
+        return settings
+
+    @classmethod
+    def check_settings(cls, settings: dict) -> None:
+        """Raise ValueError naming a setting whose value this model cannot run with."""
+
+    @classmethod
+    def loaded_settings(cls, context) -> dict:
+        """The settings a loading model runs with: as logged (a model logged before it had
+        them: the defaults), or as overridden where it loads (MLflow's
+        MLFLOW_PYFUNC_INFERENCE_CONFIG, or `mlflow.pyfunc.load_model(..., model_config=...)`)."""
+        return cls.logged_settings(dict(getattr(context, "model_config", None) or {}))
 
     def load_context(self, context):
         self.model = load_model_files(context.artifacts["config"], context.artifacts["weights"], serving_device())
@@ -141,7 +169,7 @@ class ImageModelPyfunc(mlflow.pyfunc.PythonModel):
         return check_params(self.DEFAULT_PARAMS, params)
 
     def images(self, model_input, clip: bool = False):
-        return to_model_input(model_input, clip, self.image_shape)
+        return to_model_input(model_input, clip, self.image_shape, sizes=self.sizes)
 
 
 def load_torch_model(model_uri: str, device: torch.device | None = None):

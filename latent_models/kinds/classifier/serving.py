@@ -22,7 +22,7 @@ class ClassifierPyfunc(ImageModelPyfunc):
         return Schema([TensorSpec(np.dtype(np.float32), (-1, config.classes))])
 
     @classmethod
-    def metadata(cls, config, extras):
+    def metadata(cls, config, extras, settings):
         return {
             "inputs": {"images": input_forms(config.image_shape), "max_batch": MAX_BATCH},
             "outputs": f"class probabilities (N, {config.classes})",

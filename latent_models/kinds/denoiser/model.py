@@ -18,6 +18,8 @@ No normalisation or activation comes before the output.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -107,6 +109,27 @@ class UNetDenoiser(nn.Module):
         d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
         return x + self.out(d1) if self.config.residual else self.out(d1)
 
+    def deepest_path(self) -> list[nn.Module]:
+        """The layers with a kernel on the longest path from input to output (down both
+        poolings, through the middle, up both stages): they set the receptive field; the skip
+        connections bypass some of them, so they see less."""
+        blocks = (
+            self.enc1,
+            self.pool,
+            self.enc2,
+            self.pool,
+            self.mid,
+            self.up2,
+            self.dec2,
+            self.up1,
+            self.dec1,
+            self.out,
+        )
+        layers = []
+        for block in blocks:
+            layers.extend(block if isinstance(block, nn.Sequential) else [block])
+        return [layer for layer in layers if hasattr(layer, "kernel_size")]
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.config.residual:
             raise ValueError("a residual U-Net has no logits: its raw output is the input plus a correction")
@@ -115,6 +138,32 @@ class UNetDenoiser(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raw = self.raw_output(x)
         return raw.clamp(0, 1) if self.config.residual else torch.sigmoid(raw)
+
+
+def _pair(value) -> int:
+    """One side of a square kernel, stride or dilation (torch stores them as an int or a pair)."""
+    return value[0] if isinstance(value, tuple) else value
+
+
+def receptive_field(model: UNetDenoiser) -> tuple[int, int]:
+    """(the side of the input window one output pixel depends on, the network's total stride),
+    read from the kernel sizes, strides and dilations of the layers on its deepest path.
+
+    Each convolution or pooling widens the field by (kernel - 1) x dilation input steps at its
+    depth, and multiplies the step by its stride; a transposed convolution with stride s
+    reads ceil(kernel / s) inputs per output and divides the step by s. The default U-Net:
+    44 pixels, stride 4."""
+    field, step, stride = 1, 1.0, 1
+    for layer in model.deepest_path():
+        kernel, layer_stride = _pair(layer.kernel_size), _pair(layer.stride)
+        if isinstance(layer, nn.ConvTranspose2d):
+            field += (math.ceil(kernel / layer_stride) - 1) * step
+            step /= layer_stride
+        else:
+            field += (kernel - 1) * _pair(getattr(layer, "dilation", 1)) * step
+            step *= layer_stride
+            stride *= layer_stride
+    return int(math.ceil(field)), stride
 
 
 def reconstruction_loss(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, reduction: str = "mean"):

@@ -44,7 +44,7 @@ class VAEPyfunc(ImageModelPyfunc):
         return Schema([ColSpec("string", IMAGE_COLUMN)])
 
     @classmethod
-    def metadata(cls, config, extras):
+    def metadata(cls, config, extras, settings):
         return {
             "inputs": {
                 "reconstruct": input_forms(config.image_shape),
