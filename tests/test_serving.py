@@ -20,7 +20,6 @@ from latent_models.kinds.vae.serving import VAEPyfunc
 from latent_models.models import build_model, load_model_files
 from latent_models.serving.inputs import (
     MAX_BATCH,
-    MAX_MESSAGE,
     PNG,
     InvalidInput,
     behind_rest_server,
@@ -29,6 +28,7 @@ from latent_models.serving.inputs import (
 )
 from latent_models.serving.logged_model import model_saver
 from latent_models.serving.png import decode_png, encode_png, images_to_png_frame, png_frame_to_images
+from latent_models.serving.refusal import MAX_MESSAGE
 from latent_models.tracking import log_model
 
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import math
 import sys
-from numbers import Real
 
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from latent_models.models.config import MNIST_SHAPE
+from latent_models.serving.numbers import checked_numbers
 from latent_models.serving.png import (
     CHANNEL_WORDS,
     IMAGE_COLUMN,
@@ -32,8 +30,8 @@ from latent_models.serving.png import (
     takes_any,
     to_pixels,
 )
+from latent_models.serving.refusal import MAX_BATCH, InvalidInput, check_count
 
-MAX_BATCH = 1024  # per REST request: images (sum of `n` when sampling), or latents
 CHUNK = 1024  # images per forward pass: in-process and file prediction take any N in bounded memory
 SAMPLE_FIELDS = ("n", "seed", "temperature")  # a VAE's sampling rows: named in the hints of image errors
 PNG = "png"  # the layout marker of the base64-PNG form
@@ -43,36 +41,6 @@ SPARK_COLUMN = "0"  # the name spark_udf gives one unnamed column (a model witho
 # `mlflow.pyfunc.load_model`, not spark_udf with env_manager="local".
 REST_SERVER_MODULE = "mlflow.pyfunc.scoring_server.app"
 AUTO = "auto"  # the batch limit of where predict runs: MAX_BATCH behind the REST server, else none
-
-
-MAX_MESSAGE = 2000  # characters of an error message: MLflow's server puts the request's data before ours
-
-
-class InvalidInput(MlflowException):
-    """A request the caller can fix; MLflow's server answers it with HTTP 400.
-
-    MLflow's server prefixes the message with the parsed input (`Failed to predict data
-    '...'. Error: ...`), which for a hostile request can be megabytes: the message keeps at
-    most MAX_MESSAGE characters, cutting that echo and never our part after `Error:`.
-    """
-
-    def __init__(self, message: str):
-        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
-
-    @property
-    def message(self) -> str:
-        return self._message
-
-    @message.setter
-    def message(self, text) -> None:
-        text = str(text)
-        if len(text) > MAX_MESSAGE:
-            head, sep, ours = text.rpartition("\nError: ")
-            if not sep:
-                head, ours = text, ""
-            keep = max(MAX_MESSAGE - len(ours) - len(sep), 200)
-            text = f"{head[:keep]} [... {len(head) - keep} characters cut]{sep}{ours}"
-        self._message = text
 
 
 def behind_rest_server() -> bool:
@@ -244,122 +212,6 @@ def _tensor_words(shape: tuple[int, ...]) -> str | None:
     return None
 
 
-def checked_numbers(value, what: str, per_item: int, limit: int | None) -> np.ndarray:
-    """A batch of numbers -> float32 array, refusing before any conversion what is not one:
-    booleans, strings, nulls and objects (named, never echoed), a bare number, an empty
-    batch, and more than `limit` items (counted from the shape, or while scanning lists)."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "O":
-            _scan(value.ravel(), what, per_item, limit)
-        else:
-            _check_kind(value.dtype, what)
-        if value.ndim == 0:
-            raise InvalidInput(f"got a single number, not a batch of {what}: send a list, one entry per item")
-        _check_count(value.shape[0], what, limit)
-    elif isinstance(value, (list, tuple)):
-        _scan(value, what, per_item, limit)
-        if len(value) == 0:
-            _check_count(0, what, limit)
-    elif isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-        return checked_numbers(value, what, per_item, limit)
-    elif isinstance(value, (Real, np.number)) and not isinstance(value, (bool, np.bool_)):
-        raise InvalidInput(
-            f"got a single number ({float(value):g}), not a batch of {what}: send a list, one entry per item"
-        )
-    else:
-        raise InvalidInput(f"{what} must be numbers; got {_kind(value)}")
-    try:
-        array = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"{what} must be numbers: {exc}") from None
-    if array.ndim == 0:
-        raise InvalidInput(f"got a single number, not a batch of {what}: send a list, one entry per item")
-    _check_count(array.shape[0], what, limit)
-    return array
-
-
-def _kind(value) -> str:
-    """What a non-number is, in a user's words, without echoing it (it may be megabytes)."""
-    if value is None or isinstance(value, float) and math.isnan(value):
-        return "null"
-    if isinstance(value, (bool, np.bool_)):
-        return f"a boolean ({str(bool(value)).lower()}); booleans are not pixel values"
-    if isinstance(value, (str, bytes)):
-        return f"a string of {len(value)} characters"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _check_kind(dtype: np.dtype, what: str) -> None:
-    if dtype.kind == "b":
-        raise InvalidInput(f"{what} must be numbers; got booleans (true/false are not pixel values)")
-    if dtype.kind in "US":
-        raise InvalidInput(f"{what} must be numbers; got strings")
-    if dtype.kind not in "iuf":
-        raise InvalidInput(f"{what} must be numbers; got {dtype}")
-
-
-def _scan(value, what: str, per_item: int, limit: int | None) -> None:
-    """Walk nested lists (or an object array) once, stopping at the first non-number and as
-    soon as the count of numbers is over what `limit` items can hold."""
-    cap = None if limit is None else limit * per_item
-    count, stack = 0, [value]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (list, tuple)):
-            stack.extend(node)
-            continue
-        if isinstance(node, np.ndarray):
-            if node.dtype.kind == "O":
-                stack.extend(node.ravel().tolist())
-                continue
-            _check_kind(node.dtype, what)
-            count += node.size
-        elif isinstance(node, (bool, np.bool_)) or not isinstance(node, (Real, np.number)):
-            raise InvalidInput(f"{what} must be numbers; got {_kind(node)}")
-        else:
-            count += 1
-        if cap is not None and count > cap:
-            raise InvalidInput(f"more than {limit} {what}: over the limit of {limit} per request")
-
-
-def check_json_tensor(data: dict) -> None:
-    """A parsed JSON request's tensor form ({"inputs": [[...]]} or {"instances": [[...]]}),
-    before MLflow turns it into one array: `np.array` reads `true` among numbers as 1.0, and
-    builds a huge string array around one long string among numbers. Refuses a leaf that is
-    not a number once numbers are seen (or the other way round), without converting
-    anything; a tensor of one kind (all booleans, all strings) and other forms (columns,
-    records) go on to `predict`, which names the problem for the mode asked.
-
-    A `dataframe_split` whose column or index labels are not names (an object, a list) is
-    refused too: pandas builds the frame, but MLflow's error message prints it, and printing
-    such a frame raises, which MLflow answers with a bare 500."""
-    split = data.get("dataframe_split") if isinstance(data, dict) else None
-    for key in ("columns", "index"):
-        labels = split.get(key) if isinstance(split, dict) else None
-        for label in labels if isinstance(labels, list) else ():
-            if isinstance(label, (dict, list)):
-                raise InvalidInput(f"dataframe_split {key} must be names (strings or numbers); found {_kind(label)}")
-    for key in ("inputs", "instances"):
-        value = data.get(key) if isinstance(data, dict) else None
-        if not (isinstance(value, list) and value and isinstance(value[0], (list, Real))):
-            continue
-        numbers, other, stack = False, None, [value]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, list):
-                stack.extend(node)
-            elif isinstance(node, Real) and not isinstance(node, bool):
-                numbers = True
-            elif other is None:
-                other = node
-            if numbers and other is not None:
-                found = f"a boolean ({str(other).lower()})" if isinstance(other, bool) else _kind(other)
-                raise InvalidInput(f"{key} must hold numbers only; found {found} among the numbers")
-
-
 def _frame_values(frame: pd.DataFrame, image_shape: tuple[int, int, int]):
     """A DataFrame of pixels -> its values: one column per pixel, or one column holding a
     flattened image per row (as `mlflow.pyfunc.spark_udf` passes an array column)."""
@@ -375,13 +227,6 @@ def _frame_values(frame: pd.DataFrame, image_shape: tuple[int, int, int]):
     if (kinds == "b").any():
         raise InvalidInput("images must be numbers; got booleans (true/false are not pixel values)")
     return frame.to_numpy()
-
-
-def _check_count(n: int, what: str, limit: int | None = MAX_BATCH) -> None:
-    if n == 0:
-        raise InvalidInput(f"empty batch: send at least one of the {what}")
-    if limit is not None and n > limit:
-        raise InvalidInput(f"batch of {n} {what} is over the limit of {limit} per request")
 
 
 def _png_column(images, image_shape: tuple[int, int, int], sizes: AnySize | None = None) -> list | None:
@@ -433,7 +278,7 @@ def check_fields(fields, allowed) -> None:
 
 
 def _decode_pngs(items: list, image_shape: tuple[int, int, int], limit: int | None = MAX_BATCH) -> torch.Tensor:
-    _check_count(len(items), "images", limit)
+    check_count(len(items), "images", limit)
     channels, height, width = image_shape
     pixels = np.empty((len(items), height, width, channels), dtype=np.uint8)
     try:
@@ -450,7 +295,7 @@ def _decode_pngs_any_size(
     """PNGs each of its own size: every header is checked before any image is decoded (an
     image over the budget is refused in milliseconds wherever it is in the column). One
     (N, C, H, W) tensor when all have one size, else a list of (1, C, H, W)."""
-    _check_count(len(items), "images", limit)
+    check_count(len(items), "images", limit)
     channels = image_shape[0]
     try:
         for i, item in enumerate(items):

@@ -13,7 +13,8 @@ import torch
 
 from latent_models.device import serving_device
 from latent_models.models import load_model_files
-from latent_models.serving.inputs import CHUNK, InvalidInput, check_json_tensor, to_model_input
+from latent_models.serving.inputs import CHUNK, InvalidInput, to_model_input
+from latent_models.serving.numbers import check_json_tensor
 
 
 def check_params(defaults: dict, params: dict | None) -> dict:
@@ -68,7 +69,7 @@ _PARAMS_CHECKS = _refuse_unknown_params()
 def _check_json_before_mlflow_parses_it() -> None:
     """Where MLflow's scoring code runs in this process (`mlflow models serve`, `mlflow models
     predict`), check a JSON tensor's leaves before MLflow converts them (see
-    inputs.check_json_tensor): it is imported before the model loads, so this runs before any
+    numbers.check_json_tensor): it is imported before the model loads, so this runs before any
     request. Wraps `scoring_server.infer_and_parse_data`, which its JSON path calls by name."""
     import sys
 

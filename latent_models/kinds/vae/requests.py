@@ -15,8 +15,8 @@ from latent_models.serving.inputs import (
     InvalidInput,
     batch_limit,
     check_fields,
-    checked_numbers,
 )
+from latent_models.serving.numbers import checked_numbers
 from latent_models.serving.png import IMAGE_COLUMN
 
 # The largest sampling temperature: z = temperature * N(0, I). At 1e3 the latents lie about a
