@@ -105,8 +105,8 @@ def test_vae_sample_quality_and_the_classifier_is_trained_once(tracking):
     )
     assert "fid_train_vs_test" not in linked and "classifier_test_accuracy" not in linked
     # Out of distribution: the MNIST model's test digits against Fashion-MNIST's test clothes.
-    assert linked["ood_auroc_nll"] == linked["ood_auroc_complexity"] == "mnist-test[:60]"
-    for name in ("ood_auroc_nll", "ood_auroc_complexity"):
+    assert linked["ood_auroc_nll"] == linked["ood_auroc_complexity"] == linked["ood_auroc_ratio"] == "mnist-test[:60]"
+    for name in ("ood_auroc_nll", "ood_auroc_complexity", "ood_auroc_ratio"):
         assert 0.0 <= first[name] <= 1.0
     ood_run = MlflowClient().get_run(first["run_id"])
     assert ood_run.data.metrics["ood_auroc_nll"] == pytest.approx(first["ood_auroc_nll"])

@@ -42,8 +42,13 @@ METRIC_MEANINGS = {
     "for a Fashion-MNIST model shown digits (the run's tag `ood_raw_likelihood` says which).",
     "ood_auroc_complexity": "The same AUROC for the input-complexity-corrected score S(x) = −log2 p(x) − L(x), "
     "L(x) the image's size in bits as a PNG (Serrà et al. 2020): what the model needs beyond what a generic "
-    "compressor needs. It removes the part of the likelihood that only says an image is simple (digits are "
-    "mostly black), which is what fools the raw score.",
+    "compressor needs, removing the part of the likelihood that only says an image is simple (digits are "
+    "mostly black). It assumes the model's bits are bits of the same 8-bit image: true of a binarized model's "
+    "binary images, not of a Bernoulli model of grey levels, whose few hundred bits the PNG's thousands swamp.",
+    "ood_auroc_ratio": "The same AUROC for the likelihood ratio to a background model that ignores the image: "
+    "−log p(x) + log p_mean(x), p_mean the independent pixels around the training mean in the VAE's own "
+    "likelihood (`val_neg_elbo_mean_image`'s model): what the VAE explains beyond pixel statistics, in the "
+    "same units whatever the likelihood.",
     "ood_nll_inliers": "Mean −log p(x) in nats of the test images scored for the AUROC.",
     "ood_nll_outliers": "Mean −log p(x) in nats of the other dataset's test images scored for the AUROC: "
     "below `ood_nll_inliers` when the likelihood is fooled.",

@@ -22,13 +22,20 @@ def mean_image_nll(train: torch.Tensor, images: torch.Tensor, likelihood: str) -
     """-log p(x) in nats per image under a model that ignores the image: independent pixels
     around the training mean, Bernoulli, or Gaussian with one scale for all pixels (the VAE's
     own likelihoods). A VAE whose -ELBO does not beat it has learned nothing."""
+    return mean_image_nll_per_image(train, images, likelihood).mean().item()
+
+
+@torch.inference_mode()
+def mean_image_nll_per_image(train: torch.Tensor, images: torch.Tensor, likelihood: str) -> torch.Tensor:
+    """`mean_image_nll`'s -log p(x) per image: also the background model of the likelihood-ratio
+    out-of-distribution score, in the same units as the VAE's own (same likelihood, same data)."""
     mean = train.mean(0)
     if likelihood == "bernoulli":
         p = mean.clamp(1e-6, 1 - 1e-6).expand_as(images)
-        return F.binary_cross_entropy(p, images, reduction="none").flatten(1).sum(1).mean().item()
+        return F.binary_cross_entropy(p, images, reduction="none").flatten(1).sum(1)
     scale = (train - mean).pow(2).mean().sqrt().clamp_min(1e-6)
     nll = 0.5 * ((images - mean) / scale).pow(2) + scale.log() + 0.5 * math.log(2 * math.pi)
-    return nll.flatten(1).sum(1).mean().item()
+    return nll.flatten(1).sum(1)
 
 
 @torch.inference_mode()
