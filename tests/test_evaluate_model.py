@@ -92,6 +92,7 @@ def test_vae_sample_quality_and_the_classifier_is_trained_once(tracking):
         samples=300,
         components=3,
         classifier_epochs=1,
+        ood_images=60,
     )
     first = run_evaluate(cfg)
     linked = {
@@ -103,6 +104,16 @@ def test_vae_sample_quality_and_the_classifier_is_trained_once(tracking):
         linked["fid_fitted"] == linked["test_neg_elbo"] == "mnist-test" and linked["test_iw_nll"] == "mnist-test[:40]"
     )
     assert "fid_train_vs_test" not in linked and "classifier_test_accuracy" not in linked
+    # Out of distribution: the MNIST model's test digits against Fashion-MNIST's test clothes.
+    assert linked["ood_auroc_nll"] == linked["ood_auroc_complexity"] == linked["ood_auroc_ratio"] == "mnist-test[:60]"
+    for name in ("ood_auroc_nll", "ood_auroc_complexity", "ood_auroc_ratio"):
+        assert 0.0 <= first[name] <= 1.0
+    ood_run = MlflowClient().get_run(first["run_id"])
+    assert ood_run.data.metrics["ood_auroc_nll"] == pytest.approx(first["ood_auroc_nll"])
+    assert ood_run.data.tags["ood"] == "mnist test[:60] against fashion-mnist test[:60], k=5"
+    assert ood_run.data.tags["ood_raw_likelihood"].startswith(("fooled", "weak", "separates"))
+    png = mlflow.artifacts.download_artifacts(run_id=first["run_id"], artifact_path="figures/ood_scores.png")
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     for name in (
         "fid_normal",
         "fid_fitted",
@@ -145,6 +156,7 @@ def test_vae_sample_quality_and_the_classifier_is_trained_once(tracking):
         (["--model_uri", "models:/no-such-model@champion"], "cannot find a model at 'models:/no-such-model@champion'"),
         (["--noise", "speckle"], "noise must be one of"),
         (["--samples", "10"], "samples must be >= 64"),
+        (["--ood_images", "-1"], "ood_images must be >= 0 (0: all), got -1"),
     ],
 )
 def test_evaluate_mistakes_give_one_clear_error(tracking, args, message):
@@ -188,7 +200,10 @@ def test_vae_on_images_without_a_classifier_gets_no_fid_and_says_so(tracking, mo
     run = MlflowClient().get_run(result["run_id"])
     assert run.data.tags["fid"] == "not computed (no classifier for dataset my-photos)"
     assert "classifier" not in run.data.tags
-    assert not any(k.startswith(("fid", "class_entropy", "mean_confidence", "classifier")) for k in run.data.metrics)
+    assert not any(
+        k.startswith(("fid", "class_entropy", "mean_confidence", "classifier", "ood")) for k in run.data.metrics
+    )
+    assert run.data.tags["ood"] == "not computed (no out-of-distribution pair for dataset my-photos)"
     assert not MlflowClient().search_registered_models()  # no classifier trained or registered
     dims = np.prod(shape)
     for nats, bits in (("test_neg_elbo", "test_neg_elbo_bits_per_dim"), ("test_iw_nll", "test_iw_nll_bits_per_dim")):

@@ -101,3 +101,16 @@ def test_bits_per_dim_of_grey_and_colour_vaes():
         assert test["test_neg_elbo"] == m["neg_elbo"]
         assert test["test_neg_elbo_bits_per_dim"] == m["neg_elbo_bits_per_dim"]
         assert test["test_iw_nll_bits_per_dim"] == (test["test_iw_nll"] + offset) / nats_per_bit
+
+
+def test_mean_image_background_scores_each_image():
+    from latent_models.kinds.vae.scores import mean_image_nll, mean_image_nll_per_image
+
+    train = torch.rand(50, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    images = torch.cat([train.mean(0, keepdim=True), torch.rand(3, 1, 28, 28, generator=torch.Generator())])
+    for likelihood in ("bernoulli", "gaussian"):
+        per_image = mean_image_nll_per_image(train, images, likelihood)
+        assert per_image.shape == (4,)
+        assert per_image.mean().item() == mean_image_nll(train, images, likelihood)
+        if likelihood == "gaussian":  # the mean image itself is the background's most likely image
+            assert per_image.argmin().item() == 0

@@ -139,3 +139,30 @@ def test_ssim_matches_scikit_image_per_channel_mean(channels):
     ]
     assert ssim(noisy, clean).tolist() == pytest.approx(expected, abs=1e-5)
     assert ssim(clean, clean).tolist() == pytest.approx([1.0] * 3, abs=1e-5)
+
+
+def test_auroc_is_sklearns_with_ties_counting_half():
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from latent_models.evaluation.metrics import auroc
+
+    rng = np.random.default_rng(0)
+    inliers, outliers = rng.normal(0, 1, 300).round(1), rng.normal(0.7, 1, 200).round(1)  # rounded: ties
+    labels = np.r_[np.zeros(300), np.ones(200)]
+    assert auroc(inliers, outliers) == pytest.approx(roc_auc_score(labels, np.r_[inliers, outliers]))
+    assert auroc([1.0, 2.0], [3.0, 4.0]) == 1.0 and auroc([3.0, 4.0], [1.0, 2.0]) == 0.0
+    assert auroc([1.0], [1.0]) == 0.5
+    with pytest.raises(ValueError, match="at least one"):
+        auroc([], [1.0])
+
+
+def test_png_bits_grow_with_image_complexity():
+    from latent_models.evaluation.metrics import png_bits
+
+    blank = torch.zeros(1, 1, 28, 28)
+    noise = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    bits = png_bits(torch.cat([blank, noise, noise.expand(1, 3, 28, 28)[:, :1]]))
+    assert bits[0] < bits[1] and bits[1] == bits[2]
+    assert bits[1] > 28 * 28 * 6  # random bytes barely compress
+    assert png_bits(torch.rand(2, 3, 8, 8)).shape == (2,)  # colour images too

@@ -493,3 +493,66 @@ def test_a_grey_model_names_both_shapes_when_refusing_colour():
     )
     tensor, _ = to_model_input(np.zeros((2, 1, 28, 28), np.float32))  # as before
     assert tensor.shape == (2, 1, 28, 28)
+
+
+def test_score_mode_is_the_importance_weighted_nll_per_image(tracking):
+    import math
+
+    from latent_models.evaluation.metrics import bits_per_dim
+    from latent_models.kinds.vae.requests import MAX_K
+    from latent_models.kinds.vae.scores import importance_weighted_nll, iw_nll_per_image
+
+    torch.manual_seed(0)
+    model = ConvVAE(VAEModelConfig(latent_dim=4, width=8)).eval()
+    # Multiples of 1/255, so the PNG form carries exactly the same intensities.
+    x = np.random.default_rng(0).integers(0, 256, (5, 28, 28)).astype(np.float32) / 255
+    with mlflow.start_run():
+        info = log_model("vae", model_saver(model, x[:2]), 0, "vae")
+    loaded = mlflow.pyfunc.load_model(info.model_uri)
+    assert loaded.metadata.signature.params.to_dict()[-1] == {
+        "name": "k",
+        "type": "long",
+        "default": 100,
+        "shape": None,
+    }
+    assert "score" in loaded.metadata.metadata["inputs"]
+    scores = loaded.predict(x, params={"mode": "score", "k": 7, "seed": 3})
+    assert list(scores.columns) == ["nll_nats", "bits_per_dim"] and len(scores) == 5
+    # The scores are the per-image values the training metric averages, at the same seed and k ...
+    images = torch.from_numpy(x)[:, None]
+    mean, stderr = importance_weighted_nll(model, images, k=7, seed=3)
+    assert scores["nll_nats"].mean() == pytest.approx(mean, rel=1e-6)
+    assert scores["nll_nats"].std() / math.sqrt(5) == pytest.approx(stderr, rel=1e-4)
+    per_image = iw_nll_per_image(model, images, 7, torch.Generator().manual_seed(3))
+    assert np.allclose(scores["nll_nats"].to_numpy(), per_image.double().numpy(), rtol=1e-6)
+    # ... and an image sent alone scores what the training metric gives that image alone.
+    for i in range(5):
+        alone = loaded.predict(x[i : i + 1], params={"mode": "score", "k": 7, "seed": 3})
+        assert alone["nll_nats"][0] == pytest.approx(importance_weighted_nll(model, images[i : i + 1], 7, 3)[0])
+    assert scores["bits_per_dim"].tolist() == [bits_per_dim(v, (1, 28, 28), "bernoulli") for v in scores["nll_nats"]]
+    assert scores["bits_per_dim"][0] == pytest.approx(scores["nll_nats"][0] / (784 * math.log(2)))
+    # One row per image in input order: reversing the images reverses the scores (k large: little noise).
+    big = loaded.predict(x, params={"mode": "score", "k": 500, "seed": 0})
+    flipped = loaded.predict(x[::-1].copy(), params={"mode": "score", "k": 500, "seed": 0})
+    assert np.allclose(big["nll_nats"].to_numpy()[::-1], flipped["nll_nats"].to_numpy(), rtol=1e-3)
+    assert big["nll_nats"].std() > 10 * np.abs(big["nll_nats"].to_numpy()[::-1] - flipped["nll_nats"]).max()
+    # The PNG form and the float form give the same scores; the same seed, the same numbers.
+    png = loaded.predict(images_to_png_frame(x), params={"mode": "score", "k": 7, "seed": 3})
+    pd.testing.assert_frame_equal(png, scores, rtol=1e-6)
+    # seed -1: fresh draws each time.
+    a = loaded.predict(x, params={"mode": "score", "k": 2})
+    b = loaded.predict(x, params={"mode": "score", "k": 2})
+    assert not a.equals(b)
+    wrapper = loaded.unwrap_python_model()
+    for k, message in (
+        (0, f"k must be between 1 and {MAX_K}; got 0"),
+        (MAX_K + 1, f"k must be between 1 and {MAX_K}; got {MAX_K + 1}"),
+        (2.5, "k must be a whole number; got 2.5"),
+        (True, "k must be a number; got True"),
+        ("many", "k must be a number; got 'many'"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            wrapper.predict(None, x, {"mode": "score", "k": k})
+        assert str(refused.value.message) == message and "\n" not in refused.value.message
+    with pytest.raises(InvalidInput, match="pixel values must lie in"):
+        wrapper.predict(None, x * 2, {"mode": "score"})

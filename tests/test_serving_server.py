@@ -221,6 +221,19 @@ def test_decode_and_reconstruct(servers, digits):
     assert np.abs(png_frame_to_images(pngs) - recon).max() < 0.02
 
 
+def test_score_answers_a_row_per_image_in_both_forms(servers, digits):
+    clean, _ = digits
+    server = servers[VAE]
+    params = {"mode": "score", "k": 20, "seed": 0}
+    floats = _predictions(server.post({"inputs": clean[:5].tolist()}, params))
+    pngs = _predictions(server.post(_split(images_to_png_frame(clean[:5])["image"]), params))
+    assert len(floats) == 5 and set(floats[0]) == {"nll_nats", "bits_per_dim"}
+    # PNGs carry the 8-bit pixels the fixture's floats came from: the same scores.
+    assert np.allclose([r["nll_nats"] for r in pngs], [r["nll_nats"] for r in floats], rtol=1e-5)
+    assert all(r["bits_per_dim"] == pytest.approx(r["nll_nats"] / (784 * np.log(2))) for r in floats)
+    assert floats == _predictions(server.post({"inputs": clean[:5].tolist()}, params))  # seeded
+
+
 # --- bad requests: 4xx, a message naming the problem, and the server keeps serving ------
 
 ZERO_PNG = encode_png(np.zeros((28, 28), np.uint8))
@@ -361,6 +374,8 @@ VAE_BAD = {
         "unknown params ['temprature']; this model takes mode, clip, n, seed, temperature, sampler",
     ),
     "latents past float32": ({"inputs": [[3e38] * LATENT_DIM]}, {"mode": "decode"}, "not finite"),
+    "score k 0": ({"inputs": [[0.5] * 784]}, {"mode": "score", "k": 0}, "k must be between 1 and 1000; got 0"),
+    "score k 1001": ({"inputs": [[0.5] * 784]}, {"mode": "score", "k": 1001}, "k must be between 1 and 1000; got 1001"),
     "boolean latents": (
         {"inputs": [[True] * LATENT_DIM]},
         {"mode": "decode"},

@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
@@ -23,6 +24,7 @@ INTERPOLATION = "figures/interpolation.png"
 LATENT_MAP = "figures/latent_map.png"
 DENOISER_VS_BASELINES = "figures/denoiser_vs_baselines.png"
 SAMPLERS = "figures/samplers.png"
+OOD_SCORES = "figures/ood_scores.png"
 
 
 def _show(ax, image: torch.Tensor) -> None:
@@ -214,3 +216,16 @@ def metric_versus_param(rows: list[dict], param: str, metric: str, others: list[
     _label(ax, param, metric, f"{metric} versus {param}", legend=len(groups) > 1 or bool(others), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def score_histograms(panels: dict[str, dict[str, np.ndarray]], title: str) -> Figure:
+    """One panel per score ({panel title: {group: scores}}): the groups' histograms overlaid on
+    common bins, so how far they overlap shows how well the score tells them apart."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.6), squeeze=False)
+    for ax, (name, groups) in zip(axes[0], panels.items()):
+        values = np.concatenate([np.asarray(v, dtype=np.float64) for v in groups.values()])
+        bins = np.linspace(values.min(), values.max(), 41) if values.max() > values.min() else 10
+        for group, scores in groups.items():
+            ax.hist(np.asarray(scores, dtype=np.float64), bins=bins, alpha=0.55, label=group)
+        _label(ax, name, "images", legend=True, fontsize=8)
+    return _finished(fig, title)

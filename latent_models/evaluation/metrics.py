@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 
@@ -102,3 +103,34 @@ def class_entropy(predicted: torch.Tensor, classes: int = 10) -> float:
     counts = torch.bincount(predicted, minlength=classes).double()
     p = counts[counts > 0] / counts.sum()
     return float(-(p * p.log()).sum()) + 0.0  # + 0.0: no -0.0
+
+
+def auroc(inliers: np.ndarray | torch.Tensor, outliers: np.ndarray | torch.Tensor) -> float:
+    """Area under the ROC curve of a score that should be higher for outliers: the chance that a
+    random outlier scores above a random inlier, ties counting half (the Mann-Whitney U over the
+    product of the counts). 1: perfect separation; 0.5: chance; below 0.5: the score ranks the
+    wrong way round."""
+    from scipy.stats import rankdata
+
+    a, b = np.asarray(inliers, dtype=np.float64).ravel(), np.asarray(outliers, dtype=np.float64).ravel()
+    if not len(a) or not len(b):
+        raise ValueError("auroc needs at least one inlier and one outlier score")
+    ranks = rankdata(np.concatenate([a, b]))  # average ranks for ties
+    u = ranks[len(a) :].sum() - len(b) * (len(b) + 1) / 2
+    return float(u / (len(a) * len(b)))
+
+
+def png_bits(images: torch.Tensor) -> np.ndarray:
+    """Bits each (C, H, W) image in [0, 1] takes as an 8-bit PNG at the highest compression: a
+    generic compressor's estimate of its complexity, L(x) of the input-complexity correction
+    (Serra et al. 2020). PNG's fixed headers add the same bits to every image."""
+    from PIL import Image
+
+    pixels = (images.detach().cpu().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    pixels = pixels.permute(0, 2, 3, 1).numpy()
+    bits = np.empty(len(pixels), dtype=np.float64)
+    for i, p in enumerate(pixels):
+        buffer = io.BytesIO()
+        Image.fromarray(p[..., 0] if p.shape[-1] == 1 else p).save(buffer, format="PNG", compress_level=9)
+        bits[i] = 8 * buffer.tell()
+    return bits

@@ -115,9 +115,16 @@ class VAEEvaluation:
         default="",
     )
     classifier_epochs: int = help_field("epochs when the classifier has to be trained", default=3)
+    ood_images: int = help_field(
+        "VAE on mnist or fashion-mnist: first N test images of each for the out-of-distribution AUROC, "
+        "the other dataset's as outliers, scored with iw_samples (0: all)",
+        default=1000,
+    )
 
     def check(self) -> None:
         positive("classifier_epochs", self.classifier_epochs)
+        if self.ood_images < 0:
+            raise ConfigError(f"ood_images must be >= 0 (0: all), got {self.ood_images}")
         check_components(self.components)
         if self.samples < 64:
             raise ConfigError(f"samples must be >= 64 (FID needs many; the figure shows 64), got {self.samples}")

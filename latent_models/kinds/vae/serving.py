@@ -1,15 +1,18 @@
-"""The served VAE: reconstructs, samples and decodes (see `serving.pyfunc` for what every served
+"""The served VAE: reconstructs, samples, decodes and scores (see `serving.pyfunc` for what every served
 model shares, `serving.inputs` for the forms a request takes)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from mlflow.types.schema import ColSpec, Schema
 
 from latent_models.device import module_device
+from latent_models.evaluation.metrics import bits_per_dim
 from latent_models.kinds.vae.prior import GaussianMixturePrior
-from latent_models.kinds.vae.requests import sample_requests, to_latents
+from latent_models.kinds.vae.requests import MAX_K, importance_samples, sample_requests, to_latents
+from latent_models.kinds.vae.scores import iw_nll_per_image
 from latent_models.serving.inputs import (
     MAX_BATCH,
     InvalidInput,
@@ -20,13 +23,15 @@ from latent_models.serving.inputs import (
 from latent_models.serving.png import IMAGE_COLUMN
 from latent_models.serving.pyfunc import ImageModelPyfunc, in_chunks
 
-MODES = ("reconstruct", "sample", "decode")
+MODES = ("reconstruct", "sample", "decode", "score")
+SCORE_COLUMNS = ("nll_nats", "bits_per_dim")
 SAMPLERS = ("normal", "fitted")  # z ~ N(0, I), or the mixture fitted to the training latents
 
 
 class VAEPyfunc(ImageModelPyfunc):
     """mode=reconstruct: images -> reconstructions; mode=sample: rows (n, seed, temperature)
-    -> n new images per row; mode=decode: latent vectors (N, latent_dim) -> images."""
+    -> n new images per row; mode=decode: latent vectors (N, latent_dim) -> images;
+    mode=score: images -> a table of -log p(x) per image (importance-weighted, k samples)."""
 
     kind = "vae"
     DEFAULT_PARAMS = {
@@ -36,6 +41,7 @@ class VAEPyfunc(ImageModelPyfunc):
         "seed": -1,
         "temperature": 1.0,
         "sampler": "normal",
+        "k": 100,
     }
 
     @classmethod
@@ -51,6 +57,10 @@ class VAEPyfunc(ImageModelPyfunc):
                 "sample": f"rows with n (1..{MAX_BATCH}), optional seed (>= 0) and temperature (> 0, default 1); "
                 "n images per row, in row order",
                 "decode": f"float32 (N, {config.latent_dim}) latent vectors",
+                "score": f"the images of reconstruct; params k (importance samples, 1..{MAX_K}, default 100) and "
+                "seed (>= 0: reproducible); answers a table with columns "
+                f"{', '.join(SCORE_COLUMNS)}: -log p(x) per image in nats and in bits per dimension, "
+                "one row per image in input order (higher: less likely under the model)",
                 "samplers": "normal: z ~ N(0, I); fitted: the Gaussian mixture fitted to the training latent means"
                 + ("" if "prior" in extras else " (not in this model)"),
                 "max_batch": MAX_BATCH,
@@ -76,6 +86,8 @@ class VAEPyfunc(ImageModelPyfunc):
             if mode == "reconstruct":
                 x, layout = self.images(model_input, clip=bool(params["clip"]))
                 return from_model_output(in_chunks(self._reconstruct, x, device), layout)
+            if mode == "score":
+                return self._score(model_input, params)
             if mode == "decode":
                 z = to_latents(model_input, self.model.latent_dim)
                 return from_model_output(in_chunks(self.model.decode, z, device), generated_layout(self.image_shape))
@@ -104,6 +116,30 @@ class VAEPyfunc(ImageModelPyfunc):
                 # Each row decoded on its own: a row's images do not depend on the other rows.
                 images.append(in_chunks(self.model.decode, z, device))
             return from_model_output(np.concatenate(images), generated_layout(self.image_shape))
+
+    def _score(self, model_input, params: dict) -> pd.DataFrame:
+        """-log p(x) per image: the importance-weighted estimate that `test_iw_nll` averages
+        (`scores.iw_nll_per_image`, so a seed gives the training metric's numbers), in nats
+        and in the bits per dimension of the training metrics. A Bernoulli model scores the
+        intensities as given (their cross-entropy with the decoder's pixel probabilities): a
+        model trained with binarize=true is not binarized here, which would make the score
+        random; send 0/1 images to get the probability of a binary image."""
+        k = importance_samples(params["k"])
+        x, _ = self.images(model_input, clip=bool(params["clip"]))
+        seed = int(params["seed"])
+        generator = torch.Generator()
+        if seed >= 0:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()  # -1: a fresh random seed, as sample draws
+        nll = iw_nll_per_image(self.model, x, k, generator).double().numpy()
+        if not np.isfinite(nll).all():
+            raise InvalidInput(
+                "the model's answer to this request is not finite (NaN or infinity); "
+                "check that the inputs lie in the ranges the model takes"
+            )
+        bits = [bits_per_dim(v, self.image_shape, self.model.likelihood) for v in nll.tolist()]
+        return pd.DataFrame({"nll_nats": nll, "bits_per_dim": np.asarray(bits, dtype=np.float64)})
 
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         mu, _ = self.model.encode(x)
