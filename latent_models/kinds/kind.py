@@ -17,7 +17,6 @@ its `--help` and the configs load without them):
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -51,9 +50,6 @@ class Kind:
     def module(self, part: str) -> ModuleType:
         """One of the kind's modules (see above), imported now."""
         return importlib.import_module(f"{self.package}.{part}")
-
-    def has(self, part: str) -> bool:
-        return importlib.util.find_spec(f"{self.package}.{part}") is not None
 
     def recipe(self):
         return self.module("recipe").RECIPE

@@ -286,6 +286,11 @@ def _decode_pngs(items: list, image_shape: tuple[int, int, int], limit: int | No
             pixels[i] = decode_png(item, i, image_shape).reshape(height, width, channels)
     except BadImage as exc:
         raise InvalidInput(str(exc)) from None
+    return _floats(pixels)
+
+
+def _floats(pixels: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) 8-bit pixels -> (N, C, H, W) float32 in [0, 1]."""
     return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
@@ -304,12 +309,8 @@ def _decode_pngs_any_size(
     except BadImage as exc:
         raise InvalidInput(str(exc)) from None
     if len({p.shape for p in decoded}) == 1:
-        pixels = np.stack(decoded).reshape(len(decoded), *decoded[0].shape[:2], channels)
-        return torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
-    return [
-        torch.tensor(p.reshape(*p.shape[:2], channels)).permute(2, 0, 1)[None].float().div_(255.0).contiguous()
-        for p in decoded
-    ]
+        return _floats(np.stack(decoded).reshape(len(decoded), *decoded[0].shape[:2], channels))
+    return [_floats(np.array(p).reshape(1, *p.shape[:2], channels)) for p in decoded]  # a writable copy
 
 
 def from_model_output(images: torch.Tensor | np.ndarray | list, layout: tuple[int, ...] | str):
@@ -318,17 +319,18 @@ def from_model_output(images: torch.Tensor | np.ndarray | list, layout: tuple[in
     is refused (it would be bare `NaN` in JSON)."""
     if isinstance(images, list):  # PNGs each of its own size
         for image in images:
-            _check_finite(np.asarray(image))
+            check_finite(np.asarray(image))
         return pd.DataFrame({IMAGE_COLUMN: [encode_png(to_pixels(np.asarray(i)[None])[0]) for i in images]})
     array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else images
     array = array.astype(np.float32, copy=False)
-    _check_finite(array)
+    check_finite(array)
     if layout == PNG:
         return pd.DataFrame({IMAGE_COLUMN: [encode_png(p) for p in to_pixels(array)]})
     return array.reshape((images.shape[0], *layout[1:]))
 
 
-def _check_finite(array: np.ndarray) -> None:
+def check_finite(array: np.ndarray) -> None:
+    """Refuse an answer that is not finite: JSON would carry a bare NaN."""
     if not np.isfinite(array).all():
         raise InvalidInput(
             "the model's answer to this request is not finite (NaN or infinity); "

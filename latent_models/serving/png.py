@@ -130,11 +130,8 @@ def decode_png(
     channels, height, width = image_shape
     mode, kind = MODES[channels]
     where = f"image {index}"
-    if sizes is None and isinstance(item, (str, bytes, bytearray)) and len(item) > max_png_chars(image_shape):
-        raise BadImage(
-            f"{where}: {len(item)} characters is too long for a {width}x{height} PNG "
-            f"(at most {max_png_chars(image_shape)})"
-        )
+    if sizes is None and isinstance(item, (str, bytes, bytearray)):
+        _check_length(len(item), where, image_shape)
     if sizes is not None:  # the size from the header, before the rest is decoded
         width, height = checked_size(item, index, image_shape, sizes) or (width, height)
     if isinstance(item, str):

@@ -16,6 +16,7 @@ from latent_models.kinds.vae.scores import iw_nll_per_image
 from latent_models.serving.inputs import (
     MAX_BATCH,
     InvalidInput,
+    check_finite,
     from_model_output,
     generated_layout,
     input_forms,
@@ -133,11 +134,7 @@ class VAEPyfunc(ImageModelPyfunc):
         else:
             generator.seed()  # -1: a fresh random seed, as sample draws
         nll = iw_nll_per_image(self.model, x, k, generator).double().numpy()
-        if not np.isfinite(nll).all():
-            raise InvalidInput(
-                "the model's answer to this request is not finite (NaN or infinity); "
-                "check that the inputs lie in the ranges the model takes"
-            )
+        check_finite(nll)
         bits = [bits_per_dim(v, self.image_shape, self.model.likelihood) for v in nll.tolist()]
         return pd.DataFrame({"nll_nats": nll, "bits_per_dim": np.asarray(bits, dtype=np.float64)})
 
