@@ -22,8 +22,8 @@ from torch.nn import functional as F
 from latent_models.kinds.denoiser.model import UNetDenoiser, receptive_field
 
 # The side of one tile, the most one forward pass holds: a 512x512 pass of the default width-16
-# U-Net peaks at about 165 MB (measured on the CPU, grey or RGB: the activations are width x
-# pixels), so even a width-64 network stays near 650 MB for a photo of any size.
+# U-Net raised peak RSS by 189 MiB (grey, on the CPU; docs/serving.md), and the activations grow
+# with the width, so a wider network stays within a few times that for a photo of any size.
 TILE = 512
 # The smallest side taken: two 2x poolings leave 2x2 pixels at the lowest level, and reflection
 # padding (up to 3 pixels) needs a side longer than the padding.
