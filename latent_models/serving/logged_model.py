@@ -66,11 +66,11 @@ mlflow.models.set_model(own_model(__file__, "{module}", "{wrapper}"))
 SaveModel = Callable[[str, Model], None]
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(wrapper, config) -> list[str]:
     import PIL
     import torchvision
 
-    return [
+    return [*wrapper.requirements(config), 
         f"torch=={torch.__version__.split('+')[0]}",
         f"torchvision=={torchvision.__version__.split('+')[0]}",
         f"mlflow=={mlflow.__version__}",
@@ -123,7 +123,7 @@ def model_saver(
                 code_paths=[str(PACKAGE_DIR)],
                 signature=_signature(wrapper, config),
                 input_example=example,
-                pip_requirements=_pip_requirements(),
+                pip_requirements=_pip_requirements(wrapper, config),
                 metadata=wrapper.metadata(config, set(extras), settings),
                 model_config=settings or None,
                 mlflow_model=mlflow_model,

@@ -212,6 +212,23 @@ def checked_size(item, index: int, image_shape: tuple[int, int, int], sizes: Any
     return width, height
 
 
+def png_channels(item) -> int | None:
+    """The channels a base64 PNG string or PNG bytes declares in its header (grey 1, RGB 3...),
+    from its first bytes only; None when unreadable (decoding it names why)."""
+    try:
+        if isinstance(item, str):
+            head = _b64_head(item.split(",", 1)[1] if item.startswith("data:") else item, "image")
+        elif isinstance(item, (bytes, bytearray)):
+            head = bytes(item[:_HEAD_BYTES])
+        else:
+            return None
+    except BadImage:
+        return None
+    if not head.startswith(PNG_SIGNATURE) or len(head) < 26 or head[12:16] != b"IHDR":
+        return None
+    return _PNG_COLOUR_TYPES.get(head[25], (None,))[0]
+
+
 def png_size(head: bytes, where: str, image_shape: tuple[int, int, int], sizes: AnySize) -> tuple[int, int]:
     """(width, height) from a PNG's first bytes, refused when not a PNG or a size the model
     does not take: over the budget, or too small."""

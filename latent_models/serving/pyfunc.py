@@ -34,8 +34,9 @@ def _refuse_unknown_params() -> dict:
     name not in it with a log warning only (`mlflow.pyfunc._enforce_params_schema`), so
     `predict` never sees a typo such as {"temprature": 0.1}. This wraps that function so that,
     for a params schema that is exactly one of ours (same names as a kind's DEFAULT_PARAMS),
-    an unknown name is a 400 naming the allowed ones; any other model's params go through
-    unchanged. Installed once per process when this module is imported, i.e. when one of
+    an unknown name is a 400 naming the allowed ones (and the kind's `schema_params` may put a
+    value in the form its schema types it); any other model's params go through unchanged.
+    Installed once per process when this module is imported, i.e. when one of
     our models is loaded, before any request; each wrapper class adds its params when it is
     defined (`ImageModelPyfunc.__init_subclass__`); tests/test_serving*.py cover it. Returns the
     checks: params schema names -> check.
@@ -54,7 +55,7 @@ def _refuse_unknown_params() -> dict:
         def strict(params, schema):
             names = frozenset(p.name for p in getattr(schema, "params", None) or [])
             if isinstance(params, dict) and names in checks:
-                checks[names]({str(k): v for k, v in params.items()})
+                params = checks[names]({str(k): v for k, v in params.items()})
             return enforce(params, schema)
 
         strict._latent_models_checks = checks
@@ -126,8 +127,19 @@ class ImageModelPyfunc(mlflow.pyfunc.PythonModel):
         super().__init_subclass__(**kwargs)
         if cls.DEFAULT_PARAMS:
             _PARAMS_CHECKS.setdefault(
-                frozenset(cls.DEFAULT_PARAMS), lambda params: check_params(cls.DEFAULT_PARAMS, params)
+                frozenset(cls.DEFAULT_PARAMS),
+                lambda params: cls.schema_params(check_params(cls.DEFAULT_PARAMS, params)),
             )
+
+    @classmethod
+    def schema_params(cls, params: dict) -> dict:
+        """The request's params as the logged params schema types them (before MLflow checks them)."""
+        return params
+
+    @classmethod
+    def requirements(cls, config) -> list[str]:
+        """pip requirements this model needs beyond torch, MLflow, Pillow, NumPy and pandas."""
+        return []
 
     @classmethod
     def output_schema(cls, config):

@@ -41,6 +41,13 @@ class DenoiserConfig(ModelConfig):
         False,
         "unet: output = input + a learned correction, trained with MSE (DnCNN's residual learning; for photographs)",
     )
+    # One model for every Gaussian noise level up to sigma_max: see `model.py`'s docstring.
+    sigma_max: float = hyper_parameter(
+        0.0,
+        "unet, gaussian noise: > 0 trains one model for every sigma from 0 up to this ([0, 1] units; 55/255 = "
+        "0.216 for photographs), sigma given as an input (FFDNet's noise-level map); the served model takes "
+        "sigma or sigma=auto. 0: one noise level, noise_level's",
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -48,6 +55,15 @@ class DenoiserConfig(ModelConfig):
             positive(name, getattr(self, name))
         if self.residual and self.arch != "unet":
             raise ConfigError("residual=true needs arch=unet (a bottleneck autoencoder has no residual path)")
+        if not 0 <= self.sigma_max <= 1:
+            raise ConfigError(f"sigma_max must lie in [0, 1] (the images' range), got {self.sigma_max}")
+        if self.sigma_max and self.arch != "unet":
+            raise ConfigError("sigma_max > 0 needs arch=unet (the noise-level map is one more input channel)")
+
+    @property
+    def noise_map(self) -> bool:
+        """Whether the noise level is an input."""
+        return self.sigma_max > 0
 
 
 @dataclass
@@ -73,6 +89,15 @@ class AEConfig(
 
         validate_training(self)
         check_noise(self.noise, self.noise_level)
+        if self.sigma_max and self.noise != "gaussian":
+            raise ConfigError(
+                f"sigma_max > 0 trains for Gaussian noise of any sigma: it needs noise=gaussian, got {self.noise}"
+            )
+        if self.sigma_max and self.noise_level > self.sigma_max:
+            raise ConfigError(
+                f"noise_level {self.noise_level:g} (where validation and test measure) must lie within "
+                f"sigma_max {self.sigma_max:g} (the range trained on)"
+            )
         positive("iterations", self.iterations)
 
 

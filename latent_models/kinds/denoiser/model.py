@@ -14,6 +14,12 @@ with the loss that fits it (`reconstruction_loss`):
   is the better head (benchmarks/photos.py).
 
 No normalisation or activation comes before the output.
+
+A U-Net with `sigma_max` > 0 is one model for Gaussian noise of every σ in [0, sigma_max]:
+σ is an input, given as one more input channel that holds σ at every pixel (FFDNet's
+noise-level map, Zhang et al. 2018), and training draws a σ per image. Told σ, it can be
+asked for the level a user knows or estimates, and the luma and chroma of a colour photo,
+whose noise levels differ, go through the same grey model (`kinds/denoiser/colour.py`).
 """
 
 from __future__ import annotations
@@ -86,7 +92,7 @@ class UNetDenoiser(nn.Module):
         super().__init__()
         self.config = config
         w, c = config.width, config.channels
-        self.enc1 = _conv_block(c, w)
+        self.enc1 = _conv_block(c + config.noise_map, w)
         self.enc2 = _conv_block(w, 2 * w)
         self.mid = _conv_block(2 * w, 2 * w)
         self.up2 = nn.ConvTranspose2d(2 * w, 2 * w, 2, stride=2)
@@ -99,10 +105,11 @@ class UNetDenoiser(nn.Module):
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
 
-    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+    def raw_output(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         """The output before its head makes it an image: logits (sigmoid head), or the input
-        plus the correction, unclamped (residual head)."""
-        e1 = self.enc1(x)
+        plus the correction, unclamped (residual head). `sigma`: the noise level, one for all
+        images or one per image (a model with a noise-level map needs it; others take none)."""
+        e1 = self.enc1(with_noise_map(x, sigma) if self.config.noise_map else _no_level(x, sigma))
         e2 = self.enc2(self.pool(e1))
         m = self.mid(self.pool(e2))
         d2 = self.dec2(torch.cat([self.up2(m), e2], dim=1))
@@ -130,14 +137,49 @@ class UNetDenoiser(nn.Module):
             layers.extend(block if isinstance(block, nn.Sequential) else [block])
         return [layer for layer in layers if hasattr(layer, "kernel_size")]
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
         if self.config.residual:
             raise ValueError("a residual U-Net has no logits: its raw output is the input plus a correction")
-        return self.raw_output(x)
+        return self.raw_output(x, sigma)
+
+    def forward(self, x: torch.Tensor, sigma=None) -> torch.Tensor:
+        raw = self.raw_output(x, sigma)
+        return raw.clamp(0, 1) if self.config.residual else torch.sigmoid(raw)
+
+
+def with_noise_map(x: torch.Tensor, sigma) -> torch.Tensor:
+    """(N, C, H, W) images and their noise level (a number, or one per image) -> (N, C + 1, H, W):
+    the level as a constant last channel."""
+    if sigma is None:
+        raise ValueError("this denoiser takes the noise level as an input (sigma_max > 0): pass sigma")
+    level = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+    return torch.cat([x, level.expand(x.shape[0], 1, *x.shape[2:])], dim=1)
+
+
+def _no_level(x: torch.Tensor, sigma) -> torch.Tensor:
+    if sigma is not None:
+        raise ValueError("this denoiser was trained at one noise level (sigma_max = 0): it takes no sigma")
+    return x
+
+
+class AtLevel(nn.Module):
+    """A noise-map denoiser told one noise level: called with images alone, as a one-level
+    denoiser is, so every score, figure and baseline comparison takes either."""
+
+    def __init__(self, model: nn.Module, sigma: float):
+        super().__init__()
+        self.model, self.sigma, self.config = model, sigma, model.config
+
+    def raw_output(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.raw_output(x, self.sigma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        raw = self.raw_output(x)
-        return raw.clamp(0, 1) if self.config.residual else torch.sigmoid(raw)
+        return self.model(x, self.sigma)
+
+
+def at_level(model: nn.Module, sigma: float) -> nn.Module:
+    """`model` told the noise level `sigma` when it takes one; else `model` itself."""
+    return AtLevel(model, sigma) if getattr(model.config, "noise_map", False) else model
 
 
 def _pair(value) -> int:
@@ -167,7 +209,8 @@ def receptive_field(model: UNetDenoiser) -> tuple[int, int]:
 
 
 def reconstruction_loss(model: nn.Module, noisy: torch.Tensor, clean: torch.Tensor, reduction: str = "mean"):
-    """The loss that fits the model's head (see the module's docstring), in fp32 under autocast."""
+    """The loss that fits the model's head (see the module's docstring), in fp32 under autocast
+    (a noise-map model: told its level, `at_level`)."""
     raw = model.raw_output(noisy).float()
     if model.config.residual:
         return F.mse_loss(raw, clean, reduction=reduction)

@@ -3,6 +3,8 @@ batch, PSNR/SSIM on fixed-noise validation and test images, and its figures."""
 
 from __future__ import annotations
 
+import torch
+
 from latent_models import tracking
 from latent_models.data import DataSplits
 from latent_models.evaluation import figures
@@ -10,9 +12,9 @@ from latent_models.evaluation.metrics import psnr
 from latent_models.evaluation.scores import TEST_SEED, VAL_SEED, batched
 from latent_models.kinds.denoiser import KIND
 from latent_models.kinds.denoiser.config import AEConfig
-from latent_models.kinds.denoiser.model import reconstruction_loss
+from latent_models.kinds.denoiser.model import at_level, reconstruction_loss
 from latent_models.kinds.denoiser.scores import default_levels, evaluate_denoiser, iterate_denoiser, psnr_by_level
-from latent_models.noise import add_noise, fixed_noise
+from latent_models.noise import add_gaussian_noise, add_noise, fixed_noise
 from latent_models.training.loop import EpochHook
 from latent_models.training.pipeline import Recipe, input_example, run_pipeline
 
@@ -20,13 +22,19 @@ N_FIGURE_IMAGES = 10
 SWEEP_IMAGES = 2000
 
 
-def denoising_loss(noise: str, level: float):
+def denoising_loss(noise: str, level: float, sigma_max: float = 0.0):
     """Fresh noise every batch; the loss of the model's head (BCE on logits, or the residual
-    head's MSE). The noise is drawn for the whole batch; the loss is computed on `rows` of it."""
+    head's MSE). The noise is drawn for the whole batch; the loss is computed on `rows` of it.
+    `sigma_max` > 0 (a noise-map model): each image's σ is drawn uniformly from [0, sigma_max]
+    and the model is told it."""
 
     def loss_fn(model, clean, generator, progress, rows=slice(None)):
-        noisy = add_noise(clean, noise, level, generator)[rows]
-        return reconstruction_loss(model, noisy, clean[rows]), {}
+        if not sigma_max:
+            noisy = add_noise(clean, noise, level, generator)[rows]
+            return reconstruction_loss(model, noisy, clean[rows]), {}
+        sigma = torch.rand(len(clean), generator=generator, device=clean.device) * sigma_max
+        noisy = add_gaussian_noise(clean, sigma.view(-1, 1, 1, 1).to(clean.dtype), generator)[rows]
+        return reconstruction_loss(at_level(model, sigma[rows]), noisy, clean[rows]), {}
 
     return loss_fn
 
@@ -48,9 +56,14 @@ class DenoiserRecipe(Recipe):
         return {"noise": self.cfg.noise, "noise_level": self.cfg.noise_level}
 
     def loss_fn(self):
-        return denoising_loss(self.cfg.noise, self.cfg.noise_level)
+        return denoising_loss(self.cfg.noise, self.cfg.noise_level, self.cfg.sigma_max)
+
+    def told(self, model):
+        """The model as it denoises the run's noise level (a noise-map model: told it)."""
+        return at_level(model, self.cfg.noise_level)
 
     def validate(self, model) -> dict[str, float]:
+        model = self.told(model)
         metrics = evaluate_denoiser(model, self.data.val.images, self.val_noisy)
         metrics["loss"] = (
             batched(
@@ -68,6 +81,7 @@ class DenoiserRecipe(Recipe):
         return input_example(self.test_noisy)
 
     def test(self, model):
+        model = self.told(model)
         test = {f"test_{k}": v for k, v in evaluate_denoiser(model, self.data.test.images, self.test_noisy).items()}
         # The noisy input's scores describe the data, not the model: the run's alone. Its
         # validation PSNR is doing nothing: the floor for champion.
@@ -105,7 +119,7 @@ class DenoiserRecipe(Recipe):
             ("val", data.val.images, self.val_noisy),
             ("test", data.test.images, self.test_noisy),
         ):
-            denoised = batched(model, noisy[:n])
+            denoised = batched(self.told(model), noisy[:n])
             captions = [f"{a:.1f}→{b:.1f} dB" for a, b in zip(psnr(noisy[:n], clean[:n]), psnr(denoised, clean[:n]))]
             tracking.log_figure(
                 figures.image_rows(
@@ -116,9 +130,9 @@ class DenoiserRecipe(Recipe):
                 figures.DENOISING[split],
             )
         sweep_clean = data.test.images[:SWEEP_IMAGES]
-        sweep = psnr_by_level(model, sweep_clean, cfg.noise, default_levels(cfg.noise), TEST_SEED)
+        sweep = psnr_by_level(model, sweep_clean, cfg.noise, default_levels(cfg.noise), TEST_SEED)  # told each
         tracking.log_figure(figures.psnr_versus_level(sweep, cfg.noise, cfg.noise_level), figures.PSNR_VERSUS_LEVEL)
-        steps = iterate_denoiser(model, self.test_noisy[:SWEEP_IMAGES], cfg.iterations)
+        steps = iterate_denoiser(self.told(model), self.test_noisy[:SWEEP_IMAGES], cfg.iterations)
         psnrs = [psnr(s, sweep_clean[: s.shape[0]]).mean().item() for s in steps]
         for k, value in enumerate(psnrs):
             tracking.log_metrics({"iterative_psnr": value}, step=k)

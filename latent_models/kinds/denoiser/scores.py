@@ -8,6 +8,7 @@ from torch import nn
 
 from latent_models.evaluation.metrics import psnr
 from latent_models.evaluation.scores import batched, image_quality
+from latent_models.kinds.denoiser.model import at_level
 from latent_models.noise import fixed_noise
 
 
@@ -24,11 +25,12 @@ def evaluate_denoiser(model: nn.Module, clean: torch.Tensor, noisy: torch.Tensor
 def psnr_by_level(
     model: nn.Module, clean: torch.Tensor, noise: str, levels: list[float], seed: int
 ) -> dict[str, list[float]]:
-    """Denoised and noisy PSNR across a sweep of noise levels (same model, same images)."""
+    """Denoised and noisy PSNR across a sweep of noise levels (same model, same images; a
+    noise-map model told each level)."""
     denoised, noisy_psnr = [], []
     for level in levels:
         noisy = fixed_noise(clean, noise, level, seed)
-        denoised.append(psnr(batched(model, noisy), clean).mean().item())
+        denoised.append(psnr(batched(at_level(model, level), noisy), clean).mean().item())
         noisy_psnr.append(psnr(noisy, clean).mean().item())
     return {"level": list(levels), "denoised": denoised, "noisy": noisy_psnr}
 
@@ -83,7 +85,8 @@ def compare_denoisers(
             progress(f"{noise} {level:g}")
             val_noisy = fixed_noise(val_clean, noise, level, val_seed)
             test_noisy = fixed_noise(test_clean, noise, level, test_seed)
-            outputs = {"model": (batched(model, test_noisy), ""), "noisy_input": (test_noisy, "")}
+            told = at_level(model, level if noise == "gaussian" else _spread(test_noisy, test_clean, model))
+            outputs = {"model": (batched(told, test_noisy), ""), "noisy_input": (test_noisy, "")}
             for baseline in baselines:
                 value = tune(baseline, val_clean, val_noisy)
                 outputs[baseline.name] = (baseline.apply(test_noisy, value), f"{baseline.setting}={value:g}")
@@ -98,3 +101,9 @@ def compare_denoisers(
                     }
                 )
     return rows
+
+
+def _spread(noisy: torch.Tensor, clean: torch.Tensor, model: nn.Module) -> float:
+    """The level a noise-map model is told for noise that is not Gaussian: the noise's own
+    standard deviation, within the range it was trained on."""
+    return min(float((noisy - clean).std()), getattr(model.config, "sigma_max", 0.0))

@@ -32,7 +32,8 @@ MIN_SIDE = 8
 TRANSFORMS = tuple((flip, turns) for flip in (False, True) for turns in range(4))
 ENSEMBLES = (1, len(TRANSFORMS))
 
-Denoise = Callable[[torch.Tensor], torch.Tensor]
+# The network over a batch and each image's noise level (None: a one-level model).
+Denoise = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,12 @@ def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, (-w) % multiple, 0, (-h) % multiple), mode="reflect")
 
 
-def denoise(run: Denoise, x: torch.Tensor, layout: Tiling, device: torch.device) -> torch.Tensor:
-    """`run` (the network) over (N, C, H, W) images on the CPU -> (N, C, H, W) on the CPU.
-    Images whose padded size fits in a tile run whole, several per pass up to a tile's pixels;
-    larger ones tile by tile."""
+def denoise(
+    run: Denoise, x: torch.Tensor, layout: Tiling, device: torch.device, sigma: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`run` (the network) over (N, C, H, W) images on the CPU -> (N, C, H, W) on the CPU;
+    `sigma`: each image's noise level, for a noise-map model. Images whose padded size fits in
+    a tile run whole, several per pass up to a tile's pixels; larger ones tile by tile."""
     n, _, h, w = x.shape
     hp, wp = h + (-h) % layout.multiple, w + (-w) % layout.multiple
     out = torch.empty(x.shape, dtype=torch.float32)
@@ -79,14 +82,21 @@ def denoise(run: Denoise, x: torch.Tensor, layout: Tiling, device: torch.device)
         per_pass = max(1, layout.tile * layout.tile // (hp * wp))
         for start in range(0, n, per_pass):
             batch = pad(x[start : start + per_pass], layout.multiple).to(device)
-            out[start : start + per_pass] = run(batch)[..., :h, :w].cpu()
+            out[start : start + per_pass] = run(batch, _rows(sigma, start, per_pass, device))[..., :h, :w].cpu()
         return out
     for i in range(n):
-        out[i] = tiled(run, pad(x[i : i + 1], layout.multiple), layout, device)[0, :, :h, :w]
+        told = _rows(sigma, i, 1, device)
+        out[i] = tiled(run, pad(x[i : i + 1], layout.multiple), layout, device, told)[0, :, :h, :w]
     return out
 
 
-def tiled(run: Denoise, x: torch.Tensor, layout: Tiling, device: torch.device) -> torch.Tensor:
+def _rows(sigma: torch.Tensor | None, start: int, count: int, device: torch.device) -> torch.Tensor | None:
+    return None if sigma is None else sigma[start : start + count].to(device)
+
+
+def tiled(
+    run: Denoise, x: torch.Tensor, layout: Tiling, device: torch.device, sigma: torch.Tensor | None = None
+) -> torch.Tensor:
     """`run` over one padded image (1, C, H, W) in overlapping tiles; each tile's core is kept.
     A tile at the image's edge ends there, as the whole image does."""
     _, _, h, w = x.shape
@@ -97,12 +107,12 @@ def tiled(run: Denoise, x: torch.Tensor, layout: Tiling, device: torch.device) -
             bottom, right = min(top + core, h), min(left + core, w)
             y0, x0 = max(0, top - margin), max(0, left - margin)
             y1, x1 = min(h, bottom + margin), min(w, right + margin)
-            y = run(x[..., y0:y1, x0:x1].to(device))
+            y = run(x[..., y0:y1, x0:x1].to(device), sigma)
             out[..., top:bottom, left:right] = y[..., top - y0 : bottom - y0, left - x0 : right - x0].cpu()
     return out
 
 
-def self_ensemble(run: Denoise, x: torch.Tensor) -> torch.Tensor:
+def self_ensemble(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """The mean of `run` over the 8 flips and quarter turns of (N, C, H, W) images, each output
     turned back: 8 forward passes."""
     total = None
