@@ -220,6 +220,7 @@ def test_ensemble_8_is_the_mean_over_flips_and_quarter_turns(tracking):
     assert [p.name for p in mlflow.models.get_model_info(info.model_uri).signature.params.params] == [
         "clip",
         "ensemble",
+        "sigma",
     ]
     x = np.random.default_rng(3).random((2, 1, 30, 44), dtype=np.float32)
     outputs = []
