@@ -12,6 +12,10 @@ import torch
 
 from latent_models.serving.refusal import InvalidInput, check_count
 
+# The number types `json.loads` builds (a boolean is its own type): a list holding only these is
+# checked in one pass over its types, not a Python `isinstance` per leaf (0.9 ms per 784 leaves).
+JSON_NUMBERS = frozenset({int, float})
+
 
 def checked_numbers(value, what: str, per_item: int, limit: int | None) -> np.ndarray:
     """A batch of numbers -> float32 array, refusing before any conversion what is not one:
@@ -120,12 +124,16 @@ def check_json_tensor(data: dict) -> None:
         numbers, other, stack = False, None, [value]
         while stack:
             node = stack.pop()
-            if isinstance(node, list):
-                stack.extend(node)
-            elif isinstance(node, Real) and not isinstance(node, bool):
-                numbers = True
-            elif other is None:
-                other = node
+            if set(map(type, node)) <= JSON_NUMBERS:  # a row of numbers: no per-leaf Python work
+                numbers = numbers or bool(node)
+            else:
+                for item in reversed(node):
+                    if isinstance(item, list):
+                        stack.append(item)
+                    elif isinstance(item, Real) and not isinstance(item, bool):
+                        numbers = True
+                    elif other is None:
+                        other = item
             if numbers and other is not None:
                 found = f"a boolean ({str(other).lower()})" if isinstance(other, bool) else describe_value(other)
                 raise InvalidInput(f"{key} must hold numbers only; found {found} among the numbers")

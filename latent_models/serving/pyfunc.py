@@ -13,7 +13,7 @@ import torch
 
 from latent_models.device import serving_device
 from latent_models.models import load_model_files
-from latent_models.serving.inputs import CHUNK, InvalidInput, to_model_input
+from latent_models.serving.inputs import CHUNK, InvalidInput, behind_rest_server, to_model_input
 from latent_models.serving.numbers import check_json_tensor
 
 
@@ -98,11 +98,34 @@ else:
     watch_pyfunc_loads()
 
 
+# Behind the REST server, a CPU pass over at most this many rows (images, or latents to decode)
+# runs on one intra-op thread. MLflow runs each request in a pool thread; each thread that calls
+# torch gets its own OpenMP team, and once the teams hold more threads than there are cores
+# OpenMP stops spinning, so each operator of a small pass waits for a sleeping helper to wake:
+# one 28x28 image through the default U-Net takes about 1 ms on one thread, 2.5-4 ms on two,
+# tens of ms on two while another job keeps the cores busy (benchmarks/serving.py).
+ONE_THREAD_ROWS = 8
+TORCH_THREADS = torch.get_num_threads()  # as the process started (OMP_NUM_THREADS, else the cores)
+
+
+def forward_pass(fn, x: torch.Tensor, device: torch.device):
+    """fn(x on `device`); behind the REST server on the CPU, a pass of at most ONE_THREAD_ROWS
+    rows on one intra-op thread, and torch's count restored after it (torch keeps the count
+    per calling thread, and a pool thread serves any later request)."""
+    if not (behind_rest_server() and device.type == "cpu"):
+        return fn(x.to(device))
+    torch.set_num_threads(1 if len(x) <= ONE_THREAD_ROWS else TORCH_THREADS)
+    try:
+        return fn(x.to(device))
+    finally:
+        torch.set_num_threads(TORCH_THREADS)
+
+
 def in_chunks(fn, x: torch.Tensor, device: torch.device) -> np.ndarray:
     """fn over x, CHUNK rows at a time, gathered on the CPU: any N in bounded memory."""
     out = None
     for start in range(0, len(x), CHUNK):
-        y = fn(x[start : start + CHUNK].to(device)).detach().cpu().numpy()
+        y = forward_pass(fn, x[start : start + CHUNK], device).detach().cpu().numpy()
         if out is None:
             out = np.empty((len(x), *y.shape[1:]), dtype=np.float32)
         out[start : start + len(y)] = y
