@@ -1,6 +1,9 @@
 """One denoiser for a range of Gaussian noise levels (sigma_max > 0, FFDNet's noise-level map):
 trained told each image's σ, served with `sigma` or sigma=auto, colour through a grey model."""
 
+from importlib.metadata import version
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -131,6 +134,10 @@ def test_served_sigma_given_auto_and_colour(tracking):
     assert decode_png(answer["image"][0], 0, (3, 40, 36)).shape == (40, 36, 3)
     inputs = mlflow.models.get_model_info(info.model_uri).metadata["inputs"]
     assert "from 0 to 0.2" in inputs["sigma"] and "RGB images too" in inputs["images"]
+    # sigma=auto's estimator travels with the model, at the installed versions
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(info.model_uri)).read_text()
+    assert f"PyWavelets=={version('PyWavelets')}" in requirements
+    assert f"scikit-image=={version('scikit-image')}" in requirements
 
 
 @pytest.mark.parametrize("sigma", [0.5, -0.01, "x", "nan"])
@@ -149,9 +156,7 @@ def test_a_one_level_model_takes_no_sigma(tracking):
 
 
 def test_trained_over_the_range_and_measured_at_noise_level(tracking):
-    result = run_ae(
-        AEConfig(**TINY, noise="gaussian", noise_level=0.1, sigma_max=0.2, residual=True, register=False)
-    )
+    result = run_ae(AEConfig(**TINY, noise="gaussian", noise_level=0.1, sigma_max=0.2, residual=True, register=False))
     assert result["val_psnr"] > result["val_psnr_noisy"]  # at noise_level, told it
     assert mlflow.get_run(result["run_id"]).data.params["sigma_max"] == "0.2"
     loaded = mlflow.pyfunc.load_model(result["model_uri"])

@@ -70,7 +70,8 @@ def _pip_requirements(wrapper, config) -> list[str]:
     import PIL
     import torchvision
 
-    return [*wrapper.requirements(config), 
+    return [
+        *wrapper.requirements(config),
         f"torch=={torch.__version__.split('+')[0]}",
         f"torchvision=={torchvision.__version__.split('+')[0]}",
         f"mlflow=={mlflow.__version__}",

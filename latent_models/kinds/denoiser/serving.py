@@ -65,10 +65,9 @@ class DenoiserPyfunc(ImageModelPyfunc):
     def requirements(cls, config) -> list[str]:
         if not getattr(config, "noise_map", False):
             return []
-        import pywt
-        import skimage
+        from importlib.metadata import version  # PyWavelets' own __version__ can lag its package's
 
-        return [f"scikit-image=={skimage.__version__}", f"PyWavelets=={pywt.__version__}"]  # sigma=auto
+        return [f"{name}=={version(name)}" for name in ("scikit-image", "PyWavelets")]  # sigma=auto
 
     @classmethod
     def output_schema(cls, config):
