@@ -85,7 +85,7 @@ def test_logged_denoiser_predicts_like_the_model(tracking):
     # enforce it, and the answer takes the question's form, (N, 784) floats included.
     assert info.signature.inputs is None
     assert info.signature.outputs.to_dict() == [{"type": "string", "name": "image", "required": True}]
-    assert [p.name for p in info.signature.params.params] == ["clip", "ensemble"]
+    assert [p.name for p in info.signature.params.params] == ["clip", "ensemble", "sigma"]
     assert loaded.predict(x.reshape(4, 784)).shape == (4, 784)
     png_answer = loaded.predict(images_to_png_frame(x))
     assert list(png_answer.columns) == ["image"] and len(png_answer) == 4

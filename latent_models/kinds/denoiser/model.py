@@ -179,7 +179,7 @@ class AtLevel(nn.Module):
 
 def at_level(model: nn.Module, sigma: float) -> nn.Module:
     """`model` told the noise level `sigma` when it takes one; else `model` itself."""
-    return AtLevel(model, sigma) if getattr(model.config, "noise_map", False) else model
+    return AtLevel(model, sigma) if getattr(getattr(model, "config", None), "noise_map", False) else model
 
 
 def _pair(value) -> int:
