@@ -1,0 +1,46 @@
+"""The served VampPrior VAE: the VAE's modes (reconstruct, sample, decode, score; see
+`kinds.vae.serving`), with `sample` drawing from the model's own learned prior."""
+
+from __future__ import annotations
+
+import torch
+
+from latent_models.kinds.vae.requests import MAX_K
+from latent_models.kinds.vae.serving import SCORE_COLUMNS, VAEPyfunc
+from latent_models.serving.inputs import MAX_BATCH, input_forms
+
+SAMPLERS = ("prior",)  # z from the learned VampPrior: a pseudo-input at random, then its posterior
+
+
+class VampPyfunc(VAEPyfunc):
+    """The VAE's modes; mode=sample draws z from the learned prior (temperature scales the
+    standard deviation of the pseudo-input's posterior); mode=score uses that prior's log p(z)."""
+
+    kind = "vamp"
+    SAMPLERS = SAMPLERS
+    DEFAULT_PARAMS = {**VAEPyfunc.DEFAULT_PARAMS, "sampler": "prior"}
+
+    @classmethod
+    def metadata(cls, config, extras, settings):
+        return {
+            "inputs": {
+                "reconstruct": input_forms(config.image_shape),
+                "sample": f"rows with n (1..{MAX_BATCH}), optional seed (>= 0) and temperature (> 0, default 1: "
+                "the prior itself; it scales the standard deviation of each pseudo-input's posterior); "
+                "n images per row, in row order",
+                "decode": f"float32 (N, {config.latent_dim}) latent vectors",
+                "score": f"the images of reconstruct; params k (importance samples, 1..{MAX_K}, default 100) and "
+                "seed (>= 0: reproducible); answers a table with columns "
+                f"{', '.join(SCORE_COLUMNS)}: -log p(x) per image in nats and in bits per dimension, "
+                "one row per image in input order (higher: less likely under the model)",
+                "samplers": "prior: the learned VampPrior, a mixture of the posteriors at "
+                f"{config.pseudo_inputs} learned pseudo-inputs",
+                "max_batch": MAX_BATCH,
+            }
+        }
+
+    def latents(self, sampler: str, n: int, temperature: float, generator, device) -> torch.Tensor:
+        return self.model.sample_latents(n, temperature, generator)
+
+
+PYFUNC = VampPyfunc
