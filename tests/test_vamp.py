@@ -20,11 +20,11 @@ from latent_models.kinds.vae.scores import evaluate_vae, iw_nll_per_image
 from latent_models.kinds.vamp.config import VampConfig, VampModelConfig
 from latent_models.kinds.vamp.model import VampVAE
 from latent_models.serving.inputs import InvalidInput
-from tests.conftest import FIXTURE_DATA, TINY, TINY_DATA, cli_options
+from tests.conftest import FIXTURE_DATA, TINY, TINY_DATA, TINY_RUNS, cli_options
 
 SMALL = VampModelConfig(latent_dim=4, width=8, pseudo_inputs=7)
 # The entry point's tiny run: the shared tiny settings, a handful of pseudo-inputs, a small IW-NLL.
-RUN = dict(TINY, limit_test=100, pseudo_inputs=10, iw_samples=5, iw_images=40)
+RUN = dict(TINY, limit_test=100, pseudo_inputs=TINY_RUNS["vamp"]["pseudo_inputs"], iw_samples=5, iw_images=40)
 
 
 def test_the_prior_is_the_equal_mixture_of_the_posteriors_at_the_pseudo_inputs():
@@ -70,14 +70,18 @@ def test_samples_come_from_the_prior_and_the_cached_prior_follows_the_weights():
         # A draw at temperature ~0 is a pseudo-input's posterior mean.
         z = model.sample_latents(50, temperature=1e-6, generator=torch.Generator().manual_seed(0))
         assert (torch.cdist(z, before).min(dim=1).values < 1e-4).all()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    # The training loop's optimizer: a fused AdamW step leaves the tensors' version counters as they were.
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01, fused=True)
     ll, kl, _, _ = model(torch.rand(4, 1, 28, 28))
     (kl - ll).mean().backward()
     opt.step()
-    with torch.no_grad():
+    with torch.inference_mode():
         after = model.prior_components()[0]
         assert not torch.allclose(before, after)
         assert torch.allclose(after, model.encode(model.pseudo_inputs())[0])
+    model.load_state_dict(VampVAE(SMALL).state_dict())
+    with torch.no_grad():
+        assert torch.allclose(model.prior_components()[0], model.encode(model.pseudo_inputs())[0])
 
 
 def test_the_iw_nll_uses_the_learned_prior_and_is_below_the_elbo(fixture_data):
