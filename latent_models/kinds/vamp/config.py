@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from latent_models.errors import ConfigError
-from latent_models.kinds.vae.config import LIKELIHOODS, Likelihood, VAEEvaluation
+from latent_models.kinds.vae.config import LIKELIHOODS, Likelihood, VAEEvaluation, check_elbo_training
 from latent_models.models.config import ModelConfig, hyper_parameter
 from latent_models.options import (
     DataOptions,
@@ -21,8 +21,6 @@ from latent_models.options import (
     help_field,
     model_options,
     positive,
-    validate_iw,
-    validate_training,
 )
 
 
@@ -78,14 +76,7 @@ class VampConfig(
     iw_images: int = help_field("first N test images for test_iw_nll (0: all)", default=2000)
 
     def _check(self) -> None:
-        validate_training(self)
-        if self.binarize and self.likelihood != "bernoulli":
-            raise ConfigError("binarize=true needs likelihood=bernoulli")
-        if not self.beta > 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta}")
-        if not self.kl_warmup_epochs >= 0:
-            raise ConfigError(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
-        validate_iw(self)
+        check_elbo_training(self)
 
 
 # `evaluate`'s options are the VAE's (the same measures; `components` is the VAE's alone).

@@ -20,9 +20,9 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torchvision.ops import Permute
 
+from latent_models.kinds.vae.model import ConvVAE
 from latent_models.kinds.vamp.config import VampModelConfig
 
 HIDDEN = 512  # the dense layer between the quarter-side maps and the code
@@ -93,16 +93,12 @@ class VampVAE(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(math.log(0.1)))
         self._prior_cache: tuple | None = None
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encoder(x).chunk(2, dim=1)
-        return mu, logvar.clamp(-12.0, 8.0)
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Mean image in [0, 1]."""
-        return torch.sigmoid(self.decode_logits(z))
+    # The VAE's own, read from the same attributes (encoder, decoder, likelihood, log_scale).
+    encode = ConvVAE.encode
+    decode_logits = ConvVAE.decode_logits
+    decode = ConvVAE.decode
+    reparameterize = staticmethod(ConvVAE.reparameterize)
+    log_likelihood = ConvVAE.log_likelihood
 
     def pseudo_inputs(self) -> torch.Tensor:
         return torch.sigmoid(self.pseudo_logits)
@@ -136,21 +132,6 @@ class VampVAE(nn.Module):
         per_component = -0.5 * (squared + logvar.sum(1) + z.shape[-1] * math.log(2 * math.pi))  # (N, K)
         log_p = torch.logsumexp(per_component, dim=1) - math.log(mu.shape[0])
         return log_p.view(z.shape[:-1]).to(torch.promote_types(z.dtype, torch.float32))
-
-    @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator=None) -> torch.Tensor:
-        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
-        return mu + eps * torch.exp(0.5 * logvar)
-
-    def log_likelihood(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) per image, in nats."""
-        if self.likelihood == "bernoulli":
-            ll = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-        else:
-            scale = self.log_scale.exp()
-            mean = torch.sigmoid(logits)
-            ll = -0.5 * ((x - mean) / scale).pow(2) - self.log_scale - 0.5 * math.log(2 * math.pi)
-        return ll.flatten(1).sum(dim=1)
 
     def forward(self, x: torch.Tensor, generator=None, eps: torch.Tensor | None = None):
         """Returns (reconstruction log-likelihood, KL estimate, mu, logvar), each per image; the
