@@ -145,7 +145,10 @@ def test_a_tiny_run_logs_the_vaes_metrics_and_figures(trained):
 
 def test_the_served_model_samples_from_its_prior_decodes_reconstructs_and_scores(trained):
     version = mlflow.MlflowClient().search_model_versions("name='latent-vamp'")[0]
-    loaded = mlflow.pyfunc.load_model(f"models:/latent-vamp/{version.version}")
+    uri = f"models:/latent-vamp/{version.version}"
+    loaded = mlflow.pyfunc.load_model(uri)
+    inputs = mlflow.models.get_model_info(uri).metadata["inputs"]
+    assert "learned VampPrior" in inputs["samplers"] and "score" in inputs and "decode" in inputs
     served = loaded.unwrap_python_model()
     model = served.model
     x = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from latent_models.kinds.vae.requests import MAX_K
-from latent_models.kinds.vae.serving import SCORE_COLUMNS, VAEPyfunc
-from latent_models.serving.inputs import MAX_BATCH, input_forms
+from latent_models.kinds.vae.serving import VAEPyfunc
+from latent_models.serving.inputs import MAX_BATCH
 
 SAMPLERS = ("prior",)  # z from the learned VampPrior: a pseudo-input at random, then its posterior
 
@@ -22,22 +21,16 @@ class VampPyfunc(VAEPyfunc):
 
     @classmethod
     def metadata(cls, config, extras, settings):
-        return {
-            "inputs": {
-                "reconstruct": input_forms(config.image_shape),
-                "sample": f"rows with n (1..{MAX_BATCH}), optional seed (>= 0) and temperature (> 0, default 1: "
-                "the prior itself; it scales the standard deviation of each pseudo-input's posterior); "
-                "n images per row, in row order",
-                "decode": f"float32 (N, {config.latent_dim}) latent vectors",
-                "score": f"the images of reconstruct; params k (importance samples, 1..{MAX_K}, default 100) and "
-                "seed (>= 0: reproducible); answers a table with columns "
-                f"{', '.join(SCORE_COLUMNS)}: -log p(x) per image in nats and in bits per dimension, "
-                "one row per image in input order (higher: less likely under the model)",
-                "samplers": "prior: the learned VampPrior, a mixture of the posteriors at "
-                f"{config.pseudo_inputs} learned pseudo-inputs",
-                "max_batch": MAX_BATCH,
-            }
-        }
+        """The VAE's, but for what sample draws from."""
+        meta = super().metadata(config, extras, settings)
+        meta["inputs"]["sample"] = (
+            f"rows with n (1..{MAX_BATCH}), optional seed (>= 0) and temperature (> 0, default 1: the prior "
+            "itself; it scales the standard deviation of each pseudo-input's posterior); n images per row, in row order"
+        )
+        meta["inputs"]["samplers"] = (
+            f"prior: the learned VampPrior, a mixture of the posteriors at {config.pseudo_inputs} learned pseudo-inputs"
+        )
+        return meta
 
     def latents(self, sampler: str, n: int, temperature: float, generator, device) -> torch.Tensor:
         return self.model.sample_latents(n, temperature, generator)
