@@ -63,7 +63,8 @@ class MainConfig(DeviceOptions, TrackingOptions, DataOptions, Validated):
 
 
 # `evaluate`'s options for each kind it knows, declared in the kind's folder.
-EVALUATION_OPTIONS = tuple(k.evaluate_options for k in KINDS.values() if k.evaluate_options)
+# Once each: kinds measured alike share their options class (the VampPrior VAE takes the VAE's).
+EVALUATION_OPTIONS = tuple(dict.fromkeys(k.evaluate_options for k in KINDS.values() if k.evaluate_options))
 
 
 @dataclass

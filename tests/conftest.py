@@ -23,6 +23,7 @@ _IW = dict(iw_samples=10, iw_images=50)
 TINY_RUNS: dict[str, dict] = {
     "ae": dict(_TRAIN, iterations=1),
     "vae": dict(_TRAIN, **_IW),
+    "vamp": dict(_TRAIN, pseudo_inputs=10, **_IW),
     "main": dict(_DATA, ae_epochs=1, vae_epochs=1),
     "evaluate": dict(
         _DATA, val_size=0, noise="uniform", images=50, tune_images=20, samples=64, classifier_epochs=1, **_IW

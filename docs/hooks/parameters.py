@@ -30,6 +30,7 @@ PAGE = "reference/parameters.md"
 SUMMARY = {
     "ae": "train the denoising autoencoder",
     "vae": "train the variational autoencoder",
+    "vamp": "train the VampPrior VAE (a learned prior, residual conv nets)",
     "main": "train both under one parent run",
     "evaluate": "evaluate a registered model against baselines (denoiser) or for sample quality (VAE)",
     "sweep": "a grid of `ae` or `vae` runs under one parent run",

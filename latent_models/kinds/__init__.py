@@ -8,8 +8,9 @@ from latent_models.kinds.classifier import KIND as CLASSIFIER
 from latent_models.kinds.denoiser import KIND as DENOISER
 from latent_models.kinds.kind import Kind
 from latent_models.kinds.vae import KIND as VAE
+from latent_models.kinds.vamp import KIND as VAMP
 
-KINDS: dict[str, Kind] = {k.name: k for k in (DENOISER, VAE, CLASSIFIER)}
+KINDS: dict[str, Kind] = {k.name: k for k in (DENOISER, VAE, VAMP, CLASSIFIER)}
 
 
 def kind(name: str) -> Kind:

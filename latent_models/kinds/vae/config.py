@@ -77,16 +77,22 @@ class VAEConfig(
     )
 
     def _check(self) -> None:
-        validate_training(self)
         if self.prior_components:  # 0: no fitted prior
             check_components(self.prior_components, name="prior_components")
-        if self.binarize and self.likelihood != "bernoulli":
-            raise ConfigError("binarize=true needs likelihood=bernoulli")
-        if not self.beta > 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta}")
-        if not self.kl_warmup_epochs >= 0:
-            raise ConfigError(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
-        validate_iw(self)
+        check_elbo_training(self)
+
+
+def check_elbo_training(cfg) -> None:
+    """The rules of a VAE entry point's training and test params (this one's, the VampPrior
+    VAE's): training, binarization, the KL weight and its warm-up, the IW-NLL."""
+    validate_training(cfg)
+    if cfg.binarize and cfg.likelihood != "bernoulli":
+        raise ConfigError("binarize=true needs likelihood=bernoulli")
+    if not cfg.beta > 0:
+        raise ConfigError(f"beta must be > 0, got {cfg.beta}")
+    if not cfg.kl_warmup_epochs >= 0:
+        raise ConfigError(f"kl_warmup_epochs must be >= 0, got {cfg.kl_warmup_epochs}")
+    validate_iw(cfg)
 
 
 def check_components(components: int, points: int | None = None, name: str = "components") -> None:

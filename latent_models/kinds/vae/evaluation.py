@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -144,24 +145,42 @@ def _samples(cfg, model, served_prior, data, is_binarized: bool) -> dict[str, to
 def evaluate(cfg, model, wrapper, data, trained: dict, run_id: str) -> dict:
     served_prior = wrapper.prior
     is_binarized = trained.get("binarize", "false").lower() == "true"
+    result = likelihoods(cfg, model, data, is_binarized)
+    result.update(sample_quality(cfg, data, lambda: _samples(cfg, model, served_prior, data, is_binarized), run_id))
+    if "fid_normal" in result:
+        result["fid_ratio_normal_to_fitted"] = result["fid_normal"] / max(result["fid_fitted"], 1e-12)
+    return result
+
+
+def likelihoods(cfg, model, data, is_binarized: bool) -> dict:
+    """The test -ELBO and IW-NLL (of the binarized test set for a binarize=true model), and the
+    out-of-distribution AUROCs: what `evaluate` measures of any VAE's likelihood."""
     test_x = binarized(data.test.images, TEST_SEED) if is_binarized else data.test.images
     result, _ = held_out_likelihood(model, test_x, cfg.iw_samples, cfg.iw_images)
     tracking.set_tags({"binarized_test_set": is_binarized})
     result.update(out_of_distribution(cfg, model, data, test_x, is_binarized))
+    return result
 
+
+def sample_quality(cfg, data, draw: Callable[[], dict[str, torch.Tensor]], run_id: str) -> dict:
+    """FID in the digit classifier's features, class entropy and mean confidence of the images
+    `draw()` gives (sampler name -> `cfg.samples` images), per sampler (`<metric>_<sampler>`),
+    with the table and the figure comparing them; on a dataset without a classifier (a folder)
+    only the figure. The classifier is found (or trained) before the images are drawn."""
     if data.source == "folder" or data.name not in CLASSIFIER_DATASETS:
         # The user's own images (a folder): no classifier of their classes, so no FID, class
         # entropy or confidence; the samples are shown all the same.
         note = f"not computed (no classifier for dataset {data.name})"
         tqdm.write(f"FID is {note}; it is computed for {' and '.join(CLASSIFIER_DATASETS)} only")
         tracking.set_tags({"fid": note})
-        samples = _samples(cfg, model, served_prior, data, is_binarized)
+        samples = draw()
         tracking.log_figure(
             figures.sampler_comparison({k: v[:64] for k, v in samples.items()}, None, dict.fromkeys(samples, "")),
             figures.SAMPLERS,
         )
-        return {**result, "table": []}
+        return {"table": []}
 
+    result = {}
     classifier_name = cfg.classifier_name or f"latent-{data.name}-classifier"
     classifier, facts = (
         kind("classifier")
@@ -177,7 +196,7 @@ def evaluate(cfg, model, wrapper, data, trained: dict, run_id: str) -> dict:
         )
     tracking.set_tags({"classifier": f"{classifier_name} version {facts['classifier_version']}"})
 
-    samples = _samples(cfg, model, served_prior, data, is_binarized)
+    samples = draw()
     reference = batched(classifier.features, data.test.images)
     result["fid_train_vs_test"] = frechet_distance(
         batched(classifier.features, data.train.images[: cfg.samples]), reference
@@ -199,7 +218,6 @@ def evaluate(cfg, model, wrapper, data, trained: dict, run_id: str) -> dict:
         rows.append(row)
         scores[name] = f"FID {row['fid']:.2f}, entropy {row['class_entropy']:.3f}"
         result.update({f"{k}_{name}": row[k] for k in ("fid", "class_entropy", "mean_confidence")})
-    result["fid_ratio_normal_to_fitted"] = result["fid_normal"] / max(result["fid_fitted"], 1e-12)
     tracking.log_table(rows, "evaluation/sample_quality.json")
     tracking.log_figure(
         figures.sampler_comparison({k: v[:64] for k, v in samples.items()}, counts, scores), figures.SAMPLERS
@@ -208,9 +226,15 @@ def evaluate(cfg, model, wrapper, data, trained: dict, run_id: str) -> dict:
     return result
 
 
-def model_metrics(result: dict, cfg) -> list[tuple[int, list[str]]]:
-    """(first N test images (0: all), the model's metrics computed on them); one entry per N."""
-    samplers = [f"{m}_{s}" for m in ("fid", "class_entropy", "mean_confidence") for s in ("normal", "fitted")]
+def model_metrics(
+    result: dict,
+    cfg,
+    samplers: tuple[str, ...] = ("normal", "fitted"),
+    extra: tuple[str, ...] = ("fid_ratio_normal_to_fitted",),
+) -> list[tuple[int, list[str]]]:
+    """(first N test images (0: all), the model's metrics computed on them); one entry per N.
+    `samplers`: those `sample_quality` measured; `extra`: metrics on all test images beside them."""
+    quality = [f"{m}_{s}" for m in ("fid", "class_entropy", "mean_confidence") for s in samplers]
     on_first: dict[int, list[str]] = {
         0: [
             "test_neg_elbo",
@@ -218,8 +242,8 @@ def model_metrics(result: dict, cfg) -> list[tuple[int, list[str]]]:
             "test_kl",
             "test_active_units",
             "test_neg_elbo_bits_per_dim",
-            *samplers,
-            "fid_ratio_normal_to_fitted",
+            *quality,
+            *extra,
         ]
     }
     on_first.setdefault(cfg.iw_images, []).extend(["test_iw_nll", "test_iw_nll_stderr", "test_iw_nll_bits_per_dim"])

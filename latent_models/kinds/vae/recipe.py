@@ -48,6 +48,9 @@ class VAERecipe(Recipe):
         "val_neg_elbo_mean_image",
         "the mean-image model's val_neg_elbo",
     )
+    # The figures' words: what the model is called and where its samples' codes come from.
+    short_name = "VAE"
+    samples_title = "100 samples, z ~ N(0, I)"
 
     def __init__(self, cfg: VAEConfig, data: DataSplits):
         super().__init__(cfg, data)
@@ -100,7 +103,7 @@ class VAERecipe(Recipe):
                     "KL (nats)": ["val_kl"],
                     "active latent units": ["val_active_units"],
                 },
-                f"VAE (latent {cfg.latent_dim}, {cfg.likelihood}) on {cfg.dataset}",
+                f"{self.short_name} (latent {cfg.latent_dim}, {cfg.likelihood}) on {cfg.dataset}",
             ),
             figures.LOSS_CURVES,
         )
@@ -109,11 +112,13 @@ class VAERecipe(Recipe):
             x = test_x[:10].to(device)
             recon = model.decode(model.encode(x)[0])
             tracking.log_figure(
-                figures.image_rows({"test": x, "reconstruction": recon}, "VAE reconstructions (posterior mean)"),
+                figures.image_rows(
+                    {"test": x, "reconstruction": recon}, f"{self.short_name} reconstructions (posterior mean)"
+                ),
                 figures.RECONSTRUCTIONS,
             )
             tracking.log_figure(
-                figures.image_grid(model.sample(100, generator=gen), "100 samples, z ~ N(0, I)"), figures.SAMPLES
+                figures.image_grid(model.sample(100, generator=gen), self.samples_title), figures.SAMPLES
             )
             # Interpolate between two test images of different classes (a folder's classes: its
             # sub-folders; with one class, between the first two images).

@@ -85,7 +85,8 @@ def iw_nll_per_image(
     model: nn.Module, images: torch.Tensor, k: int, generator: torch.Generator, chunk: int = IW_CHUNK
 ) -> torch.Tensor:
     """The importance-weighted estimate of -log p(x) in nats, one per image, on the CPU:
-    -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z|x). The training metric, `evaluate`'s
+    -log (1/k) sum_i p(x, z_i) / q(z_i | x), z_i ~ q(z|x), p(z) the model's `log_prior` if it has
+    one (the VampPrior VAE's), else N(0, I). The training metric, `evaluate`'s
     out-of-distribution score and the served `score` mode are this one function, so the same
     seed gives the same numbers in all three.
 
@@ -94,6 +95,7 @@ def iw_nll_per_image(
     on the seed, k and chunk, not on the device.
     """
     device = module_device(model)
+    log_prior = getattr(model, "log_prior", None)  # a learned prior's log p(z); none: N(0, I)
     per_image = []
     per_pass = max(1, chunk // k)
     for i in range(0, images.shape[0], per_pass):
@@ -104,7 +106,7 @@ def iw_nll_per_image(
         z = mu + eps * torch.exp(0.5 * logvar)  # (k, n, d)
         logits = model.decode_logits(z.reshape(k * n, d))
         log_px_z = model.log_likelihood(logits, x.repeat(k, 1, 1, 1)).view(k, n)
-        log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
+        log_pz = log_prior(z) if log_prior is not None else log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
         log_qz = log_normal(z, mu, logvar)
         log_w = log_px_z + log_pz - log_qz
         per_image.append(-(torch.logsumexp(log_w, dim=0) - math.log(k)).cpu())

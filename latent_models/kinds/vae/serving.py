@@ -35,6 +35,7 @@ class VAEPyfunc(ImageModelPyfunc):
     mode=score: images -> a table of -log p(x) per image (importance-weighted, k samples)."""
 
     kind = "vae"
+    SAMPLERS = SAMPLERS
     DEFAULT_PARAMS = {
         "mode": "reconstruct",
         "clip": False,
@@ -93,8 +94,8 @@ class VAEPyfunc(ImageModelPyfunc):
                 z = to_latents(model_input, self.model.latent_dim)
                 return from_model_output(in_chunks(self.model.decode, z, device), generated_layout(self.image_shape))
             sampler = params["sampler"]
-            if sampler not in SAMPLERS:
-                raise InvalidInput(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+            if sampler not in self.SAMPLERS:
+                raise InvalidInput(f"sampler must be one of {', '.join(self.SAMPLERS)}; got {sampler!r}")
             if sampler == "fitted" and self.prior is None:
                 raise InvalidInput(
                     'this model was logged without a fitted prior (prior_components=0); use sampler "normal"'
@@ -102,21 +103,25 @@ class VAEPyfunc(ImageModelPyfunc):
             images = []
             for n, seed, temperature in sample_requests(model_input, params):
                 generator = None if seed is None else torch.Generator().manual_seed(seed)
-                if sampler == "fitted":
-                    z = self.prior.sample(n, temperature, generator)
-                else:  # as ConvVAE.sample draws them, decoded CHUNK at a time
-                    z = (
-                        torch.randn(
-                            n,
-                            self.model.latent_dim,
-                            generator=generator,
-                            device=generator.device if generator is not None else device,
-                        )
-                        * temperature
-                    )
+                z = self.latents(sampler, n, temperature, generator, device)
                 # Each row decoded on its own: a row's images do not depend on the other rows.
                 images.append(in_chunks(self.model.decode, z, device))
             return from_model_output(np.concatenate(images), generated_layout(self.image_shape))
+
+    def latents(self, sampler: str, n: int, temperature: float, generator, device) -> torch.Tensor:
+        """n latent vectors from `sampler` (one of SAMPLERS), drawn from `generator` (None: random)."""
+        if sampler == "fitted":
+            return self.prior.sample(n, temperature, generator)
+        # as ConvVAE.sample draws them, decoded CHUNK at a time
+        return (
+            torch.randn(
+                n,
+                self.model.latent_dim,
+                generator=generator,
+                device=generator.device if generator is not None else device,
+            )
+            * temperature
+        )
 
     def _score(self, model_input, params: dict) -> pd.DataFrame:
         """-log p(x) per image: the importance-weighted estimate that `test_iw_nll` averages
