@@ -149,10 +149,13 @@ class ImageModelPyfunc(mlflow.pyfunc.PythonModel):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.DEFAULT_PARAMS:
-            _PARAMS_CHECKS.setdefault(
-                frozenset(cls.DEFAULT_PARAMS),
-                lambda params: cls.schema_params(check_params(cls.DEFAULT_PARAMS, params)),
-            )
+            # Kinds with the same param names share the first one's check: it passes on only the
+            # request's own params (each model's defaults are its own schema's, filled by MLflow).
+            def check(params: dict) -> dict:
+                check_params(cls.DEFAULT_PARAMS, params)
+                return cls.schema_params(params)
+
+            _PARAMS_CHECKS.setdefault(frozenset(cls.DEFAULT_PARAMS), check)
 
     @classmethod
     def schema_params(cls, params: dict) -> dict:
