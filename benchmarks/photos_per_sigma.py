@@ -69,6 +69,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+# the script's folder is on sys.path: the served-model benchmark's noise, NLM and PSNR, shared
+from photos import add_noise, image_seed, nlm, psnr  # noqa: E402
+
 TEST_IMAGES = ("astronaut", "chelsea", "camera")
 TRAIN_IMAGES = (
     "coffee",
@@ -92,11 +95,6 @@ FIGURE_IMAGE, FIGURE_SIGMA = "astronaut", 25
 METHODS = ("noisy", "nlm", "bm3d", "model", "model_x8")  # model_x8: its self-ensemble (model_denoise)
 
 
-def psnr(clean: np.ndarray, other: np.ndarray) -> float:
-    mse = float(np.mean((clean.astype(np.float64) - np.clip(other, 0, 1).astype(np.float64)) ** 2))
-    return 10 * np.log10(1.0 / max(mse, 1e-12))
-
-
 def load_image(name: str) -> np.ndarray:
     """float32 in [0, 1]: (H, W) grey or (H, W, 3) colour."""
     import skimage.data
@@ -113,26 +111,6 @@ def write_photos(root: Path) -> None:
             path = root / split / f"{name}.png"
             if not path.exists():
                 Image.fromarray(np.round(load_image(name) * 255).astype(np.uint8)).save(path)
-
-
-def add_noise(clean: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    """Gaussian noise of std sigma/255, clipped to [0, 1]: the same draw for every method."""
-    rng = np.random.default_rng(seed)
-    return np.clip(clean + rng.normal(0.0, sigma / 255.0, clean.shape), 0.0, 1.0).astype(np.float32)
-
-
-def image_seed(seed: int, name: str, sigma: float) -> int:
-    return seed * 1_000_003 + sum(map(ord, name)) * 1009 + int(sigma * 10)
-
-
-def nlm(noisy: np.ndarray, sigma: float, factor: float) -> np.ndarray:
-    from skimage.restoration import denoise_nl_means
-
-    s = sigma / 255.0
-    channel_axis = -1 if noisy.ndim == 3 else None
-    return denoise_nl_means(
-        noisy, h=factor * s, sigma=s, fast_mode=True, patch_size=5, patch_distance=6, channel_axis=channel_axis
-    ).astype(np.float32)
 
 
 def tune_nlm(sigma: float, seed: int) -> dict[str, float]:
