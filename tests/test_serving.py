@@ -556,3 +556,45 @@ def test_score_mode_is_the_importance_weighted_nll_per_image(tracking):
         assert str(refused.value.message) == message and "\n" not in refused.value.message
     with pytest.raises(InvalidInput, match="pixel values must lie in"):
         wrapper.predict(None, x * 2, {"mode": "score"})
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        [[0.5, 1, 0.25]],
+        np.random.default_rng(0).random((2, 28, 28)).tolist(),
+        [[1, 2], [3, 4]],
+        [0.5],
+        [["a", "b"]],
+    ],
+)
+def test_the_plain_tensor_form_parses_as_mlflow_parses_it(inputs, monkeypatch):
+    """The server's JSON parse (wrapped when our models load) skips MLflow's deep copy of a
+    tensor without an input schema, and gives the array MLflow's own parse gives."""
+    import mlflow.pyfunc.scoring_server as server
+    import mlflow.utils.proto_json_utils as parsing
+
+    from latent_models.serving.pyfunc import _check_json_before_mlflow_parses_it
+
+    _check_json_before_mlflow_parses_it()  # as when a model loads in the server (idempotent)
+    assert hasattr(server.infer_and_parse_data, "__wrapped__")
+    with monkeypatch.context() as patch:
+        patch.setattr(parsing, "deepcopy", lambda _: pytest.fail("MLflow's deep copy ran"))
+        ours = server.infer_and_parse_data({"inputs": inputs}, None)
+    theirs = server.infer_and_parse_data.__wrapped__({"inputs": inputs}, None)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and (ours == theirs).all()
+
+
+def test_a_ragged_tensor_gets_mlflows_own_error():
+    import mlflow.pyfunc.scoring_server as server
+    from mlflow.exceptions import MlflowException
+
+    from latent_models.serving.pyfunc import _check_json_before_mlflow_parses_it
+
+    _check_json_before_mlflow_parses_it()
+    ragged = {"inputs": [[1.0, 2.0], [3.0]]}
+    with pytest.raises(MlflowException) as theirs:
+        server.infer_and_parse_data.__wrapped__(ragged, None)
+    with pytest.raises(MlflowException) as ours:
+        server.infer_and_parse_data(ragged, None)
+    assert ours.value.message == theirs.value.message and "inhomogeneous" in ours.value.message

@@ -81,11 +81,29 @@ def _check_json_before_mlflow_parses_it() -> None:
 
     def checked(data, *args, **kwargs):
         check_json_tensor(data)
+        schema = args[0] if args else kwargs.get("schema")
+        if schema is None and isinstance(data, dict) and list(data) == ["inputs"]:
+            tensor = _plain_tensor(data["inputs"])
+            if tensor is not None:
+                return tensor
         return parse(data, *args, **kwargs)
 
     checked._latent_models_checked = True
     checked.__wrapped__ = parse
     server.infer_and_parse_data = checked
+
+
+def _plain_tensor(inputs) -> np.ndarray | None:
+    """`{"inputs": [[...]]}` for a model without an input schema (ours): the array MLflow would
+    make (`np.array(inputs)`, in `proto_json_utils._cast_schema_type`), without the deep copy of
+    the nested lists it makes first (about as long as the 1-image pass itself). None where
+    MLflow should answer (not a list, records, or a ragged list: its own error message)."""
+    if not isinstance(inputs, list) or any(isinstance(row, dict) for row in inputs):
+        return None
+    try:
+        return np.array(inputs)
+    except (ValueError, TypeError):
+        return None
 
 
 _check_json_before_mlflow_parses_it()
