@@ -3,7 +3,8 @@
 Any format Pillow reads, flat or in sub-folders. The split is given by `train/`, `val/`,
 `test/` sub-folders where they exist; otherwise it is drawn by image, seeded (and a missing
 `val/` or `test/` is carved from `train/` by image), so crops of one photograph never land
-on both sides. Images are brought to `image_size` x `image_size` by one policy:
+on both sides. Beside `train/`, a sub-folder of images under any other name is refused, not
+left unread. Images are brought to `image_size` x `image_size` by one policy:
 
 - `resize`: the whole image squeezed to the square (aspect ratio not kept);
 - `center_crop`: the shorter side scaled to `image_size`, then the central square;
@@ -34,6 +35,9 @@ import torch
 from torch.nn import functional as F
 
 SPLIT_FOLDERS = ("train", "val", "test")
+# Names of sub-folders (any case) that mean a split but are not one: where no split folder exists
+# they are classes like any other sub-folder, and the run says so.
+SPLIT_LIKE = {"train", "training", "val", "valid", "validation", "test", "testing"}
 COLOUR_MODES = {"RGB", "RGBA", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "La"}
 DEFAULT_FOLDER_IMAGE_SIZE = 64
 STREAM_WORKERS = 4  # decoding processes when the training images stream from disk
@@ -50,14 +54,19 @@ def image_suffixes() -> set[str]:
     return {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
 
 
-def find_images(folder: Path) -> list[Path]:
-    """Image files under `folder`, recursively, sorted by path; hidden files and folders skipped."""
+def _image_files(folder: Path) -> Iterator[Path]:
+    """Image files under `folder`, recursively, by their ending; hidden files and folders skipped."""
     suffixes = image_suffixes()
-    found = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in filenames if not f.startswith(".") and Path(f).suffix.lower() in suffixes]
-    return sorted(found)
+        yield from (
+            Path(dirpath) / f for f in filenames if not f.startswith(".") and Path(f).suffix.lower() in suffixes
+        )
+
+
+def find_images(folder: Path) -> list[Path]:
+    """Image files under `folder`, recursively, sorted by path; hidden files and folders skipped."""
+    return sorted(_image_files(folder))
 
 
 @dataclass(frozen=True)
@@ -243,6 +252,20 @@ def _split_roots(root: Path) -> dict[str, Path]:
     return {name: root / name for name in SPLIT_FOLDERS if (root / name).is_dir()}
 
 
+def _other_folders(root: Path, roots: dict[str, Path]) -> list[str]:
+    """The names of `root`'s sub-folders (not hidden) other than the split folders that hold an image
+    file at any depth; found by name, nothing opened. A split folder spelled otherwise on a
+    case-insensitive file system (`Train/`) is the split folder itself, not another one."""
+    return [
+        d.name
+        for d in sorted(root.iterdir())
+        if d.is_dir()
+        and not d.name.startswith(".")
+        and not any(d.samefile(r) for r in roots.values())
+        and next(_image_files(d), None) is not None
+    ]
+
+
 def plan(
     root: Path, channels: str, val_fraction: float, test_fraction: float, seed: int, limit_train: int, limit_test: int
 ) -> FolderPlan:
@@ -252,6 +275,12 @@ def plan(
     roots = _split_roots(root)
     if roots and "train" not in roots:
         raise FolderError(f"{root} has {'/'.join(roots)} sub-folder(s) but no train/: add train/, or flatten it")
+    others = _other_folders(root, roots)
+    if roots and others:  # the splits are read from train/, val/ and test/ alone
+        raise FolderError(
+            f"{root}: sub-folder(s) {', '.join(f'{d}/' for d in others)} hold images that would go unused: "
+            "beside train/, only val/ and test/ are read (rename them to one of those, or move them out)"
+        )
     sources = roots or {"all": root}
     paths = {name: find_images(folder) for name, folder in sources.items()}
     split_root = {p: sources[name] for name, ps in paths.items() for p in ps}
@@ -311,6 +340,12 @@ def plan(
     chosen = (3 if colour else 1) if channels == "auto" else int(channels)
     converted = colour if chosen == 1 else len(everything) - colour
     notes = []
+    if not roots and (alike := [d for d in others if d.lower() in SPLIT_LIKE]):
+        notes.append(
+            f"{root} has no train/ sub-folder, so its sub-folders ({', '.join(f'{d}/' for d in alike)} among them) "
+            "are classes and the images are split by image (seeded); name the split sub-folders train/, val/ "
+            "and test/ to split by folder"
+        )
     if skipped:
         shown = ", ".join(str(p.relative_to(root)) for p in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
         notes.append(f"skipped {len(skipped)} unreadable file(s) in {root}: {shown}")

@@ -95,16 +95,17 @@ class TrainOptions:
 
 
 def defaults(**values):
-    """This entry point's own defaults for fields a base class defines: each field's type and
-    help text are written once, where it is defined; the field keeps its place in the order."""
+    """This class's own defaults for fields a base class defines (an entry point's config, or a
+    model config over a shared base; put it under `@dataclass`): each field's type and help text
+    are written once, where it is defined; the field keeps its place in the order."""
 
     def apply(cls):
         annotations = cls.__dict__.get("__annotations__", {})
         for name, value in values.items():
-            inherited = next(
-                b.__dataclass_fields__[name] for b in cls.__mro__[1:] if name in getattr(b, "__dataclass_fields__", {})
-            )
-            annotations[name] = inherited.type
+            owner = next(b for b in cls.__mro__[1:] if name in getattr(b, "__dataclass_fields__", {}))
+            inherited = owner.__dataclass_fields__[name]
+            # The resolved type, not its name: the base's module may name types this one does not import.
+            annotations[name] = typing.get_type_hints(owner)[name]
             setattr(cls, name, field(default=value, metadata=inherited.metadata))
         cls.__annotations__ = annotations
         return cls

@@ -58,6 +58,34 @@ def test_split_sub_folders_are_used_and_validation_is_carved_from_train(tmp_path
         load_folder(str(tmp_path), 16)
 
 
+def test_image_sub_folders_beside_train_other_than_val_and_test_are_refused(tmp_path, monkeypatch, capsys):
+    write_images(tmp_path / "train", 6)
+    write_images(tmp_path / "validation", 2, seed=1)
+    write_images(tmp_path / "Train" / "deep", 1, seed=2)  # any depth; a case-insensitive file system: train/ itself
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("no images: not a split")
+    write_images(tmp_path / ".cache", 1)  # hidden: never read
+    opened = []
+    monkeypatch.setattr(image_folder, "scan", lambda *args: opened.append(args))  # refused before any file opens
+    with pytest.raises(DataError) as refused:
+        load_folder(str(tmp_path), 16)
+    message = str(refused.value)
+    assert "sub-folder(s) Train/, validation/ hold images that would go unused" in message
+    assert "only val/ and test/ are read" in message
+    assert "notes" not in message and ".cache" not in message and "\n" not in message and not opened
+    monkeypatch.undo()
+    (tmp_path / "validation").rename(tmp_path / "val")
+    (tmp_path / "Train").rename(tmp_path / ".Train")  # hidden: left alone
+    assert load_folder(str(tmp_path), 16).sizes == {"train": 5, "val": 2, "test": 1}
+    # Without train/, every sub-folder is a class and the split is seeded: split-like names are said so.
+    (tmp_path / "train").rename(tmp_path / "Training")
+    (tmp_path / "val").rename(tmp_path / "cats")
+    capsys.readouterr()
+    data = load_folder(str(tmp_path), 16)
+    assert data.tags["data_split_by"] == "seeded" and sum(data.sizes.values()) == 8
+    assert "no train/ sub-folder, so its sub-folders (Training/ among them) are classes" in capsys.readouterr().out
+
+
 def test_policies_bring_images_to_the_square(tmp_path):
     write_images(tmp_path, 10, colour=4)
     for policy in ("resize", "center_crop"):
@@ -111,8 +139,9 @@ def test_unreadable_files_are_skipped_and_counted(tmp_path, capsys):
         (lambda d: None, "no image files in"),
         (lambda d: (d / "a.png").write_bytes(b"garbage"), "no readable image in"),
         (lambda d: write_images(d, 2), "a split by image needs at least 3"),
+        (lambda d: (write_images(d / "train", 3), write_images(d / "validation", 1)), "validation/ hold images"),
     ],
-    ids=["empty", "unreadable", "too-few"],
+    ids=["empty", "unreadable", "too-few", "other-split-folder"],
 )
 def test_bad_folders_are_one_line_errors_before_any_run(tmp_path, tracking, make, message):
     folder = tmp_path / "images"

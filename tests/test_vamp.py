@@ -1,7 +1,9 @@
 """The VampPrior VAE (`kinds/vamp`): its learned prior, its -ELBO and IW-NLL measured with the
 VAE's scores, and the kind end to end on the fixture (train, log, serve every mode, evaluate)."""
 
+import dataclasses
 import math
+import typing
 
 import mlflow
 import numpy as np
@@ -13,9 +15,11 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 
 from latent_models import cli
 from latent_models.config import EvaluateConfig
+from latent_models.errors import ConfigError
 from latent_models.evaluation.evaluate import run_evaluate
 from latent_models.evaluation.metrics import log_normal
 from latent_models.kinds import kind
+from latent_models.kinds.vae.config import VAEConfig
 from latent_models.kinds.vae.scores import evaluate_vae, iw_nll_per_image
 from latent_models.kinds.vamp.config import VampConfig, VampModelConfig
 from latent_models.kinds.vamp.model import VampVAE
@@ -110,6 +114,18 @@ def test_the_entry_points_config_makes_the_model_config():
     assert cfg.model_config((1, 28, 28)) == VampModelConfig()
     assert cfg.binarize and cfg.iw_samples == 1000 and cfg.iw_images == 2000  # the benchmark's measure
     assert kind("vamp").config is VampConfig and kind("vamp").evaluate_options is kind("vae").evaluate_options
+
+
+def test_the_params_it_shares_with_the_vae_are_the_vaes_at_its_own_defaults():
+    """Declared once (type, help, checks) in the VAE's config; the VampPrior VAE sets only defaults."""
+    vae, vamp = ({f.name: f for f in dataclasses.fields(c)} for c in (VAEConfig, VampConfig))
+    vae_types, vamp_types = typing.get_type_hints(VAEConfig), typing.get_type_hints(VampConfig)
+    shared = ("latent_dim", "width", "likelihood", "beta", "kl_warmup_epochs", "binarize", "iw_samples", "iw_images")
+    assert all(vamp_types[n] == vae_types[n] and vamp[n].metadata == vae[n].metadata for n in shared)
+    own = {n: vamp[n].default for n in shared if vamp[n].default != vae[n].default}
+    assert own == {"latent_dim": 32, "binarize": True, "iw_samples": 1000, "iw_images": 2000}
+    with pytest.raises(ConfigError, match="latent_dim must be > 0"):
+        VampModelConfig(latent_dim=0)
 
 
 def test_pseudo_inputs_must_not_be_negative():

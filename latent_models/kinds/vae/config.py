@@ -1,5 +1,6 @@
 """The VAE's config (its sizes and likelihood, declared once) and the `vae` entry point's, which
-inherits them as options. Free of torch, so the CLI's options and validation load without it."""
+inherits them as options; their shared parts (`VAEFamilyConfig`, `ELBOTrainingOptions`) are the
+VampPrior VAE's too. Free of torch, so the CLI's options and validation load without it."""
 
 from __future__ import annotations
 
@@ -29,11 +30,12 @@ LIKELIHOODS = get_args(Likelihood)
 
 
 @dataclass(frozen=True)
-class VAEModelConfig(ModelConfig):
-    kind = "vae"
-    max_side = 256  # dense layers of 2 * width * (side / 4)^2 x 256 weights: 134M at 256
+class VAEFamilyConfig(ModelConfig):
+    """The hyper-parameters every VAE kind's model config shares (this one's, the VampPrior
+    VAE's) and their checks, at the VAE's defaults; a kind gives its own with `defaults(...)`."""
+
     latent_dim: int = hyper_parameter(16, "latent dimensions")
-    width: int = hyper_parameter(32, "channels in the first layer")
+    width: int = hyper_parameter(32, "channels in the first layer (twice that at a quarter of the side)")
     likelihood: Likelihood = hyper_parameter(
         "bernoulli", "bernoulli: intensities as pixel probabilities; gaussian: one learned scale"
     )
@@ -46,6 +48,31 @@ class VAEModelConfig(ModelConfig):
             raise ValueError(f"unknown likelihood {self.likelihood!r}; expected one of {LIKELIHOODS}")
 
 
+@dataclass(frozen=True)
+class VAEModelConfig(VAEFamilyConfig):
+    kind = "vae"
+    max_side = 256  # dense layers of 2 * width * (side / 4)^2 x 256 weights: 134M at 256
+
+
+@dataclass
+class ELBOTrainingOptions:
+    """The training and test params every VAE kind's entry point shares (this one's, the VampPrior
+    VAE's), at the VAE's defaults; an entry point gives its own with `defaults(...)`. Their rules:
+    `check_elbo_training`."""
+
+    beta: float = help_field("weight of the KL term after warm-up", default=1.0)
+    kl_warmup_epochs: float = help_field("epochs over which the KL weight rises linearly from 0", default=1.0)
+    binarize: bool = help_field(
+        "dynamically binarize the training images (pixels ~ Bernoulli(intensity)), and binarize the "
+        "validation and test images once, with fixed seeds",
+        default=False,
+    )
+    iw_samples: int = help_field("importance samples k for test_iw_nll", default=100)
+    iw_images: int = help_field(
+        "first N test images for test_iw_nll (0: all; k=100 on all 10,000 takes minutes)", default=1000
+    )
+
+
 @dataclass
 @defaults(
     epochs=12,
@@ -55,6 +82,7 @@ class VAEModelConfig(ModelConfig):
     registered_model_name="latent-vae",
 )
 class VAEConfig(
+    ELBOTrainingOptions,  # first: a base's fields follow those of the bases after it, so these follow the model's
     model_options(VAEModelConfig),
     RegistryOptions,
     DeviceOptions,
@@ -64,13 +92,6 @@ class VAEConfig(
     DataOptions,
     Validated,
 ):
-    beta: float = help_field("weight of the KL term after warm-up", default=1.0)
-    kl_warmup_epochs: float = help_field("epochs over which the KL weight rises linearly from 0", default=1.0)
-    binarize: bool = help_field("dynamically binarize images (sample pixels ~ Bernoulli(intensity))", default=False)
-    iw_samples: int = help_field("importance samples k for test_iw_nll", default=100)
-    iw_images: int = help_field(
-        "first N test images for test_iw_nll (0: all; k=100 on all 10,000 takes minutes)", default=1000
-    )
     prior_components: int = help_field(
         "Gaussian-mixture components fitted to the training latent means and served as sampler=fitted (0: none)",
         default=10,
