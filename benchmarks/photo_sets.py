@@ -68,7 +68,7 @@ import click
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from photos import TEST_IMAGES, TRAIN_IMAGES  # noqa: E402
+from photos_per_sigma import TEST_IMAGES, TRAIN_IMAGES  # noqa: E402
 
 MAX_SIDE = 1024
 ALLOWED = {
@@ -406,7 +406,7 @@ def main(out: Path, debs: Path, no_download: bool, max_side: int, without: tuple
             }
         )
 
-    # scikit-image: as benchmarks/photos.py writes them (its loaders, no resizing)
+    # scikit-image: as benchmarks/photos_per_sigma.py writes them (its loaders, no resizing)
     sk_root, sk_version = wheel_root("scikit-image")
     for split, names in (("test", TEST_IMAGES), ("train", TRAIN_IMAGES)):
         for name in names:
