@@ -1,5 +1,5 @@
 """Colour photos through a grey noise-map denoiser, and the noise level of a photo. Pure PyTorch
-(and scikit-image's estimator).
+(and a wavelet noise estimator, PyWavelets').
 
 A colour photo goes through the grey model as CBM3D filters colour: on an orthonormal
 luma-chrominance transform (the rows of `OPPONENT`), noise N(0, σ²) in R, G and B stays
@@ -43,10 +43,27 @@ def from_luma_chroma(grey: torch.Tensor) -> torch.Tensor:
 
 
 def estimate_sigma(image: torch.Tensor) -> float:
-    """The Gaussian noise level of one (C, H, W) image in [0, 1]: scikit-image's wavelet
-    estimator (Donoho's median absolute deviation of the finest diagonal detail), averaged
-    over the channels. docs/serving.md has its measured error."""
-    from skimage.restoration import estimate_sigma as wavelet_sigma
-
+    """The Gaussian noise level of one (C, H, W) image in [0, 1], averaged over the channels:
+    Donoho's estimate (the median absolute finest diagonal wavelet detail / 0.6745, as
+    scikit-image's `estimate_sigma`), over the coefficients whose support holds no pixel at 0
+    or 1. A clipped pixel has lost its noise: with them the estimate of σ = 50/255 on the
+    validation photos was 42.8 on average, without them 46.5; docs/serving.md has the error."""
     pixels = image.detach().cpu().numpy().astype(np.float64)
-    return float(np.mean([wavelet_sigma(channel) for channel in pixels]))
+    return float(np.mean([_unclipped_sigma(channel) for channel in pixels]))
+
+
+def _unclipped_sigma(channel: np.ndarray) -> float:
+    import pywt
+    from scipy import ndimage
+
+    detail = pywt.dwt2(channel, "db2")[1][2]  # coefficient k covers pixels 2k-2 .. 2k+1 (4 taps)
+    near_clipped = ndimage.maximum_filter((channel <= 0) | (channel >= 1), size=5)
+    rows, cols = (np.clip(2 * np.arange(n) - 1, 0, size - 1) for n, size in zip(detail.shape, channel.shape))
+    kept = detail[~near_clipped[np.ix_(rows, cols)]]
+    kept = kept[kept != 0]
+    if kept.size < max(64, detail.size // 20):  # mostly clipped: every coefficient, as scikit-image
+        kept = detail[detail != 0]
+    return float(np.median(np.abs(kept))) / MAD_TO_SIGMA if kept.size else 0.0
+
+
+MAD_TO_SIGMA = 0.6744897501960817  # the median of |N(0, 1)|

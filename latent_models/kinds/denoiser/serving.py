@@ -67,7 +67,7 @@ class DenoiserPyfunc(ImageModelPyfunc):
             return []
         from importlib.metadata import version  # PyWavelets' own __version__ can lag its package's
 
-        return [f"{name}=={version(name)}" for name in ("scikit-image", "PyWavelets")]  # sigma=auto
+        return [f"{name}=={version(name)}" for name in ("scipy", "PyWavelets")]  # sigma=auto
 
     @classmethod
     def output_schema(cls, config):
