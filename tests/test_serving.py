@@ -598,3 +598,66 @@ def test_a_ragged_tensor_gets_mlflows_own_error():
     with pytest.raises(MlflowException) as ours:
         server.infer_and_parse_data(ragged, None)
     assert ours.value.message == theirs.value.message and "inhomogeneous" in ours.value.message
+
+
+def test_the_png_column_reaches_the_model_without_a_dataframe(monkeypatch):
+    """The base64-PNG form `dataframe_split` with the one column `image` reaches the model as
+    that column, without MLflow's DataFrame; anything else in that form MLflow parses."""
+    import mlflow.pyfunc.scoring_server as server
+    import mlflow.utils.proto_json_utils as parsing
+
+    from latent_models.serving.pyfunc import _check_json_before_mlflow_parses_it
+
+    _check_json_before_mlflow_parses_it()
+    pngs = images_to_png_frame(np.random.default_rng(0).random((2, 28, 28)))["image"].tolist()
+    split = {"columns": ["image"], "data": [[png] for png in pngs]}
+    with monkeypatch.context() as patch:
+        patch.setattr(parsing, "dataframe_from_parsed_json", lambda *a, **k: pytest.fail("MLflow built a frame"))
+        assert server.infer_and_parse_data({"dataframe_split": split}, None) == {"image": pngs}
+    for other in (
+        {**split, "index": [0, 1]},
+        {"columns": ["image", "n"], "data": [[png, 1] for png in pngs]},
+        {"columns": ["image"], "data": [[None]]},
+        {"columns": ["image"], "data": []},
+    ):
+        parsed = server.infer_and_parse_data({"dataframe_split": other}, None)
+        assert isinstance(parsed, pd.DataFrame), other
+
+
+def test_behind_the_server_a_few_images_take_the_fused_graph_with_the_same_answer(tracking, monkeypatch):
+    """Behind the REST server a denoiser of one noise level traces its network for passes of
+    a few images of its training shape; its answers equal the eager network's."""
+    import types
+
+    torch.manual_seed(0)
+    model = build_model(DenoiserConfig(arch="unet", latent_dim=8, width=8)).eval()
+    x = np.random.default_rng(0).random((12, 28, 28), dtype=np.float32)
+    with mlflow.start_run():
+        info = log_model("denoiser", model_saver(model, x[:2]), 0, "denoiser")
+    assert mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model().small_pass is None  # in-process
+    monkeypatch.setitem(sys.modules, "mlflow.pyfunc.scoring_server.app", types.ModuleType("stand-in"))
+    wrapper = mlflow.pyfunc.load_model(info.model_uri).unwrap_python_model()
+    assert isinstance(wrapper.small_pass, torch.jit.ScriptModule)
+    calls = []
+    traced = wrapper.small_pass
+    wrapper.small_pass = lambda images: calls.append(len(images)) or traced(images)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(x)[:, None])[:, 0].numpy()
+    for n in (1, 3, 12):  # 12: over ONE_THREAD_ROWS, the eager network
+        assert np.abs(wrapper.predict(None, x[:n]) - expected[:n]).max() < 1e-6
+    assert calls == [1, 3]
+
+
+def test_behind_the_server_float_answers_are_written_with_json_decimals(monkeypatch):
+    import json
+    import types
+
+    from latent_models.serving.inputs import JSON_DECIMALS
+
+    x = np.random.default_rng(2).random((2, 1, 28, 28), dtype=np.float32)
+    assert from_model_output(x, (2, 28, 28)).dtype == np.float32  # in-process: the network's own values
+    monkeypatch.setitem(sys.modules, "mlflow.pyfunc.scoring_server.app", types.ModuleType("stand-in"))
+    written = from_model_output(x, (2, 28, 28))
+    assert np.abs(written - x[:, 0]).max() <= 10.0**-JSON_DECIMALS
+    assert np.array_equal(written, written.round(JSON_DECIMALS))
+    assert len(json.dumps(written.tolist())) < 0.7 * len(json.dumps(x.tolist()))

@@ -25,7 +25,7 @@ from latent_models.kinds.denoiser.model import UNetDenoiser
 from latent_models.kinds.denoiser.whole_image import ENSEMBLES, MIN_SIDE, denoise, self_ensemble, tiling
 from latent_models.serving.inputs import MAX_BATCH, InvalidInput, from_model_output, input_forms, to_model_input
 from latent_models.serving.png import IMAGE_COLUMN, AnySize, png_channels
-from latent_models.serving.pyfunc import ImageModelPyfunc, in_chunks
+from latent_models.serving.pyfunc import ONE_THREAD_ROWS, ImageModelPyfunc, in_chunks, small_pass_graph
 
 # The default pixel budget per image: a 16-megapixel photo (4899x3266, or 4000x4000).
 MAX_PIXELS = 16_000_000
@@ -107,6 +107,7 @@ class DenoiserPyfunc(ImageModelPyfunc):
         if isinstance(self.model, UNetDenoiser):
             self.sizes = AnySize(MIN_SIDE, int(settings["max_pixels"]))
             self.tiling = tiling(self.model)
+        self.small_pass = None if self.sigma_max else small_pass_graph(self.model, self.image_shape)
 
     def images(self, model_input, clip: bool = False):
         if self.takes_rgb and _sends_rgb(model_input):
@@ -157,7 +158,11 @@ class DenoiserPyfunc(ImageModelPyfunc):
 
     def _denoise(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x) if sigma is None else self.model(x, sigma)
+        if sigma is not None:
+            return self.model(x, sigma)
+        if self.small_pass is not None and len(x) <= ONE_THREAD_ROWS and tuple(x.shape[1:]) == tuple(self.image_shape):
+            return self.small_pass(x)
+        return self.model(x)
 
 
 def _sends_rgb(model_input) -> bool:
