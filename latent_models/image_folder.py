@@ -266,6 +266,14 @@ def _other_folders(root: Path, roots: dict[str, Path]) -> list[str]:
     ]
 
 
+def _loose_images(root: Path) -> list[str]:
+    """The names of image files directly in `root` (not hidden), by their ending; nothing opened."""
+    suffixes = image_suffixes()
+    return sorted(
+        f.name for f in root.iterdir() if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes
+    )
+
+
 def plan(
     root: Path, channels: str, val_fraction: float, test_fraction: float, seed: int, limit_train: int, limit_test: int
 ) -> FolderPlan:
@@ -280,6 +288,13 @@ def plan(
         raise FolderError(
             f"{root}: sub-folder(s) {', '.join(f'{d}/' for d in others)} hold images that would go unused: "
             "beside train/, only val/ and test/ are read (rename them to one of those, or move them out)"
+        )
+    loose = _loose_images(root) if roots else []
+    if loose:
+        shown = ", ".join(loose[:3]) + (f" and {len(loose) - 3} more" if len(loose) > 3 else "")
+        raise FolderError(
+            f"{root}: {len(loose)} image file(s) beside train/ would go unused ({shown}): with split folders "
+            "only train/, val/ and test/ are read (move them into one of those, or out)"
         )
     sources = roots or {"all": root}
     paths = {name: find_images(folder) for name, folder in sources.items()}

@@ -76,6 +76,17 @@ def test_image_sub_folders_beside_train_other_than_val_and_test_are_refused(tmp_
     monkeypatch.undo()
     (tmp_path / "validation").rename(tmp_path / "val")
     (tmp_path / "Train").rename(tmp_path / ".Train")  # hidden: left alone
+    for image in write_images(tmp_path / "loose", 4, seed=3):
+        image.rename(tmp_path / f"loose-{image.name}")  # image files directly beside train/
+    (tmp_path / "loose").rmdir()
+    with pytest.raises(DataError) as refused:
+        load_folder(str(tmp_path), 16)
+    message = str(refused.value)
+    assert "4 image file(s) beside train/ would go unused (loose-" in message and "and 1 more" in message
+    assert "\n" not in message
+    for image in tmp_path.glob("loose-*"):
+        image.unlink()
+    (tmp_path / "README.txt").write_text("not an image: left alone")
     assert load_folder(str(tmp_path), 16).sizes == {"train": 5, "val": 2, "test": 1}
     # Without train/, every sub-folder is a class and the split is seeded: split-like names are said so.
     (tmp_path / "train").rename(tmp_path / "Training")
