@@ -3,8 +3,8 @@
 Any format Pillow reads, flat or in sub-folders. The split is given by `train/`, `val/`,
 `test/` sub-folders where they exist; otherwise it is drawn by image, seeded (and a missing
 `val/` or `test/` is carved from `train/` by image), so crops of one photograph never land
-on both sides. Beside `train/`, a sub-folder of images under any other name is refused, not
-left unread. Images are brought to `image_size` x `image_size` by one policy:
+on both sides. Beside `train/`, a sub-folder of images under any other name, or an image file
+directly beside it, is refused, not left unread. Images are brought to `image_size` x `image_size` by one policy:
 
 - `resize`: the whole image squeezed to the square (aspect ratio not kept);
 - `center_crop`: the shorter side scaled to `image_size`, then the central square;
@@ -80,6 +80,7 @@ class ImageFile:
 def scan(paths: list[Path], split_root: dict[Path, Path]) -> tuple[list[ImageFile], list[Path]]:
     """(readable images, unreadable files): each file's header and checksum are read, not its pixels."""
     from PIL import Image
+    from PIL.ImageFile import StubImageFile
 
     readable, skipped = [], []
     label_of: dict[tuple[Path, Path], int] = {}
@@ -87,8 +88,11 @@ def scan(paths: list[Path], split_root: dict[Path, Path]) -> tuple[list[ImageFil
         try:
             with Image.open(path) as image:
                 mode, size = image.mode, image.size
+                stub = isinstance(image, StubImageFile)  # HDF5, GRIB...: Pillow names, never decodes
                 image.verify()
         except Exception:  # Pillow raises many types for truncated or corrupt files
+            stub = True
+        if stub:
             skipped.append(path)
             continue
         root = split_root[path]
@@ -254,7 +258,7 @@ def _split_roots(root: Path) -> dict[str, Path]:
 
 def _other_folders(root: Path, roots: dict[str, Path]) -> list[str]:
     """The names of `root`'s sub-folders (not hidden) other than the split folders that hold an image
-    file at any depth; found by name, nothing opened. A split folder spelled otherwise on a
+    at any depth (the first file whose header Pillow reads as pixels). A split folder spelled otherwise on a
     case-insensitive file system (`Train/`) is the split folder itself, not another one."""
     return [
         d.name
@@ -262,16 +266,30 @@ def _other_folders(root: Path, roots: dict[str, Path]) -> list[str]:
         if d.is_dir()
         and not d.name.startswith(".")
         and not any(d.samefile(r) for r in roots.values())
-        and next(_image_files(d), None) is not None
+        and any(_holds_pixels(f) for f in _image_files(d))
     ]
 
 
 def _loose_images(root: Path) -> list[str]:
-    """The names of image files directly in `root` (not hidden), by their ending; nothing opened."""
+    """The names of the images directly in `root` (not hidden): files of an image ending whose
+    header Pillow reads as pixels (not an HDF5 or GRIB file Pillow only names)."""
     suffixes = image_suffixes()
     return sorted(
-        f.name for f in root.iterdir() if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes
+        f.name
+        for f in root.iterdir()
+        if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes and _holds_pixels(f)
     )
+
+
+def _holds_pixels(path: Path) -> bool:
+    from PIL import Image
+    from PIL.ImageFile import StubImageFile
+
+    try:
+        with Image.open(path) as image:
+            return not isinstance(image, StubImageFile)
+    except Exception:  # noqa: BLE001 - Pillow raises many types for what it cannot read
+        return False
 
 
 def plan(

@@ -66,7 +66,7 @@ def test_image_sub_folders_beside_train_other_than_val_and_test_are_refused(tmp_
     (tmp_path / "notes" / "readme.txt").write_text("no images: not a split")
     write_images(tmp_path / ".cache", 1)  # hidden: never read
     opened = []
-    monkeypatch.setattr(image_folder, "scan", lambda *args: opened.append(args))  # refused before any file opens
+    monkeypatch.setattr(image_folder, "scan", lambda *args: opened.append(args))  # refused before the scan
     with pytest.raises(DataError) as refused:
         load_folder(str(tmp_path), 16)
     message = str(refused.value)
@@ -87,6 +87,8 @@ def test_image_sub_folders_beside_train_other_than_val_and_test_are_refused(tmp_
     for image in tmp_path.glob("loose-*"):
         image.unlink()
     (tmp_path / "README.txt").write_text("not an image: left alone")
+    (tmp_path / "features.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(64))  # a format Pillow only names
+    (tmp_path / "broken.png").write_bytes(b"not a png")
     assert load_folder(str(tmp_path), 16).sizes == {"train": 5, "val": 2, "test": 1}
     # Without train/, every sub-folder is a class and the split is seeded: split-like names are said so.
     (tmp_path / "train").rename(tmp_path / "Training")

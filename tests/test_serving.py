@@ -613,7 +613,8 @@ def test_the_png_column_reaches_the_model_without_a_dataframe(monkeypatch):
     split = {"columns": ["image"], "data": [[png] for png in pngs]}
     with monkeypatch.context() as patch:
         patch.setattr(parsing, "dataframe_from_parsed_json", lambda *a, **k: pytest.fail("MLflow built a frame"))
-        assert server.infer_and_parse_data({"dataframe_split": split}, None) == {"image": pngs}
+        column = server.infer_and_parse_data({"dataframe_split": split}, None)
+    assert column == {"image": pngs} and repr(column) == "{'image': [2 base64 PNGs]}"
     for other in (
         {**split, "index": [0, 1]},
         {"columns": ["image", "n"], "data": [[png, 1] for png in pngs]},
@@ -646,6 +647,12 @@ def test_behind_the_server_a_few_images_take_the_fused_graph_with_the_same_answe
     for n in (1, 3, 12):  # 12: over ONE_THREAD_ROWS, the eager network
         assert np.abs(wrapper.predict(None, x[:n]) - expected[:n]).max() < 1e-6
     assert calls == [1, 3]
+
+    def fails(images):
+        raise RuntimeError("a shape the fuser could not compile")
+
+    wrapper.small_pass = fails  # the request is answered by the eager network, and so are later ones
+    assert np.abs(wrapper.predict(None, x[:2]) - expected[:2]).max() < 1e-6 and wrapper.small_pass is None
 
 
 def test_behind_the_server_float_answers_are_written_with_json_decimals(monkeypatch):

@@ -161,7 +161,10 @@ class DenoiserPyfunc(ImageModelPyfunc):
         if sigma is not None:
             return self.model(x, sigma)
         if self.small_pass is not None and len(x) <= ONE_THREAD_ROWS and tuple(x.shape[1:]) == tuple(self.image_shape):
-            return self.small_pass(x)
+            try:
+                return self.small_pass(x)
+            except Exception:  # noqa: BLE001 - a batch size the fuser could not compile: eager from now on
+                self.small_pass = None
         return self.model(x)
 
 
