@@ -14,7 +14,8 @@ Beside each row: in-process `pyfunc.predict` on the same batch (ndarray / DataFr
 A second server, started beside the first, serves an identity pyfunc (it answers its input as
 MLflow parsed it): what the server, MLflow's parsing and the answer's JSON cost with no model.
 The 1-image requests alternate between the two servers, one to each in turn, so both see the
-same load; their ratio is what the denoiser's checks and network add.
+same load; their ratio is what the denoiser's checks, network and answer add (less the pandas
+DataFrame our models' parse skips for the PNG column, which the identity pyfunc still gets).
 Targets (2-core CPU): 1-image denoise p50 <= 15 ms and <= 1.5x the identity pyfunc's in both
 forms; at batch 64 the PNG form >= 3x the images/s of the JSON float form.
 """
