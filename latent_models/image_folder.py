@@ -59,9 +59,12 @@ def _image_files(folder: Path) -> Iterator[Path]:
     suffixes = image_suffixes()
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        yield from (
-            Path(dirpath) / f for f in filenames if not f.startswith(".") and Path(f).suffix.lower() in suffixes
-        )
+        yield from (Path(dirpath) / f for f in filenames if _image_name(f, suffixes))
+
+
+def _image_name(name: str, suffixes: set[str]) -> bool:
+    """A file name the folder reads as an image: not hidden, an ending Pillow opens."""
+    return not name.startswith(".") and Path(name).suffix.lower() in suffixes
 
 
 def find_images(folder: Path) -> list[Path]:
@@ -274,11 +277,7 @@ def _loose_images(root: Path) -> list[str]:
     """The names of the images directly in `root` (not hidden): files of an image ending whose
     header Pillow reads as pixels (not an HDF5 or GRIB file Pillow only names)."""
     suffixes = image_suffixes()
-    return sorted(
-        f.name
-        for f in root.iterdir()
-        if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in suffixes and _holds_pixels(f)
-    )
+    return sorted(f.name for f in root.iterdir() if f.is_file() and _image_name(f.name, suffixes) and _holds_pixels(f))
 
 
 def _holds_pixels(path: Path) -> bool:

@@ -117,9 +117,9 @@ def _plain_tensor(inputs) -> np.ndarray | None:
 def _png_column(split) -> dict | None:
     """`{"dataframe_split": {"columns": ["image"], "data": [[png], ...]}}`, the base64-PNG form:
     the column as `{"image": [png, ...]}`, which every model of ours reads as it reads the frame,
-    without the pandas DataFrame MLflow would build (about a third of a 1-image denoise's own
-    time). None for anything else (an index, other columns, a row that is not one string):
-    MLflow parses it, and the model or MLflow names what is wrong."""
+    without the pandas DataFrame MLflow would build (docs/serving.md, "Serving speed"). None for
+    anything else (an index, other columns, a row that is not one string): MLflow parses it, and
+    the model or MLflow names what is wrong."""
     if not isinstance(split, dict) or set(split) != {"columns", "data"} or split["columns"] != [IMAGE_COLUMN]:
         return None
     rows = split["data"]
