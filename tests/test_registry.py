@@ -6,12 +6,14 @@ import shutil
 import mlflow
 import pytest
 from click.testing import CliRunner
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from latent_models import cli
 from latent_models.kinds.denoiser.config import AEConfig
 from latent_models.kinds.denoiser.recipe import run_ae
 from latent_models.tracking import CANDIDATE, CHAMPION, aliases, promote_if_better, ui_link
+from latent_models.tracking.registry import set_alias
 from tests.conftest import TINY, TINY_SUBSET, tracking_at
 
 AE_TAGS = {"dataset": "mnist", "noise": "uniform", "noise_level": 0.5}
@@ -64,6 +66,33 @@ def test_first_version_is_champion_then_only_better_ones_take_it(tracking):
     assert better.previous_champion == v1
     tags = MlflowClient().get_model_version("m", v2).tags
     assert tags["val_psnr"] == "19.5" and tags["promotion"].startswith("kept (val_psnr 19.5000 does not beat")
+
+
+def test_two_writers_setting_one_alias_at_once_both_succeed(tracking, monkeypatch):
+    """MLflow's SQL store looks an alias up, then inserts it when absent: another run that
+    inserts the same alias in between (two trainings registering at once) makes the insert
+    fail on the unique key. The retry finds the row and updates it."""
+    import sqlalchemy.orm
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    v1, v2 = _new_version("m", AE_TAGS), _new_version("m", AE_TAGS)
+    merge = sqlalchemy.orm.Session.merge
+    raced = []
+
+    def merge_then_the_other_run_inserts(self, instance, *args, **kwargs):
+        merged = merge(self, instance, *args, **kwargs)
+        if not raced:
+            raced.append(True)
+            SqlAlchemyStore(tracking).set_registered_model_alias("m", CANDIDATE, v1)
+        return merged
+
+    monkeypatch.setattr(sqlalchemy.orm.Session, "merge", merge_then_the_other_run_inserts)
+    with pytest.raises(MlflowException, match="UNIQUE constraint failed"):
+        MlflowClient().set_registered_model_alias("m", CANDIDATE, v2)
+    raced.clear()
+    MlflowClient().delete_registered_model_alias("m", CANDIDATE)
+    set_alias(MlflowClient(), "m", CANDIDATE, v2)
+    assert raced and aliases("m") == {CANDIDATE: v2}
 
 
 def test_a_version_worse_than_doing_nothing_is_never_champion(tracking):

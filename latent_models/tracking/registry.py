@@ -34,6 +34,23 @@ def register_model(model_uri: str, name: str, registered_model_description: str 
     return version
 
 
+# What a store says when two writers insert the same alias at once (SQLite, PostgreSQL, MySQL).
+_ALIAS_RACE = ("UNIQUE constraint failed", "duplicate key value", "Duplicate entry")
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str, tries: int = 3) -> None:
+    """Point `alias` of `name` at `version`. MLflow's SQL store looks the alias up and inserts
+    it when absent, so two runs registering at once can both insert: the loser's retry finds
+    the row and updates it (the last writer wins, as with any alias move)."""
+    for attempt in range(tries):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+            return
+        except MlflowException as exc:
+            if attempt == tries - 1 or not any(m in str(exc.message) for m in _ALIAS_RACE):
+                raise
+
+
 def tag_model_version(name: str, version: str, tags: dict[str, object]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
@@ -109,7 +126,7 @@ def promote_if_better(
     """
     client = MlflowClient()
     client.set_model_version_tag(name, version, metric, repr(float(value)))
-    client.set_registered_model_alias(name, CANDIDATE, version)
+    set_alias(client, name, CANDIDATE, version)
     champion_version = aliases(name).get(CHAMPION)
     beats_baseline = baseline is None or (value > baseline[1] if higher_is_better else value < baseline[1])
     if not promote:
@@ -133,7 +150,7 @@ def promote_if_better(
         )
     if decision.promoted:
         try:
-            client.set_registered_model_alias(name, CHAMPION, version)
+            set_alias(client, name, CHAMPION, version)
         except MlflowException as exc:  # the server refused: the run and the version stay
             decision = _denied(exc, name, version, decision)
     client.set_model_version_tag(name, version, "promotion", str(decision))
@@ -242,7 +259,7 @@ def move_alias(name: str, version: int | str | None, alias: str = CHAMPION) -> d
         ) from None
     previous = current.get(alias)
     try:
-        client.set_registered_model_alias(name, alias, version)
+        set_alias(client, name, alias, version)
     except MlflowException as exc:
         from latent_models.team_access import AccessDenied, describe_refusal
 
